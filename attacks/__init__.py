@@ -1,0 +1,1 @@
+"""Attack plugins: one module per attack; every module here is imported by the registry."""

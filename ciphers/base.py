@@ -1,0 +1,208 @@
+"""The cipher contract every registered cipher obeys.
+
+Images are ``torch.uint8`` tensors ``[B, C, H, W]`` on any device.  ``decrypt(encrypt(x))``
+equals ``x`` bit for bit.  A cipher is built either from explicit key arrays (its constructor)
+or from a seed (:meth:`Cipher.from_seed`); :meth:`Cipher.key` returns the explicit key so it can
+be saved, and ``repr`` never shows it.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+Shape = tuple[int, ...]
+
+
+class Cipher(abc.ABC):
+    """Base class: input validation, key-space helpers and a key-free ``repr``."""
+
+    #: block size used when the caller gives none (the conformance suite uses it too)
+    default_block_size: ClassVar[int] = 4
+    #: whether the block size must be even (e.g. the seed's sub-block split)
+    even_block: ClassVar[bool] = False
+    #: colour channels the cipher works on (``None``: any number)
+    channels: ClassVar[int | None] = 3
+    #: key entries (names in :meth:`key`) that must be permutations
+    permutation_keys: ClassVar[tuple[str, ...]] = ()
+    #: True when each image gets its own key (key condition ``diff_key``)
+    per_image_key: ClassVar[bool] = False
+
+    def __init__(self, block_size: int) -> None:
+        self.block_size = self._check_block_size(block_size)
+
+    # -- construction -----------------------------------------------------------------
+    @classmethod
+    @abc.abstractmethod
+    def from_seed(
+        cls, seed: int, image_size: tuple[int, int], block_size: int | None = None, **options: object
+    ) -> "Cipher":
+        """Draw a key from ``numpy.random.default_rng(seed)`` in the documented order."""
+
+    @abc.abstractmethod
+    def key(self) -> dict[str, np.ndarray]:
+        """The explicit key, as the constructor's keyword arguments (secret: never log it)."""
+
+    @classmethod
+    def _check_block_size(cls, block_size: object) -> int:
+        if isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)):
+            raise ValueError(f"block_size must be a positive integer, got {block_size!r}")
+        if block_size < 1:
+            raise ValueError(f"block_size must be a positive integer, got {block_size}")
+        if cls.even_block and block_size % 2:
+            raise ValueError(f"{cls.__name__} needs an even block_size, got {block_size}")
+        return int(block_size)
+
+    @classmethod
+    def _check_image_size(cls, image_size: object, block_size: int) -> tuple[int, int]:
+        try:
+            height, width = (int(v) for v in image_size)  # type: ignore[union-attr]
+        except (TypeError, ValueError):
+            raise ValueError(f"image_size must be a pair (H, W), got {image_size!r}") from None
+        if height % block_size or width % block_size or height < 1 or width < 1:
+            raise ValueError(
+                f"image_size {(height, width)} is not divisible by block_size {block_size}"
+            )
+        return height, width
+
+    # -- the transform ----------------------------------------------------------------
+    def encrypt(self, images: torch.Tensor, image_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Encrypt a uint8 batch; ``image_ids`` selects per-image keys (ignored for fixed keys)."""
+        self.check_images(images, "images")
+        return self._encrypt(images, image_ids)
+
+    def decrypt(self, ciphertexts: torch.Tensor, image_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Exact inverse of :meth:`encrypt` for the same ``image_ids``."""
+        self.check_images(ciphertexts, "ciphertexts", encrypted=True)
+        return self._decrypt(ciphertexts, image_ids)
+
+    @abc.abstractmethod
+    def _encrypt(self, images: torch.Tensor, image_ids: torch.Tensor | None) -> torch.Tensor: ...
+
+    @abc.abstractmethod
+    def _decrypt(self, ciphertexts: torch.Tensor, image_ids: torch.Tensor | None) -> torch.Tensor: ...
+
+    def encrypted_shape(self, shape: Shape) -> Shape:
+        """Shape of the ciphertext of a batch of ``shape`` (most ciphers keep it)."""
+        return tuple(shape)
+
+    def check_images(self, images: object, name: str, encrypted: bool = False) -> None:
+        """Raise a ValueError naming ``name`` unless it is a uint8 ``[B, C, H, W]`` batch that fits."""
+        if not isinstance(images, torch.Tensor):
+            raise ValueError(f"{name} must be a torch.Tensor, got {type(images).__name__}")
+        if images.dtype != torch.uint8:
+            raise ValueError(f"{name} must have dtype torch.uint8 (values 0..255), got {images.dtype}")
+        if images.ndim != 4:
+            raise ValueError(f"{name} must be shaped [B, C, H, W], got {tuple(images.shape)}")
+        _, channels, height, width = images.shape
+        if self.channels is not None and channels != self.channels:
+            raise ValueError(
+                f"{name} must have {self.channels} channels for {type(self).__name__}, got {channels}"
+            )
+        if not encrypted and (height % self.block_size or width % self.block_size):
+            raise ValueError(
+                f"{name} size {height}x{width} is not divisible by block_size {self.block_size}"
+            )
+
+    # -- key space --------------------------------------------------------------------
+    @abc.abstractmethod
+    def key_space(self) -> int:
+        """Number of distinct keys the construction admits (nominal), exactly."""
+
+    def key_space_log2(self) -> float:
+        return math.log2(self.key_space())
+
+    def effective_key_space(self) -> int:
+        """Number of distinct transforms; equals :meth:`key_space` unless keys collide."""
+        return self.key_space()
+
+    def effective_key_space_log2(self) -> float:
+        return math.log2(self.effective_key_space())
+
+    # -- description ------------------------------------------------------------------
+    def params(self) -> dict[str, object]:
+        """Public, key-free parameters (what ``repr`` and reports show)."""
+        return {"block_size": self.block_size}
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
+        return f"{type(self).__name__}({shown})"
+
+
+class IndexMapCipher(Cipher):
+    """A cipher that is one gather over the flattened ``C*H*W`` image, then an optional XOR.
+
+    ``ciphertext[i] = plain[index[i]] ^ mask[i]``; subclasses only describe ``index`` and
+    ``mask`` for an image shape, and this class caches them per shape and device and applies
+    them to the whole batch at once.
+    """
+
+    def __init__(self, block_size: int) -> None:
+        super().__init__(block_size)
+        self._maps: dict[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]] = {}
+
+    @abc.abstractmethod
+    def index_map(self, channels: int, height: int, width: int) -> np.ndarray:
+        """int64 ``[C*H*W]``: flat input position feeding each flat output position."""
+
+    def xor_mask(self, channels: int, height: int, width: int) -> np.ndarray | None:
+        """uint8 ``[C*H*W]`` XOR-ed onto the gathered values, or None."""
+        return None
+
+    def _tensors(self, shape: torch.Size, device: torch.device):
+        _, channels, height, width = shape
+        cache_key = (channels, height, width, device)
+        if cache_key not in self._maps:
+            index = self.index_map(channels, height, width)
+            mask = self.xor_mask(channels, height, width)
+            self._maps[cache_key] = (
+                torch.from_numpy(index).to(device),
+                torch.from_numpy(np.argsort(index)).to(device),
+                None if mask is None else torch.from_numpy(mask).to(device),
+            )
+        return self._maps[cache_key]
+
+    def _encrypt(self, images: torch.Tensor, image_ids: torch.Tensor | None) -> torch.Tensor:
+        index, _, mask = self._tensors(images.shape, images.device)
+        out = images.reshape(images.shape[0], -1).index_select(1, index)
+        if mask is not None:
+            out.bitwise_xor_(mask)
+        return out.view(images.shape)
+
+    def _decrypt(self, ciphertexts: torch.Tensor, image_ids: torch.Tensor | None) -> torch.Tensor:
+        _, inverse, mask = self._tensors(ciphertexts.shape, ciphertexts.device)
+        flat = ciphertexts.reshape(ciphertexts.shape[0], -1)
+        if mask is not None:
+            flat = flat ^ mask
+        return flat.index_select(1, inverse).view(ciphertexts.shape)
+
+
+def spatial_to_flat(spatial_index: np.ndarray, channels: int) -> np.ndarray:
+    """Lift an ``[H*W]`` pixel map to ``[C*H*W]`` for ciphers that move a pixel's channels together."""
+    plane = spatial_index.shape[0]
+    return (np.arange(channels)[:, None] * plane + spatial_index[None, :]).reshape(-1)
+
+
+def block_scramble_map(height: int, width: int, block_size: int, block_perm: np.ndarray) -> np.ndarray:
+    """``[H*W]`` map of block scrambling: output block i takes input block ``block_perm[i]``."""
+    m = block_size
+    cols = width // m
+    rows_i, cols_i = np.divmod(np.arange(height * width), width)
+    src_block = block_perm[(rows_i // m) * cols + cols_i // m]
+    src_row = (src_block // cols) * m + rows_i % m
+    src_col = (src_block % cols) * m + cols_i % m
+    return src_row * width + src_col
+
+
+def check_block_grid(n_blocks: int, height: int, width: int, block_size: int, key_name: str) -> None:
+    """Raise when an explicit block key was made for a different number of blocks."""
+    expected = (height // block_size) * (width // block_size)
+    if expected != n_blocks:
+        raise ValueError(
+            f"{key_name} has {n_blocks} entries but a {height}x{width} image with block_size "
+            f"{block_size} has {expected} blocks"
+        )

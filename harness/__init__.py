@@ -1,0 +1,5 @@
+"""scramblebench core: registries, data, keys, metrics, training and the benchmark runner."""
+
+from harness.factory import create_cipher
+
+__all__ = ["create_cipher"]

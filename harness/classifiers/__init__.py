@@ -1,0 +1,1 @@
+"""Classifier plugins: one module per classifier; every module here is imported by the registry."""

@@ -1,0 +1,248 @@
+"""Datasets as uint8 ``[N, C, H, W]`` tensors: ``natural`` (embedded), ``cifar10``/``cifar100``, ``folder``.
+
+Every dataset has three splits: ``train`` and ``test`` for the victim's classifier and
+``attacker``, the attacker's own plain images, disjoint from the victim's test images.
+Nothing here downloads: CIFAR and folders are read from a path the user gives.
+"""
+
+from __future__ import annotations
+
+import functools
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+import torch
+
+from harness.keys import derive_seed, rng
+
+SPLITS = ("train", "test", "attacker")
+DATASETS = ("natural", "cifar10", "cifar100", "folder")
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+@dataclass(frozen=True)
+class ImageDataset:
+    """Images (uint8 ``[N, C, H, W]``), integer labels ``[N]`` and class names."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    classes: tuple[str, ...]
+    name: str
+    split: str
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return int(self.images.shape[-2]), int(self.images.shape[-1])
+
+
+def load_dataset(
+    name: str,
+    split: str,
+    image_size: tuple[int, int] = (32, 32),
+    n: int | None = None,
+    seed: int = 0,
+    data_dir: str | Path | None = None,
+) -> ImageDataset:
+    """Load ``split`` of dataset ``name`` resized to ``image_size``; ``n`` limits the count."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    height, width = (int(v) for v in image_size)
+    if n is not None and n < 1:
+        raise ValueError(f"n must be a positive number of images, got {n}")
+    if name == "natural":
+        if n is None:
+            raise ValueError("the natural dataset draws crops: give n, the number of images")
+        images, labels, classes = _natural(split, (height, width), n, seed)
+    elif name in ("cifar10", "cifar100"):
+        images, labels, classes = _cifar(name, _require_dir(data_dir, name), split)
+        images, labels = _subset(images, labels, n, derive_seed(seed, name, split, "subset"))
+        images = _resize_all(images, (height, width))
+    elif name == "folder":
+        images, labels, classes = _folder(_require_dir(data_dir, name), split, (height, width))
+        images, labels = _subset(images, labels, n, derive_seed(seed, name, split, "subset"))
+    else:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS}")
+    return ImageDataset(
+        images=torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))),
+        labels=torch.from_numpy(labels.astype(np.int64)),
+        classes=tuple(classes),
+        name=name,
+        split=split,
+    )
+
+
+# -- natural: crops of the photographs that ship with scikit-image and scikit-learn --------
+def _photographs() -> dict[str, Callable[[], np.ndarray]]:
+    from skimage import data
+    from sklearn.datasets import load_sample_image
+
+    return {
+        "astronaut": data.astronaut,
+        "chelsea": data.chelsea,
+        "coffee": data.coffee,
+        "hubble_deep_field": data.hubble_deep_field,
+        "ihc": data.immunohistochemistry,
+        "motorcycle_left": lambda: data.stereo_motorcycle()[0],
+        "retina": data.retina,
+        "rocket": data.rocket,
+        "china": lambda: load_sample_image("china.jpg"),
+        "flower": lambda: load_sample_image("flower.jpg"),
+    }
+
+
+#: disjoint bands along each photograph's longer axis: (start, stop) as fractions
+NATURAL_REGIONS = {"train": (0.0, 0.5), "test": (0.5, 0.75), "attacker": (0.75, 1.0)}
+#: crop side as a fraction of the region's shorter side
+NATURAL_CROP_SCALE = (0.35, 1.0)
+
+
+@functools.lru_cache(maxsize=None)
+def _photograph(name: str) -> np.ndarray:
+    """RGB photograph ``name``, its bands along the longer axis (decoded once per process)."""
+    photo = _photographs()[name]()[..., :3]
+    return photo.transpose(1, 0, 2) if photo.shape[0] > photo.shape[1] else photo
+
+
+def _natural(split: str, size: tuple[int, int], n: int, seed: int):
+    classes = list(_photographs())
+    generator = rng(derive_seed(seed, "natural", split))
+    labels = generator.permutation(np.arange(n) % len(classes))
+    images = np.empty((n, size[0], size[1], 3), dtype=np.uint8)
+    start, stop = NATURAL_REGIONS[split]
+    for label, class_name in enumerate(classes):
+        photo = _photograph(class_name)
+        lo, hi = int(start * photo.shape[1]), int(stop * photo.shape[1])
+        region = photo[:, lo:hi]
+        short = min(region.shape[:2])
+        for index in np.flatnonzero(labels == label):
+            side = int(generator.uniform(*NATURAL_CROP_SCALE) * short)
+            top = int(generator.integers(0, region.shape[0] - side + 1))
+            left = int(generator.integers(0, region.shape[1] - side + 1))
+            images[index] = _resize(region[top : top + side, left : left + side], size)
+    return images, labels, classes
+
+
+# -- CIFAR: the standard python-pickle folders ----------------------------------------------
+CIFAR_LAYOUT = {
+    "cifar10": {
+        "folder": "cifar-10-batches-py",
+        "train": [f"data_batch_{i}" for i in range(1, 6)],
+        "test": ["test_batch"],
+        "attacker": ["data_batch_5"],
+        "meta": ("batches.meta", b"label_names"),
+        "labels": b"labels",
+    },
+    "cifar100": {
+        "folder": "cifar-100-python",
+        "train": ["train"],
+        "test": ["test"],
+        "attacker": ["train"],
+        "meta": ("meta", b"fine_label_names"),
+        "labels": b"fine_labels",
+    },
+}
+#: CIFAR-100 has one training file: the attacker takes its last 10,000 images (like data_batch_5)
+CIFAR_ATTACKER_COUNT = 10_000
+
+
+def _cifar(name: str, data_dir: Path, split: str):
+    layout = CIFAR_LAYOUT[name]
+    root = data_dir / layout["folder"] if (data_dir / layout["folder"]).is_dir() else data_dir
+    meta_file, meta_key = layout["meta"]
+    classes = [c.decode() for c in _read_pickle(root / meta_file, (meta_key,), name)[meta_key]]
+    chunks, labels = [], []
+    for file_name in layout[split]:
+        batch = _read_pickle(root / file_name, (b"data", layout["labels"]), name)
+        data = np.asarray(batch[b"data"], dtype=np.uint8)
+        if data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+            raise ValueError(f"{root / file_name}: 'data' must be [N, 3072] uint8 rows, got {data.shape}")
+        chunks.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+        labels.append(np.asarray(batch[layout["labels"]], dtype=np.int64))
+    images, label_array = np.concatenate(chunks), np.concatenate(labels)
+    if name == "cifar100" and split == "attacker":
+        images, label_array = images[-CIFAR_ATTACKER_COUNT:], label_array[-CIFAR_ATTACKER_COUNT:]
+    if label_array.shape[0] != images.shape[0] or label_array.min() < 0 or label_array.max() >= len(classes):
+        raise ValueError(f"{root}: labels do not match the images or the {len(classes)} class names")
+    return images, label_array, classes
+
+
+def _read_pickle(path: Path, keys: tuple[bytes, ...], name: str) -> dict:
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} not found: expected the standard {name} python-pickle folder "
+            f"({CIFAR_LAYOUT[name]['folder']}) at --data-dir"
+        )
+    try:
+        with path.open("rb") as handle:
+            content = pickle.load(handle, encoding="bytes")
+    except Exception as exc:
+        raise ValueError(f"{path} is not a readable {name} pickle: {type(exc).__name__}: {exc}") from exc
+    missing = [k.decode() for k in keys if not isinstance(content, dict) or k not in content]
+    if missing:
+        raise ValueError(f"{path} is malformed: missing key(s) {missing} of the {name} format")
+    return content
+
+
+# -- folder: <data_dir>/<split>/<class>/<image> ---------------------------------------------
+def _folder(data_dir: Path, split: str, size: tuple[int, int]):
+    split_dir = data_dir / split
+    if not split_dir.is_dir():
+        raise FileNotFoundError(
+            f"{split_dir} not found: the folder dataset expects {data_dir}/<split>/<class>/<image> "
+            f"with splits {SPLITS}"
+        )
+    classes = sorted(p.name for p in split_dir.iterdir() if p.is_dir())
+    if not classes:
+        raise ValueError(f"{split_dir} has no class subfolders")
+    images, labels = [], []
+    for label, class_name in enumerate(classes):
+        for path in sorted((split_dir / class_name).iterdir()):
+            if path.suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if bgr is None:
+                raise ValueError(f"{path} could not be read as an image")
+            images.append(_resize(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), size))
+            labels.append(label)
+    if not images:
+        raise ValueError(f"{split_dir} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    return np.stack(images), np.asarray(labels), classes
+
+
+# -- helpers ----------------------------------------------------------------------------------
+def _require_dir(data_dir: str | Path | None, name: str) -> Path:
+    if data_dir is None:
+        raise ValueError(f"dataset {name!r} is read from a local folder: pass data_dir (--data-dir)")
+    path = Path(data_dir)
+    if not path.is_dir():
+        raise FileNotFoundError(f"data_dir {path} does not exist or is not a folder (dataset {name!r})")
+    return path
+
+
+def _subset(images: np.ndarray, labels: np.ndarray, n: int | None, seed: int):
+    if n is None or n >= images.shape[0]:
+        return images, labels
+    keep = np.sort(rng(seed).choice(images.shape[0], size=n, replace=False))
+    return images[keep], labels[keep]
+
+
+def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    height, width = size
+    if image.shape[:2] == (height, width):
+        return np.ascontiguousarray(image)
+    shrinking = image.shape[0] >= height and image.shape[1] >= width
+    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC
+    return cv2.resize(image, (width, height), interpolation=interpolation)
+
+
+def _resize_all(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    if images.shape[1:3] == tuple(size):
+        return images
+    return np.stack([_resize(image, size) for image in images])

@@ -1,0 +1,64 @@
+"""Metrics: accuracy, SSIM (scikit-image's defaults, batched in torch) and PSNR.
+
+``ssim`` reproduces ``skimage.metrics.structural_similarity(a, b, channel_axis=-1,
+data_range=255)`` on uint8 HWC images: 7x7 uniform window, sample covariance, K1 = 0.01,
+K2 = 0.03, mean over the valid region (scikit-image crops (7-1)//2 pixels on every side) and
+over channels.  It is the protocol of the field's evaluation code.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+DATA_RANGE = 255.0
+
+
+def _check_pair(a: torch.Tensor, b: torch.Tensor) -> None:
+    for name, t in (("a", a), ("b", b)):
+        if not isinstance(t, torch.Tensor) or t.dtype != torch.uint8 or t.ndim != 4:
+            raise ValueError(f"{name} must be a uint8 tensor [B, C, H, W]")
+    if a.shape != b.shape:
+        raise ValueError(f"a and b must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor, win_size: int = 7, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """Per-image SSIM ``[B]`` of uint8 batches ``[B, C, H, W]`` (scikit-image defaults)."""
+    _check_pair(a, b)
+    if win_size % 2 == 0 or win_size < 3:
+        raise ValueError(f"win_size must be odd and >= 3, got {win_size}")
+    if min(a.shape[-2:]) < win_size:
+        raise ValueError(f"images of {a.shape[-2]}x{a.shape[-1]} are smaller than win_size {win_size}")
+    x, y = a.to(dtype), b.to(dtype)
+    n_pixels = win_size * win_size
+    cov_norm = n_pixels / (n_pixels - 1)  # sample covariance, as scikit-image does by default
+    c1, c2 = (0.01 * DATA_RANGE) ** 2, (0.03 * DATA_RANGE) ** 2
+
+    def local_mean(t: torch.Tensor) -> torch.Tensor:
+        # a window with no padding is exactly scikit-image's filtered image with its border cropped
+        return F.avg_pool2d(t, win_size, stride=1)
+
+    ux, uy = local_mean(x), local_mean(y)
+    vx = cov_norm * (local_mean(x * x) - ux * ux)
+    vy = cov_norm * (local_mean(y * y) - uy * uy)
+    vxy = cov_norm * (local_mean(x * y) - ux * uy)
+    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+    return s.mean(dim=(1, 2, 3))
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-image PSNR in dB ``[B]`` for uint8 batches (``inf`` where identical)."""
+    _check_pair(a, b)
+    mse = (a.double() - b.double()).pow(2).mean(dim=(1, 2, 3))
+    return 10 * torch.log10(DATA_RANGE**2 / mse)
+
+
+def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Top-1 accuracy in [0, 1]."""
+    if logits.ndim != 2 or labels.ndim != 1 or logits.shape[0] != labels.shape[0]:
+        raise ValueError(
+            f"logits must be [B, classes] and labels [B], got {tuple(logits.shape)} and {tuple(labels.shape)}"
+        )
+    if labels.numel() == 0:
+        raise ValueError("accuracy of an empty batch is undefined")
+    return (logits.argmax(dim=1) == labels).double().mean().item()

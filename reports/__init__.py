@@ -1,0 +1,1 @@
+"""Report generation: markdown tables (tabulate), PNG figures, machine-readable results."""

@@ -1,0 +1,39 @@
+"""Shared fixtures and guards: no test may touch the network."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+import torch
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--device", default="cpu", help="torch device for device-aware tests (cpu, cuda)")
+
+
+@pytest.fixture(scope="session")
+def device(request: pytest.FixtureRequest) -> torch.device:
+    name = request.config.getoption("--device")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        pytest.skip("--device cuda asked for but CUDA is not available")
+    return torch.device(name)
+
+
+class NetworkAccessError(RuntimeError):
+    """Raised when a test tries to open a network connection."""
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail any test that opens a non-local socket: nothing may download at test time."""
+    real_connect = socket.socket.connect
+
+    def guarded_connect(sock: socket.socket, address, *args, **kwargs):
+        host = address[0] if isinstance(address, tuple) else address
+        if isinstance(host, str) and (host.startswith("127.") or host in ("localhost", "::1") or sock.family == socket.AF_UNIX):
+            return real_connect(sock, address, *args, **kwargs)
+        raise NetworkAccessError(f"test tried to reach the network: {address!r}")
+
+    monkeypatch.setattr(socket.socket, "connect", guarded_connect)
+    monkeypatch.setattr(socket, "create_connection", lambda address, *a, **k: guarded_connect(socket.socket(), address))
