@@ -31,6 +31,8 @@ class Cipher(abc.ABC):
     permutation_keys: ClassVar[tuple[str, ...]] = ()
     #: True when each image gets its own key (key condition ``diff_key``)
     per_image_key: ClassVar[bool] = False
+    #: largest |decrypt(encrypt(x)) - x| the cipher admits (0: bit-exact; lossy colour transforms declare theirs)
+    roundtrip_max_error: ClassVar[int] = 0
 
     def __init__(self, block_size: int) -> None:
         self.block_size = self._check_block_size(block_size)
@@ -46,6 +48,13 @@ class Cipher(abc.ABC):
     @abc.abstractmethod
     def key(self) -> dict[str, np.ndarray]:
         """The explicit key, as the constructor's keyword arguments (secret: never log it)."""
+
+    def rebuild(self, **key: object) -> "Cipher":
+        """A cipher with the same public parameters and key entries replaced by ``key``.
+
+        Used to rebuild a cipher from a saved or recovered key; every entry is validated again.
+        """
+        return type(self)(self.block_size, **{**self.key(), **key})
 
     @classmethod
     def _check_block_size(cls, block_size: object) -> int:

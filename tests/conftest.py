@@ -24,8 +24,8 @@ class NetworkAccessError(RuntimeError):
     """Raised when a test tries to open a network connection."""
 
 
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture(autouse=True, scope="session")
+def no_network():
     """Fail any test that opens a non-local socket: nothing may download at test time."""
     real_connect = socket.socket.connect
 
@@ -35,5 +35,7 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
             return real_connect(sock, address, *args, **kwargs)
         raise NetworkAccessError(f"test tried to reach the network: {address!r}")
 
-    monkeypatch.setattr(socket.socket, "connect", guarded_connect)
-    monkeypatch.setattr(socket, "create_connection", lambda address, *a, **k: guarded_connect(socket.socket(), address))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(socket.socket, "connect", guarded_connect)
+        patch.setattr(socket, "create_connection", lambda address, *a, **k: guarded_connect(socket.socket(), address))
+        yield
