@@ -1,0 +1,121 @@
+"""Datasets: the embedded natural photographs, CIFAR pickle folders and image folders."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from harness.data import NATURAL_REGIONS, load_dataset
+
+
+def test_natural_is_seeded_balanced_and_sized() -> None:
+    first = load_dataset("natural", "train", (24, 40), n=30, seed=3)
+    again = load_dataset("natural", "train", (24, 40), n=30, seed=3)
+    other = load_dataset("natural", "train", (24, 40), n=30, seed=4)
+    assert first.images.dtype == torch.uint8 and first.images.shape == (30, 3, 24, 40)
+    assert torch.equal(first.images, again.images) and torch.equal(first.labels, again.labels)
+    assert not torch.equal(first.images, other.images)
+    assert torch.bincount(first.labels, minlength=10).tolist() == [3] * 10
+    assert len(first.classes) == 10 and first.classes[0] == "astronaut"
+
+
+def test_natural_regions_are_disjoint() -> None:
+    bands = sorted(NATURAL_REGIONS.values())
+    assert bands[0][0] == 0.0 and bands[-1][1] == 1.0
+    assert all(a[1] <= b[0] for a, b in zip(bands, bands[1:]))
+    splits = {s: load_dataset("natural", s, (16, 16), n=20, seed=0) for s in NATURAL_REGIONS}
+    # crops from disjoint regions cannot coincide
+    flat = {s: d.images.flatten(1) for s, d in splits.items()}
+    for s in flat:
+        for t in flat:
+            if s < t:
+                assert not (flat[s][:, None] == flat[t][None]).all(-1).any()
+
+
+def _write_cifar10(root: Path, per_batch: int = 4) -> np.ndarray:
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    everything = {}
+    for name in names:
+        data = rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8)
+        labels = list(rng.integers(0, 10, per_batch))
+        everything[name] = data
+        with (folder / name).open("wb") as handle:
+            pickle.dump({b"data": data, b"labels": labels, b"batch_label": name.encode()}, handle)
+    with (folder / "batches.meta").open("wb") as handle:
+        pickle.dump({b"label_names": [f"class{i}".encode() for i in range(10)]}, handle)
+    return everything["test_batch"]
+
+
+def test_cifar10_pickle_folder(tmp_path: Path) -> None:
+    test_rows = _write_cifar10(tmp_path)
+    train = load_dataset("cifar10", "train", (32, 32), data_dir=tmp_path)
+    test = load_dataset("cifar10", "test", (32, 32), data_dir=tmp_path / "cifar-10-batches-py")
+    attacker = load_dataset("cifar10", "attacker", (32, 32), data_dir=tmp_path)
+    assert len(train) == 20 and len(test) == 4 and len(attacker) == 4
+    # rows are R plane, G plane, B plane of 32x32 each
+    assert torch.equal(test.images, torch.from_numpy(test_rows.reshape(4, 3, 32, 32)))
+    assert test.classes[3] == "class3"
+    upscaled = load_dataset("cifar10", "test", (64, 64), n=2, data_dir=tmp_path)
+    assert upscaled.images.shape == (2, 3, 64, 64)
+
+
+def test_cifar100_pickle_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "cifar-100-python"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for name, count in (("train", 6), ("test", 3)):
+        with (folder / name).open("wb") as handle:
+            pickle.dump({b"data": rng.integers(0, 256, (count, 3072), dtype=np.uint8), b"fine_labels": [99] * count, b"coarse_labels": [0] * count}, handle)
+    with (folder / "meta").open("wb") as handle:
+        pickle.dump({b"fine_label_names": [f"c{i}".encode() for i in range(100)]}, handle)
+    train = load_dataset("cifar100", "train", (32, 32), data_dir=tmp_path)
+    assert len(train) == 6 and train.labels.tolist() == [99] * 6 and len(train.classes) == 100
+
+
+def test_cifar_missing_and_malformed_paths_are_named(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_dataset("cifar10", "train", data_dir=tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match="batches.meta not found"):
+        load_dataset("cifar10", "train", data_dir=tmp_path)
+    _write_cifar10(tmp_path)
+    (tmp_path / "cifar-10-batches-py" / "test_batch").write_bytes(b"not a pickle")
+    with pytest.raises(ValueError, match="test_batch is not a readable cifar10 pickle"):
+        load_dataset("cifar10", "test", data_dir=tmp_path)
+    with (tmp_path / "cifar-10-batches-py" / "test_batch").open("wb") as handle:
+        pickle.dump({b"labels": [1]}, handle)
+    with pytest.raises(ValueError, match=r"missing key\(s\) \['data'\]"):
+        load_dataset("cifar10", "test", data_dir=tmp_path)
+    with pytest.raises(ValueError, match="pass data_dir"):
+        load_dataset("cifar10", "test")
+
+
+def test_folder_dataset(tmp_path: Path) -> None:
+    for split in ("train", "test"):
+        for label, colour in enumerate([(255, 0, 0), (0, 0, 255)]):
+            folder = tmp_path / split / f"class{label}"
+            folder.mkdir(parents=True)
+            image = np.zeros((20, 30, 3), dtype=np.uint8)
+            image[:] = colour  # RGB
+            cv2.imwrite(str(folder / "a.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    train = load_dataset("folder", "train", (8, 8), data_dir=tmp_path)
+    assert train.classes == ("class0", "class1")
+    assert train.images[0, :, 0, 0].tolist() == [255, 0, 0]  # read back as RGB
+    with pytest.raises(FileNotFoundError, match="attacker not found"):
+        load_dataset("folder", "attacker", data_dir=tmp_path)
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="split"):
+        load_dataset("natural", "validation", n=3)
+    with pytest.raises(ValueError, match="unknown dataset"):
+        load_dataset("mnist", "train", n=3)
+    with pytest.raises(ValueError, match="give n"):
+        load_dataset("natural", "train")

@@ -1,0 +1,138 @@
+"""The plugin registry: decorator, lookup, did-you-mean, fnmatch, duplicates and entry points."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from harness.registry import Registry, attacks, ciphers, classifiers
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _write_home_package(root: Path, group: str) -> None:
+    """A throwaway home package with its own registry and one built-in plugin."""
+    home = root / "fakehome"
+    home.mkdir()
+    (home / "__init__.py").write_text(
+        f"from harness.registry import Registry\nwidgets = Registry('widget', 'fakehome', {group!r})\n"
+    )
+    (home / "alpha.py").write_text(
+        "from fakehome import widgets\n\n@widgets.register('alpha', 'first')\nclass Alpha:\n    pass\n"
+    )
+
+
+def _write_distribution(root: Path, group: str, entries: dict[str, str], modules: dict[str, str]) -> None:
+    """A fake installed distribution: a .dist-info folder on sys.path, no pip needed."""
+    info = root / "fakeplug-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fakeplug\nVersion: 1.0\n")
+    lines = "\n".join(f"{name} = {target}" for name, target in entries.items())
+    (info / "entry_points.txt").write_text(f"[{group}]\n{lines}\n")
+    for module, source in modules.items():
+        (root / f"{module}.py").write_text(textwrap.dedent(source))
+
+
+@pytest.fixture
+def widgets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Registry:
+    group = f"scramblebench.test_widgets_{tmp_path.name}"
+    _write_home_package(tmp_path, group)
+    _write_distribution(
+        tmp_path,
+        group,
+        {
+            "beta": "fakeplug_good:Beta",
+            "alpha": "fakeplug_good:Impostor",
+            "broken": "fakeplug_broken:Gamma",
+        },
+        {
+            "fakeplug_good": "class Beta:\n    pass\n\nclass Impostor:\n    pass\n",
+            "fakeplug_broken": "raise ImportError('needs a library that is not installed')\n",
+        },
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for module in ("fakehome", "fakehome.alpha", "fakeplug_good", "fakeplug_broken"):
+        monkeypatch.delitem(sys.modules, module, raising=False)
+    import fakehome
+
+    return fakehome.widgets
+
+
+def test_builtins_and_plugins_are_discovered(widgets: Registry) -> None:
+    assert widgets.names() == ["alpha", "beta"]
+    assert widgets.get("first") is widgets.get("alpha")
+    assert widgets.entry("alpha").origin == "builtin"
+    assert widgets.entry("beta").origin == "fakeplug"
+
+
+def test_builtin_wins_and_conflict_is_reported(widgets: Registry) -> None:
+    assert widgets.get("alpha").__name__ == "Alpha"
+    assert "is a built-in" in widgets.load_errors["alpha"]
+
+
+def test_broken_plugin_is_reported_not_fatal(widgets: Registry) -> None:
+    widgets.names()
+    assert "ImportError" in widgets.load_errors["broken"]
+    assert "needs a library" in widgets.load_errors["broken"]
+    assert "broken" not in widgets
+
+
+def test_unknown_name_suggests_close_matches(widgets: Registry) -> None:
+    with pytest.raises(KeyError, match="Did you mean 'alpha'"):
+        widgets.get("alpah")
+
+
+def test_names_filter_with_fnmatch(widgets: Registry) -> None:
+    assert widgets.names("b*") == ["beta"]
+    assert widgets.names("z*") == []
+
+
+def test_duplicate_names_are_rejected(widgets: Registry) -> None:
+    widgets.names()
+    with pytest.raises(ValueError, match="already registered"):
+        widgets.register("alpha")(type("Other", (), {}))
+    with pytest.raises(ValueError, match="already registered"):
+        widgets.register("gamma", "first")(type("Other", (), {}))
+
+
+@pytest.mark.parametrize("bad", ["Upper", "two words", "a,b", "wild*", ""])
+def test_bad_names_are_rejected(bad: str) -> None:
+    registry = Registry("thing", "ciphers", "scramblebench.none")
+    with pytest.raises(ValueError, match="lowercase"):
+        registry.register(bad)(type("Thing", (), {}))
+
+
+def test_project_registries_hold_their_builtins() -> None:
+    assert {"plain", "proposed"} <= set(ciphers.names())
+    assert ciphers.entry("proposed").module == "ciphers.proposed"
+    assert attacks.kind == "attack" and classifiers.kind == "classifier"
+
+
+def test_example_plugin_package_registers_through_its_entry_point(tmp_path: Path) -> None:
+    """docs/plugins.md's separate-package example, installed as a fake dist-info, joins the registry."""
+    example = REPO / "examples" / "channel_swap_plugin"
+    _write_distribution(
+        tmp_path,
+        "scramblebench.ciphers",
+        {"channel_swap": "scramblebench_channel_swap:ChannelSwapCipher"},
+        {},
+    )
+    code = (
+        "import torch\n"
+        "from harness.registry import ciphers\n"
+        "from harness import create_cipher\n"
+        "cipher = create_cipher('channel_swap', image_size=(4, 4), seed=1)\n"
+        "x = torch.arange(48, dtype=torch.uint8).view(1, 3, 4, 4)\n"
+        "assert torch.equal(cipher.decrypt(cipher.encrypt(x)), x)\n"
+        "print(ciphers.entry('channel_swap').origin, 'channel_swap' in ciphers.names())\n"
+    )
+    env_path = f"{tmp_path}:{example}:{REPO}"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={"PYTHONPATH": env_path}, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "fakeplug True"
