@@ -1,0 +1,365 @@
+"""The benchmark runner: expand a configuration into cells, run the missing ones, store rows.
+
+A cell is (dataset, cipher, classifier) for accuracy, (dataset, cipher, attack) for security and
+(dataset, cipher) for the key space and example images.  Finished cells found in the results
+store are skipped (resume); a failing cell is recorded with its error and the run goes on.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import platform
+import subprocess
+import time
+import traceback
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import torch
+
+from ciphers.base import Cipher
+from harness.data import ImageDataset, load_dataset
+from harness.keys import derive_seed
+from harness.metrics import ssim
+from harness.progress import ProgressCallback
+from harness.registry import Registry, attacks, ciphers, classifiers
+from harness.results import ResultStore, cell_id
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Cell:
+    kind: str
+    dataset: str
+    cipher: str
+    classifier: str = ""
+    attack: str = ""
+    key_condition: str = "same_key"
+
+    @property
+    def id(self) -> tuple[str, ...]:
+        return cell_id(self.__dict__)
+
+    @property
+    def label(self) -> str:
+        component = self.classifier or self.attack or "key space"
+        return f"{self.kind}: {self.dataset} / {self.cipher} / {component}"
+
+
+@dataclass
+class Selection:
+    """fnmatch patterns from the command line; ``None`` keeps everything."""
+
+    ciphers: list[str] | None = None
+    classifiers: list[str] | None = None
+    attacks: list[str] | None = None
+
+
+def select(registry: Registry, patterns: list[str] | None) -> list[str]:
+    """Registered names matching any pattern; a pattern matching nothing is a usage error."""
+    names = registry.names()
+    if patterns is None:
+        return names
+    chosen: list[str] = []
+    for pattern in patterns:
+        matched = [n for n in names if fnmatch.fnmatchcase(n, pattern)]
+        if not matched and pattern in registry:
+            matched = [registry.entry(pattern).name]
+        if not matched:
+            registry.get(pattern)  # raises the did-you-mean KeyError
+        chosen += [n for n in matched if n not in chosen]
+    return chosen
+
+
+def cipher_options(config: dict[str, Any], name: str) -> dict[str, Any]:
+    return dict(config["ciphers"].get(name) or {})
+
+
+def key_condition(config: dict[str, Any], name: str) -> str:
+    default = "diff_key" if ciphers.get(name).per_image_key else "same_key"
+    return str(cipher_options(config, name).get("key_condition", default))
+
+
+def plan_cells(config: dict[str, Any], selection: Selection) -> list[Cell]:
+    """Every cell of the grid, in the order they run (cheap kinds first)."""
+    cipher_names = select(ciphers, selection.ciphers)
+    classifier_names = select(classifiers, selection.classifiers)
+    attack_names = select(attacks, selection.attacks)
+    cells: list[Cell] = []
+    for dataset in config["datasets"]:
+        for cipher in cipher_names:
+            condition = key_condition(config, cipher)
+            cells.append(Cell("key_space", dataset, cipher, key_condition=condition))
+        for cipher in cipher_names:
+            condition = key_condition(config, cipher)
+            paired = config["pairings"].get(cipher, config["default_classifiers"])
+            cells += [Cell("accuracy", dataset, cipher, classifier=c, key_condition=condition) for c in paired if c in classifier_names]
+        for cipher in cipher_names:
+            condition = key_condition(config, cipher)
+            cells += [Cell("security", dataset, cipher, attack=a, key_condition=condition) for a in attack_names]
+    return cells
+
+
+class Runner:
+    """Runs the cells of one configuration into one run folder."""
+
+    def __init__(
+        self,
+        config: dict[str, Any],
+        out: str | Path,
+        *,
+        device: str = "cpu",
+        refresh_cache: bool = False,
+        cell_progress: Callable[[Cell], ProgressCallback] | None = None,
+    ) -> None:
+        self.config = config
+        self.store = ResultStore(out)
+        self.device = device
+        self.refresh_cache = refresh_cache
+        self.cache_dir = Path(out) / "cache"
+        self.cell_progress = cell_progress or (lambda cell: None)
+        self._data: dict[tuple, ImageDataset] = {}
+        self._ciphers: dict[tuple, Cipher] = {}
+
+    # -- shared inputs --------------------------------------------------------------------
+    def image_size(self, cipher: str) -> tuple[int, int]:
+        size = self.config["cipher_image_size"].get(cipher, self.config["image_size"])
+        return int(size[0]), int(size[1])
+
+    def dataset(self, name: str, split: str, image_size: tuple[int, int]) -> ImageDataset:
+        key = (name, split, image_size)
+        if key not in self._data:
+            self._data[key] = load_dataset(
+                name,
+                split,
+                image_size,
+                n=self.config[f"n_{split}"],
+                seed=derive_seed(self.config["seed"], "data"),
+                data_dir=self.config["data_dir"],
+            )
+        return self._data[key]
+
+    def victim_cipher(self, name: str) -> Cipher:
+        """The user's cipher: a key drawn from the master seed for this cipher name only."""
+        image_size = self.image_size(name)
+        key = (name, image_size)
+        if key not in self._ciphers:
+            options = cipher_options(self.config, name)
+            block_size = options.pop("block_size", None)
+            seed = derive_seed(self.config["seed"], "victim-key", name)
+            self._ciphers[key] = ciphers.get(name).from_seed(seed, image_size=image_size, block_size=block_size, **options)
+        return self._ciphers[key]
+
+    def provenance(self, cell: Cell) -> dict[str, Any]:
+        return {
+            "kind": cell.kind,
+            "dataset": cell.dataset,
+            "cipher": cell.cipher,
+            "classifier": cell.classifier,
+            "attack": cell.attack,
+            "key_condition": cell.key_condition,
+            "preset": self.config["preset"],
+            "seed": self.config["seed"],
+        }
+
+    # -- running --------------------------------------------------------------------------
+    def run(self, cells: Iterable[Cell], on_cell_done: Callable[[Cell, str], None] | None = None) -> int:
+        """Run the unfinished cells; returns the number of failed cells in the store."""
+        frame = self.store.load()
+        finished = self.store.finished_cells(frame)
+        for cell in cells:
+            if cell.id in finished:
+                if on_cell_done:
+                    on_cell_done(cell, "cached")
+                continue
+            started = time.perf_counter()
+            try:
+                rows = self.run_cell(cell)
+            except Exception as exc:  # a failing cell is recorded and the grid goes on
+                rows = [{**self.provenance(cell), "status": "failed", "metric": "error", "note": _one_line(exc)}]
+                (self.store.folder / "errors.log").open("a").write(f"== {cell.label}\n{traceback.format_exc()}\n")
+            elapsed = time.perf_counter() - started
+            for row in rows:
+                row.setdefault("elapsed_s", elapsed)
+            frame = self.store.replace_cell(frame, rows)
+            if on_cell_done:
+                on_cell_done(cell, rows[0]["status"])
+        return int(frame[frame["status"] == "failed"][["kind", "dataset", "cipher", "classifier", "attack"]].drop_duplicates().shape[0])
+
+    def run_cell(self, cell: Cell) -> list[dict[str, Any]]:
+        handler = {"key_space": self._key_space_cell, "accuracy": self._accuracy_cell, "security": self._security_cell}
+        return handler[cell.kind](cell)
+
+    def _key_space_cell(self, cell: Cell) -> list[dict[str, Any]]:
+        cipher = self.victim_cipher(cell.cipher)
+        base = {**self.provenance(cell), "status": "ok"}
+        rows = [
+            {**base, "metric": "key_space_log2", "value": cipher.key_space_log2()},
+            {**base, "metric": "effective_key_space_log2", "value": cipher.effective_key_space_log2()},
+            {**base, "metric": "block_size", "value": float(cipher.block_size)},
+        ]
+        test = self.dataset(cell.dataset, "test", self.image_size(cell.cipher))
+        count = min(int(self.config["examples"]), len(test))
+        plain = test.images[:count]
+        encrypted = cipher.encrypt(plain, torch.arange(count))
+        self.store.save_examples(self.store.example_path(cell.dataset, cell.cipher, "plain"), plain.numpy())
+        scores = ssim(encrypted, plain).numpy() if encrypted.shape == plain.shape else None
+        self.store.save_examples(self.store.example_path(cell.dataset, cell.cipher, "encrypted"), encrypted.numpy(), scores)
+        return rows
+
+    def _accuracy_cell(self, cell: Cell) -> list[dict[str, Any]]:
+        from harness import training
+
+        cipher = self.victim_cipher(cell.cipher)
+        size = self.image_size(cell.cipher)
+        train, test = self.dataset(cell.dataset, "train", size), self.dataset(cell.dataset, "test", size)
+        options = dict(self.config["classifiers"].get(cell.classifier) or {})
+        options.setdefault("seed", derive_seed(self.config["seed"], "train", cell.classifier))
+        config = training.TrainConfig(**options)
+        result = training.run_accuracy_cell(
+            cell.classifier,
+            cipher,
+            train,
+            test,
+            config,
+            cache_dir=self.cache_dir,
+            device=self.device,
+            refresh_cache=self.refresh_cache,
+            progress=self.cell_progress(cell),
+        )
+        base = {**self.provenance(cell), "status": "ok", "n": len(test)}
+        rows = [{**base, "metric": "accuracy", "value": result.accuracy}]
+        rows += [{**base, "metric": name, "value": value} for name, value in sorted(result.extra.items())]
+        rows.append({**base, "metric": "train_seconds", "value": result.train_seconds, "note": "cached" if result.cached else ""})
+        return rows
+
+    def _security_cell(self, cell: Cell) -> list[dict[str, Any]]:
+        from attacks.base import AttackConfig, CipherFamily
+        from attacks.evaluate import run_security_cell
+
+        cipher = self.victim_cipher(cell.cipher)
+        size = self.image_size(cell.cipher)
+        options = cipher_options(self.config, cell.cipher)
+        block_size = options.pop("block_size", None)
+        family = CipherFamily(name=cell.cipher, image_size=size, block_size=cipher.block_size if block_size is None else block_size, options=options)
+        attack_options = dict(self.config["attacks"].get(cell.attack) or {})
+        attack_options.setdefault("seed", derive_seed(self.config["seed"], "attack", cell.attack))
+        base = self.provenance(cell)
+        reason = attacks.get(cell.attack).applies_to(family)
+        if reason:
+            return [{**base, "status": "n/a", "metric": "ssim", "note": reason}]
+        victim = self.dataset(cell.dataset, "test", size)
+        attacker = self.dataset(cell.dataset, "attacker", size)
+        result = run_security_cell(
+            cell.attack,
+            family,
+            cipher,
+            victim.images,
+            attacker.images,
+            AttackConfig(**attack_options),
+            cache_dir=self.cache_dir,
+            device=self.device,
+            refresh_cache=self.refresh_cache,
+            progress=self.cell_progress(cell),
+        )
+        count = min(int(self.config["examples"]), result.restored.shape[0])
+        self.store.save_examples(
+            self.store.example_path(cell.dataset, cell.cipher, cell.attack),
+            result.restored[:count].cpu().numpy(),
+            result.ssim[:count].cpu().numpy(),
+        )
+        ok = {**base, "status": "ok", "note": result.note}
+        rows = [_mean_row(ok, "ssim", result.ssim), _mean_row(ok, "psnr", result.psnr)]
+        rows += [{**ok, "metric": name, "value": float(value)} for name, value in sorted(result.extra.items())]
+        return rows
+
+
+def _mean_row(base: dict[str, Any], metric: str, values: torch.Tensor) -> dict[str, Any]:
+    """Mean with a normal-approximation 95% interval (finite values only, e.g. PSNR of exact restorations is inf)."""
+    array = values.detach().double().cpu().numpy()
+    finite = array[np.isfinite(array)]
+    mean = float(array.mean()) if finite.size == array.size else float("inf") if finite.size == 0 else float(np.mean(np.minimum(array, 100.0)))
+    if finite.size > 1 and finite.size == array.size:
+        half = 1.96 * float(finite.std(ddof=1)) / np.sqrt(finite.size)
+        low, high = mean - half, mean + half
+    else:
+        low = high = float("nan")
+    note = base.get("note", "")
+    if 0 < finite.size < array.size:
+        note = "; ".join(filter(None, [note, "PSNR capped at 100 dB for exact restorations"]))
+    return {**base, "metric": metric, "value": mean, "ci95_low": low, "ci95_high": high, "n": int(array.size), "note": note}
+
+
+def _one_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}".replace("\n", " ")[:500]
+
+
+# -- run metadata -----------------------------------------------------------------------------
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() if out.returncode == 0 else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for dist in ("scramblebench", "torch", "torchvision", "timm", "numpy", "scikit-image", "pandas", "opencv-python-headless"):
+        try:
+            found[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            found[dist] = "not installed"
+    return found
+
+
+def plugins() -> dict[str, Any]:
+    """Registered plugins with their origin, and plugins that failed to load."""
+    listing: dict[str, Any] = {}
+    for registry in (ciphers, classifiers, attacks):
+        listing[registry.kind] = {n: registry.entry(n).origin for n in registry.names()}
+        if registry.load_errors:
+            listing[f"{registry.kind}_load_errors"] = dict(registry.load_errors)
+    return listing
+
+
+def run_metadata(config: dict[str, Any], runner: Runner, cells: list[Cell], device: str, started: datetime) -> dict[str, Any]:
+    """Everything needed to reproduce a run and render its report; never a key."""
+    names = sorted({c.cipher for c in cells})
+    key_spaces = {}
+    for name in names:
+        cipher = runner.victim_cipher(name)
+        key_spaces[name] = {
+            "image_size": list(runner.image_size(name)),
+            "block_size": cipher.block_size,
+            "nominal": str(cipher.key_space()),
+            "effective": str(cipher.effective_key_space()),
+        }
+    master = config["seed"]
+    return {
+        "config": config,
+        "seeds": {
+            "master": master,
+            "data": derive_seed(master, "data"),
+            "victim_keys": "derive_seed(master, 'victim-key', cipher)",
+            "training": "derive_seed(master, 'train', classifier)",
+            "attacks": "derive_seed(master, 'attack', attack)",
+        },
+        "versions": versions(),
+        "git_commit": git_commit(),
+        "plugins": plugins(),
+        "device": device,
+        "torch_threads": torch.get_num_threads(),
+        "started": started.isoformat(timespec="seconds"),
+        "key_spaces": key_spaces,
+        "cells": len(cells),
+    }
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)

@@ -1,0 +1,170 @@
+"""The results store of a run folder: tidy ``results.csv`` rows plus ``run.json``.
+
+One row is one measurement of one cell.  Reports are rendered only from these files, and
+resume reads them to skip finished cells.  Both files are written atomically.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+
+from harness.cache import atomic_write_bytes
+
+RESULTS_FILE = "results.csv"
+RUN_FILE = "run.json"
+EXAMPLES_DIR = "examples"
+
+#: column -> pandas dtype; cells that do not apply hold "" (strings) or NaN (numbers)
+COLUMNS: dict[str, str] = {
+    "kind": "string",  # accuracy | security | key_space
+    "dataset": "string",
+    "cipher": "string",
+    "classifier": "string",
+    "attack": "string",
+    "key_condition": "string",
+    "metric": "string",
+    "value": "float64",
+    "ci95_low": "float64",
+    "ci95_high": "float64",
+    "n": "Int64",
+    "status": "string",  # ok | failed | n/a
+    "note": "string",
+    "preset": "string",
+    "seed": "Int64",
+    "elapsed_s": "float64",
+}
+KINDS = ("accuracy", "security", "key_space")
+STATUSES = ("ok", "failed", "n/a")
+CELL_COLUMNS = ("kind", "dataset", "cipher", "classifier", "attack", "key_condition")
+
+
+class ResultsSchemaError(ValueError):
+    """results.csv or run.json does not follow the schema."""
+
+
+def cell_id(row: dict[str, Any]) -> tuple[str, ...]:
+    return tuple(str(row.get(c) or "") for c in CELL_COLUMNS)
+
+
+def empty_frame() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in COLUMNS.items()})
+
+
+def rows_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    frame = pd.DataFrame(list(rows), columns=list(COLUMNS))
+    for column, dtype in COLUMNS.items():
+        if dtype == "string":
+            frame[column] = frame[column].fillna("").astype(str).astype("string")
+        else:
+            frame[column] = pd.to_numeric(frame[column], errors="raise").astype(dtype)
+    return frame
+
+
+def validate_results(frame: pd.DataFrame) -> None:
+    """Raise ResultsSchemaError unless ``frame`` follows :data:`COLUMNS` and the value rules."""
+    if list(frame.columns) != list(COLUMNS):
+        raise ResultsSchemaError(f"results columns must be {list(COLUMNS)}, got {list(frame.columns)}")
+    bad_kind = set(frame["kind"]) - set(KINDS)
+    bad_status = set(frame["status"]) - set(STATUSES)
+    if bad_kind or bad_status:
+        raise ResultsSchemaError(f"unknown kind(s) {sorted(bad_kind)} or status(es) {sorted(bad_status)}")
+    ok = frame["status"] == "ok"
+    if frame.loc[ok, "value"].isna().any():
+        raise ResultsSchemaError("rows with status 'ok' must have a value")
+    if (frame.loc[ok, "metric"] == "").any() or (frame["cipher"] == "").any():
+        raise ResultsSchemaError("every row needs a cipher and every ok row a metric")
+    accuracy = frame[(frame["kind"] == "accuracy") & ok & (frame["metric"] == "accuracy")]
+    if not accuracy["value"].between(0, 1).all():
+        raise ResultsSchemaError("accuracy values must lie in [0, 1]")
+    for kind, column in (("accuracy", "classifier"), ("security", "attack")):
+        if (frame.loc[frame["kind"] == kind, column] == "").any():
+            raise ResultsSchemaError(f"{kind} rows need a {column}")
+
+
+class ResultStore:
+    """Reads and atomically rewrites a run folder's results and metadata."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        self.results_path = self.folder / RESULTS_FILE
+        self.run_path = self.folder / RUN_FILE
+        self.examples_dir = self.folder / EXAMPLES_DIR
+
+    def load(self) -> pd.DataFrame:
+        if not self.results_path.exists():
+            return empty_frame()
+        try:
+            frame = pd.read_csv(self.results_path, dtype=str, keep_default_na=False)
+            frame = rows_frame(frame.replace({"": None}).to_dict("records"))
+        except Exception as exc:
+            raise ResultsSchemaError(
+                f"{self.results_path} cannot be read ({type(exc).__name__}: {exc}); "
+                "move it away or start a fresh run with --no-resume"
+            ) from exc
+        validate_results(frame)
+        return frame
+
+    def save(self, frame: pd.DataFrame) -> None:
+        validate_results(frame)
+        buffer = io.StringIO()
+        frame.to_csv(buffer, index=False, float_format="%.10g")
+        atomic_write_bytes(self.results_path, buffer.getvalue().encode())
+
+    def replace_cell(self, frame: pd.DataFrame, rows: list[dict[str, Any]]) -> pd.DataFrame:
+        """Drop earlier rows of the rows' cells (e.g. a failed try), append these, save."""
+        ids = {cell_id(r) for r in rows}
+        keep = [cell_id(r) not in ids for r in frame.to_dict("records")]
+        updated = pd.concat([frame[keep], rows_frame(rows)], ignore_index=True) if rows else frame
+        self.save(updated)
+        return updated
+
+    def finished_cells(self, frame: pd.DataFrame) -> set[tuple[str, ...]]:
+        """Cells whose rows are all ok or n/a: resume never recomputes these."""
+        failed = {cell_id(r) for r in frame[frame["status"] == "failed"].to_dict("records")}
+        return {cell_id(r) for r in frame.to_dict("records")} - failed
+
+    def write_run(self, run: dict[str, Any]) -> None:
+        atomic_write_bytes(self.run_path, dumps_strict(run).encode())
+
+    def read_run(self) -> dict[str, Any]:
+        if not self.run_path.exists():
+            raise FileNotFoundError(f"{self.run_path} not found: not a scramblebench run folder")
+        return json.loads(self.run_path.read_text())
+
+    # -- example images for the figures ------------------------------------------------
+    def example_path(self, dataset: str, cipher: str, attack: str) -> Path:
+        return self.examples_dir / dataset / f"{cipher}__{attack}.npz"
+
+    def save_examples(self, path: Path, images: np.ndarray, ssim: np.ndarray | None = None) -> None:
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, images=images, ssim=np.asarray([] if ssim is None else ssim, dtype=np.float64))
+        atomic_write_bytes(path, buffer.getvalue())
+
+    @staticmethod
+    def load_examples(path: Path) -> tuple[np.ndarray, np.ndarray]:
+        with np.load(path) as archive:
+            return archive["images"], archive["ssim"]
+
+
+def _strict(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v) for v in value]
+    if isinstance(value, np.generic):
+        return _strict(value.item())
+    return value
+
+
+def dumps_strict(value: Any) -> str:
+    """Strict JSON: NaN/inf as null, sorted keys, indented."""
+    return json.dumps(_strict(value), sort_keys=True, indent=2, allow_nan=False) + "\n"

@@ -1,0 +1,87 @@
+"""``report.md`` for a run folder, rendered only from ``results.csv``, ``run.json`` and stored examples."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tabulate import tabulate
+
+from harness.cache import atomic_write_bytes
+from harness.results import ResultStore
+from reports.figures import examples_figure, tradeoff_figure
+from reports.findings import findings
+from reports.tables import accuracy_table, extra_metrics_table, failures_table, key_space_table, security_table
+
+REPORT_FILE = "report.md"
+FIGURES_DIR = "figures"
+
+
+def _table(headers: list[str], body: list[list[str]]) -> str:
+    return tabulate(body, headers=headers, tablefmt="github", disable_numparse=True) if body else "_no results yet_"
+
+
+def _protocol(run: dict[str, Any]) -> str:
+    config = run["config"]
+    cipher_rows = [
+        [name, "x".join(map(str, info["image_size"])), str(info["block_size"]), str((config["ciphers"].get(name) or {}).get("key_condition", "same_key"))]
+        for name, info in sorted(run.get("key_spaces", {}).items())
+    ]
+    lines = [
+        f"- preset `{config['preset']}`, datasets {', '.join(f'`{d}`' for d in config['datasets'])}, "
+        f"images {config['image_size'][0]}x{config['image_size'][1]} (per-cipher sizes below)",
+        f"- images per split: train {config['n_train'] or 'all'}, test {config['n_test'] or 'all'}, "
+        f"attacker {config['n_attacker'] or 'all'} (the attacker's images come from a region disjoint from the victim's)",
+        f"- master seed {config['seed']}; victim keys, data, training and attacks use seeds derived from it",
+        f"- security verdict: ✗ when the strongest attack of a threat model reaches mean SSIM ≥ {config['verdict_threshold']}",
+        f"- device `{run.get('device', '?')}`, torch threads {run.get('torch_threads', '?')}, "
+        f"commit `{run.get('git_commit', 'unknown')[:12]}`, scramblebench {run.get('versions', {}).get('scramblebench', '?')}, "
+        f"torch {run.get('versions', {}).get('torch', '?')}, timm {run.get('versions', {}).get('timm', '?')}",
+    ]
+    if "wall_s" in run:
+        lines.append(f"- wall time {run['wall_s']:.0f} s for {run.get('cells', '?')} cells")
+    sections = ["\n".join(lines), _table(["encryption", "image size", "block size", "key condition"], cipher_rows)]
+    for kind in ("classifiers", "attacks"):
+        settings = [[name, ", ".join(f"{k}={v}" for k, v in sorted(values.items()))] for name, values in sorted(config[kind].items())]
+        if settings:
+            sections.append(_table([kind[:-1], "settings"], settings))
+    return "\n\n".join(sections)
+
+
+def render_report(folder: str | Path) -> Path:
+    """Write ``report.md`` and its figures into ``folder``; returns the report's path."""
+    store = ResultStore(folder)
+    frame, run = store.load(), store.read_run()
+    config = run["config"]
+    figures = store.folder / FIGURES_DIR
+    parts = [
+        "# scramblebench report",
+        "How much accuracy each learnable image cipher costs, and how much of the image attackers restore.\n"
+        "Generated from `results.csv` and `run.json` in this folder; rerender with `run_bench.py --report-only`.",
+        "## Accuracy (the seed's Table I)",
+        _table(*accuracy_table(frame, run)),
+        "## Security: mean SSIM of restorations to the plain images",
+        "Signed SSIM (scikit-image defaults) with a 95% interval; `none` is the raw ciphertext, the baseline an attack must beat.",
+    ]
+    for dataset in config["datasets"]:
+        parts += [f"### {dataset}", _table(*security_table(frame, dataset))]
+        extra = extra_metrics_table(frame, dataset)
+        if extra[1]:
+            parts += ["Attack-specific numbers and notes:", _table(*extra)]
+    parts += ["## Key spaces", _table(*key_space_table(frame, run))]
+    parts += ["## Figures"]
+    for dataset in config["datasets"]:
+        grid = examples_figure(store, frame, dataset, figures / f"examples_{dataset}.png")
+        if grid:
+            parts.append(f"![plain, encrypted and restored images ({dataset})]({FIGURES_DIR}/{grid.name})")
+        scatter = tradeoff_figure(frame, run, dataset, figures / f"tradeoff_{dataset}.png")
+        if scatter:
+            parts.append(f"![accuracy vs strongest attack SSIM ({dataset})]({FIGURES_DIR}/{scatter.name})")
+    parts += ["## The seed's findings, checked", "\n".join(f"- {line}" for line in findings(frame, run))]
+    parts += ["## Protocol", _protocol(run)]
+    failures = failures_table(frame)
+    if failures[1]:
+        parts += ["## Failed cells", _table(*failures)]
+    path = store.folder / REPORT_FILE
+    atomic_write_bytes(path, ("\n\n".join(parts) + "\n").encode())
+    return path
