@@ -58,6 +58,7 @@ class Selection:
     ciphers: list[str] | None = None
     classifiers: list[str] | None = None
     attacks: list[str] | None = None
+    kinds: tuple[str, ...] = ("key_space", "accuracy", "security")
 
 
 def select(registry: Registry, patterns: list[str] | None) -> list[str]:
@@ -102,7 +103,7 @@ def plan_cells(config: dict[str, Any], selection: Selection) -> list[Cell]:
         for cipher in cipher_names:
             condition = key_condition(config, cipher)
             cells += [Cell("security", dataset, cipher, attack=a, key_condition=condition) for a in attack_names]
-    return cells
+    return [cell for cell in cells if cell.kind in selection.kinds]
 
 
 class Runner:

@@ -19,6 +19,7 @@ from harness.bench import Cell, Runner, Selection, now, plan_cells, run_metadata
 from harness.presets import PRESETS, resolve_config
 from harness.progress import ProgressCallback
 from harness.registry import attacks, ciphers, classifiers
+from harness.results import KINDS as CELL_KINDS
 from harness.results import ResultsSchemaError, ResultStore
 
 
@@ -45,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ciphers", help="comma list of cipher names or fnmatch patterns (default: all registered)")
     parser.add_argument("--classifiers", help="comma list of classifier names or patterns (default: all)")
     parser.add_argument("--attacks", help="comma list of attack names or patterns (default: all)")
+    parser.add_argument("--kinds", help="comma list of cell kinds to run: key_space, accuracy, security (default: all)")
     parser.add_argument("--dataset", help="comma list of datasets: natural, cifar10, cifar100, folder")
     parser.add_argument("--data-dir", help="folder holding CIFAR pickles or a folder dataset")
     parser.add_argument("--out", default=None, help="run folder (default: runs/<preset>)")
@@ -146,7 +148,11 @@ def _run(args: argparse.Namespace, stdout: Callable[[str], None]) -> int:
         args.config,
         {"datasets": _patterns(args.dataset), "data_dir": args.data_dir, "seed": args.seed},
     )
-    selection = Selection(_patterns(args.ciphers), _patterns(args.classifiers), _patterns(args.attacks))
+    kinds = tuple(_patterns(args.kinds) or CELL_KINDS)
+    unknown = sorted(set(kinds) - set(CELL_KINDS))
+    if unknown:
+        raise UsageError(f"--kinds: unknown kind(s) {unknown}; choose from {', '.join(CELL_KINDS)}")
+    selection = Selection(_patterns(args.ciphers), _patterns(args.classifiers), _patterns(args.attacks), kinds)
     cells = plan_cells(config, selection)
     out = Path(args.out or Path("runs") / config["preset"])
     device = _device(args.device)
@@ -161,6 +167,7 @@ def _run(args: argparse.Namespace, stdout: Callable[[str], None]) -> int:
             (out / name).unlink(missing_ok=True)
         shutil.rmtree(out / "examples", ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
+    ResultStore(out).load()  # a corrupt results file is a usage error, before any work starts
     started, clock = now(), time.perf_counter()
     display = ProgressDisplay(args.progress, len(cells))
     runner = Runner(config, out, device=device, refresh_cache=args.refresh_cache, cell_progress=display.for_cell)

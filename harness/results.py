@@ -61,7 +61,8 @@ def rows_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
     frame = pd.DataFrame(list(rows), columns=list(COLUMNS))
     for column, dtype in COLUMNS.items():
         if dtype == "string":
-            frame[column] = frame[column].fillna("").astype(str).astype("string")
+            values = frame[column].astype(object)
+            frame[column] = values.where(values.notna(), "").astype(str).astype("string")
         else:
             frame[column] = pd.to_numeric(frame[column], errors="raise").astype(dtype)
     return frame
@@ -103,12 +104,12 @@ class ResultStore:
         try:
             frame = pd.read_csv(self.results_path, dtype=str, keep_default_na=False)
             frame = rows_frame(frame.replace({"": None}).to_dict("records"))
+            validate_results(frame)
         except Exception as exc:
             raise ResultsSchemaError(
                 f"{self.results_path} cannot be read ({type(exc).__name__}: {exc}); "
                 "move it away or start a fresh run with --no-resume"
             ) from exc
-        validate_results(frame)
         return frame
 
     def save(self, frame: pd.DataFrame) -> None:
