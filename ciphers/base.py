@@ -27,6 +27,8 @@ class Cipher(abc.ABC):
     even_block: ClassVar[bool] = False
     #: colour channels the cipher works on (``None``: any number)
     channels: ClassVar[int | None] = 3
+    #: channels of a ciphertext where they differ from ``channels`` (e.g. a grayscale-based cipher)
+    ciphertext_channels: ClassVar[int | None] = None
     #: key entries (names in :meth:`key`) that must be permutations
     permutation_keys: ClassVar[tuple[str, ...]] = ()
     #: True when each image gets its own key (key condition ``diff_key``)
@@ -108,9 +110,10 @@ class Cipher(abc.ABC):
         if images.ndim != 4:
             raise ValueError(f"{name} must be shaped [B, C, H, W], got {tuple(images.shape)}")
         _, channels, height, width = images.shape
-        if self.channels is not None and channels != self.channels:
+        expected = self.ciphertext_channels if encrypted and self.ciphertext_channels is not None else self.channels
+        if expected is not None and channels != expected:
             raise ValueError(
-                f"{name} must have {self.channels} channels for {type(self).__name__}, got {channels}"
+                f"{name} must have {expected} channels for {type(self).__name__}, got {channels}"
             )
         if not encrypted and (height % self.block_size or width % self.block_size):
             raise ValueError(
