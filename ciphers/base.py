@@ -27,6 +27,8 @@ class Cipher(abc.ABC):
     even_block: ClassVar[bool] = False
     #: colour channels the cipher works on (``None``: any number)
     channels: ClassVar[int | None] = 3
+    #: channels of a ciphertext where they differ from ``channels`` (e.g. a grayscale-based cipher)
+    ciphertext_channels: ClassVar[int | None] = None
     #: key entries (names in :meth:`key`) that must be permutations
     permutation_keys: ClassVar[tuple[str, ...]] = ()
     #: True when each image gets its own key (key condition ``diff_key``)
@@ -108,9 +110,10 @@ class Cipher(abc.ABC):
         if images.ndim != 4:
             raise ValueError(f"{name} must be shaped [B, C, H, W], got {tuple(images.shape)}")
         _, channels, height, width = images.shape
-        if self.channels is not None and channels != self.channels:
+        expected = self.ciphertext_channels if encrypted and self.ciphertext_channels is not None else self.channels
+        if expected is not None and channels != expected:
             raise ValueError(
-                f"{name} must have {self.channels} channels for {type(self).__name__}, got {channels}"
+                f"{name} must have {expected} channels for {type(self).__name__}, got {channels}"
             )
         if not encrypted and (height % self.block_size or width % self.block_size):
             raise ValueError(
@@ -167,27 +170,34 @@ class IndexMapCipher(Cipher):
         cache_key = (channels, height, width, device)
         if cache_key not in self._maps:
             index = self.index_map(channels, height, width)
+            inverse = np.argsort(index)
             mask = self.xor_mask(channels, height, width)
             self._maps[cache_key] = (
                 torch.from_numpy(index).to(device),
-                torch.from_numpy(np.argsort(index)).to(device),
+                torch.from_numpy(inverse).to(device),
                 None if mask is None else torch.from_numpy(mask).to(device),
+                None if mask is None else torch.from_numpy(mask[inverse]).to(device),  # for decryption
             )
         return self._maps[cache_key]
 
-    def _encrypt(self, images: torch.Tensor, image_ids: torch.Tensor | None) -> torch.Tensor:
-        index, _, mask = self._tensors(images.shape, images.device)
-        out = images.reshape(images.shape[0], -1).index_select(1, index)
+    @staticmethod
+    def _gather(flat: torch.Tensor, index: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """``flat[:, index] ^ mask`` as one ``torch.gather`` (several times faster than ``index_select``
+        on dim 1) over the index expanded, not copied, to the batch, then an in-place XOR."""
+        out = torch.gather(flat, 1, index.expand(flat.shape[0], -1))
         if mask is not None:
             out.bitwise_xor_(mask)
-        return out.view(images.shape)
+        return out
+
+    def _encrypt(self, images: torch.Tensor, image_ids: torch.Tensor | None) -> torch.Tensor:
+        index, _, mask, _ = self._tensors(images.shape, images.device)
+        return self._gather(images.reshape(images.shape[0], -1), index, mask).view(images.shape)
 
     def _decrypt(self, ciphertexts: torch.Tensor, image_ids: torch.Tensor | None) -> torch.Tensor:
-        _, inverse, mask = self._tensors(ciphertexts.shape, ciphertexts.device)
+        # (c ^ m)[inverse] = c[inverse] ^ m[inverse]: the mask is stored pre-permuted
+        _, inverse, _, inverse_mask = self._tensors(ciphertexts.shape, ciphertexts.device)
         flat = ciphertexts.reshape(ciphertexts.shape[0], -1)
-        if mask is not None:
-            flat = flat ^ mask
-        return flat.index_select(1, inverse).view(ciphertexts.shape)
+        return self._gather(flat, inverse, inverse_mask).view(ciphertexts.shape)
 
 
 def spatial_to_flat(spatial_index: np.ndarray, channels: int) -> np.ndarray:
