@@ -27,7 +27,7 @@ from harness.keys import derive_seed
 from harness.metrics import ssim
 from harness.progress import ProgressCallback
 from harness.registry import Registry, attacks, ciphers, classifiers
-from harness.results import ResultStore, cell_id
+from harness.results import ResultStore, cell_id, exact_int_string
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -338,8 +338,8 @@ def run_metadata(config: dict[str, Any], runner: Runner, cells: list[Cell], devi
         key_spaces[name] = {
             "image_size": list(runner.image_size(name)),
             "block_size": cipher.block_size,
-            "nominal": str(cipher.key_space()),
-            "effective": str(cipher.effective_key_space()),
+            "nominal": exact_int_string(cipher.key_space()),
+            "effective": exact_int_string(cipher.effective_key_space()),
         }
     master = config["seed"]
     return {

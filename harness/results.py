@@ -154,6 +154,19 @@ class ResultStore:
             return archive["images"], archive["ssim"]
 
 
+def exact_int_string(value: int) -> str:
+    """Decimal digits of an arbitrarily large int (key spaces such as ELE's 2^32186 exceed
+    Python's default int-to-str digit limit, which we do not lift globally)."""
+    chunk = 10**1000
+    if value < chunk:
+        return str(value)
+    parts = []
+    while value:
+        value, low = divmod(value, chunk)
+        parts.append(low)
+    return str(parts[-1]) + "".join(f"{part:01000d}" for part in reversed(parts[:-1]))
+
+
 def _strict(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None

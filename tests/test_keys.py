@@ -53,3 +53,12 @@ def test_log2_factorial() -> None:
 def test_create_cipher_drops_unset_options() -> None:
     cipher = create_cipher("proposed", image_size=(8, 8), block_size=None, seed=1, unused=None)
     assert cipher.block_size == 4
+
+
+def test_exact_int_string_handles_key_spaces_beyond_the_digit_limit() -> None:
+    from harness.results import exact_int_string
+
+    huge = math.factorial(3000) * 7 + 12345
+    text = exact_int_string(huge)
+    assert len(text) > 4300 and text.endswith(str(huge % 10**20).zfill(20)) and int(text[:30]) == huge // 10 ** (len(text) - 30)
+    assert exact_int_string(10**1000) == "1" + "0" * 1000 and exact_int_string(42) == "42"
