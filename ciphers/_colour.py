@@ -24,13 +24,14 @@ _TO_RGB = (
 )
 
 
-def _mix(images: torch.Tensor, rows: tuple) -> torch.Tensor:
+def _mix(images: torch.Tensor, rows: tuple, out: torch.Tensor | None) -> torch.Tensor:
     """``round_half_up((w . planes + offset) / 10^6)`` clipped to uint8, for each ``(w, offset)`` row.
 
     One int32 plane at a time and in place: fewer and smaller temporaries than whole-batch int32.
+    ``out`` (any strides, e.g. a view of another layout) receives the result when given.
     """
     planes = [images[:, k].to(torch.int32) for k in range(3)]
-    out = torch.empty_like(images)
+    out = torch.empty_like(images) if out is None else out
     for k, (weights, offset) in enumerate(rows):
         acc = planes[0] * weights[0]
         acc.add_(planes[1], alpha=weights[1]).add_(planes[2], alpha=weights[2]).add_(offset + _SCALE // 2)
@@ -38,11 +39,11 @@ def _mix(images: torch.Tensor, rows: tuple) -> torch.Tensor:
     return out
 
 
-def rgb_to_ycbcr(images: torch.Tensor) -> torch.Tensor:
+def rgb_to_ycbcr(images: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """uint8 ``[B, 3, H, W]`` RGB to uint8 full-range YCbCr."""
-    return _mix(images, _TO_YCBCR)
+    return _mix(images, _TO_YCBCR, out)
 
 
-def ycbcr_to_rgb(images: torch.Tensor) -> torch.Tensor:
+def ycbcr_to_rgb(images: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """uint8 full-range YCbCr ``[B, 3, H, W]`` back to uint8 RGB."""
-    return _mix(images, _TO_RGB)
+    return _mix(images, _TO_RGB, out)
