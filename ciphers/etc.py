@@ -197,7 +197,7 @@ class EtCGrayCipher(_BlockwiseEtC):
 
     def _decrypt(self, ciphertexts: torch.Tensor, image_ids: torch.Tensor | None) -> torch.Tensor:
         _, _, height, gray_width = ciphertexts.shape
-        if gray_width % 3 or height % self.block_size or gray_width % (3 * self.block_size):
+        if height % self.block_size or gray_width % (3 * self.block_size):
             raise ValueError(
                 f"ciphertexts of etc_gray are H x 3W gray images with H and W divisible by block_size "
                 f"{self.block_size}, got {height}x{gray_width}"
