@@ -89,10 +89,14 @@ class NibbleCipher(IndexMapCipher):
 
 def split_nibbles(images: torch.Tensor) -> torch.Tensor:
     """uint8 ``[B, C, H, W]`` -> ``[B, 2C, H, W]``: low nibbles of every channel, then high nibbles."""
-    return torch.cat([images & 15, images >> 4], dim=1)
+    channels = images.shape[1]
+    nibbles = images.new_empty((images.shape[0], 2 * channels, *images.shape[2:]))
+    torch.bitwise_and(images, 15, out=nibbles[:, :channels])
+    torch.bitwise_right_shift(images, 4, out=nibbles[:, channels:])
+    return nibbles
 
 
 def join_nibbles(nibbles: torch.Tensor) -> torch.Tensor:
     """Inverse of :func:`split_nibbles`."""
     channels = nibbles.shape[1] // 2
-    return (nibbles[:, channels:] << 4) | nibbles[:, :channels]
+    return (nibbles[:, channels:] << 4).bitwise_or_(nibbles[:, :channels])

@@ -185,16 +185,21 @@ class EtCGrayCipher(_BlockwiseEtC):
 
     def _encrypt(self, images: torch.Tensor, image_ids: torch.Tensor | None) -> torch.Tensor:
         batch, _, height, width = images.shape
-        gray = rgb_to_ycbcr(images).permute(0, 2, 1, 3).reshape(batch, 1, height, 3 * width)
+        gray = images.new_empty((batch, 1, height, 3 * width))
+        rgb_to_ycbcr(images, out=self._planes(gray))  # written straight into the side-by-side layout
         return super()._encrypt(gray, image_ids)
 
+    @staticmethod
+    def _planes(gray: torch.Tensor) -> torch.Tensor:
+        """The ``[B, 3, H, W]`` view of the Y, Cb and Cr planes of an ``[B, 1, H, 3W]`` gray image."""
+        batch, _, height, gray_width = gray.shape
+        return gray.view(batch, height, 3, gray_width // 3).permute(0, 2, 1, 3)
+
     def _decrypt(self, ciphertexts: torch.Tensor, image_ids: torch.Tensor | None) -> torch.Tensor:
-        batch, _, height, gray_width = ciphertexts.shape
-        if gray_width % 3 or height % self.block_size or gray_width % (3 * self.block_size):
+        _, _, height, gray_width = ciphertexts.shape
+        if height % self.block_size or gray_width % (3 * self.block_size):
             raise ValueError(
                 f"ciphertexts of etc_gray are H x 3W gray images with H and W divisible by block_size "
                 f"{self.block_size}, got {height}x{gray_width}"
             )
-        gray = super()._decrypt(ciphertexts, image_ids)
-        planes = gray.reshape(batch, height, 3, gray_width // 3).permute(0, 2, 1, 3)
-        return ycbcr_to_rgb(planes)
+        return ycbcr_to_rgb(self._planes(super()._decrypt(ciphertexts, image_ids)))

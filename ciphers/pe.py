@@ -5,18 +5,23 @@ then one of the 6 permutations of the three components (output channel j = input
 Its normal key condition is ``diff_key`` ("without key management": a fresh key per image), which
 :class:`PEDiffKeyCipher` (registered as ``pe``) implements by deriving every image's key from a
 secret ``key_seed`` and the image id; :class:`PECipher` applies one explicit key to every image
-(``same_key``).  Both are one gather plus one XOR over the batch.
+(``same_key``).
+
+Both run the same vectorised transform over the whole batch: per component, three uint8 fused
+multiply-adds that pick the source channel and flip it (:class:`AffineMap`).  On CPU this is
+several times faster than a gather with an int64 index per byte, and needs no index at all.
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
-from ciphers._common import CHANNEL_PERMUTATIONS, check_image_ids, reject_options, seeded_sizes
-from ciphers.base import Cipher, IndexMapCipher
+from ciphers._common import check_image_ids, reject_options, seeded_sizes
+from ciphers.base import Cipher
 from harness.keys import check_choices, derive_seed, rng
 from harness.registry import ciphers
 
@@ -32,18 +37,74 @@ def draw_key(generator: np.random.Generator, height: int, width: int) -> tuple[n
     return negpos, channel_perm
 
 
-def pe_maps(negpos: np.ndarray, channel_perm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Flat gather index ``[B, 3*H*W]`` (int64) and XOR mask (uint8) of a batch of PE keys.
+class AffineMap(NamedTuple):
+    """PE in one direction as uint8 arithmetic (mod 256) over tensors ``[B or 1, 3, H, W]``:
+    ``out = offset + x0 * weights[0] + x1 * weights[1] + x2 * weights[2]``.
 
-    ``negpos`` [B, 3, H, W], ``channel_perm`` [B, H, W].  Output component (c, y, x) is input
-    component (p[c], y, x), flipped when that *input* component's bit is set (the flip comes first).
+    ``weights[k]`` is 0 where output component c does not come from input channel k, else 1, or
+    255 (= -1) when the component is flipped, with ``offset`` 255 there: ``255 - v = 255 + 255 v``
+    (mod 256).  Three fused multiply-adds, no index and no separate XOR pass.
     """
-    batch, _, height, width = negpos.shape
-    plane = height * width
-    source = np.moveaxis(CHANNEL_PERMUTATIONS[channel_perm], -1, 1)  # [B, 3, H, W]: p[c] at each pixel
-    index = source.reshape(batch, 3, plane) * plane + np.arange(plane)
-    mask = np.take_along_axis(negpos, source, axis=1) * np.uint8(255)
-    return index.reshape(batch, -1), mask.reshape(batch, -1).astype(np.uint8)
+
+    offset: torch.Tensor
+    weights: tuple[torch.Tensor, ...]
+
+
+class PixelKey(NamedTuple):
+    """A batch of PE keys, as the two maps :func:`pe_encrypt` and :func:`pe_decrypt` apply."""
+
+    forward: AffineMap
+    backward: AffineMap
+
+
+def source_channels(channel_perm: torch.Tensor) -> torch.Tensor:
+    """uint8 ``[B, 3, H, W]``: p[c] for each output channel c, from ``channel_perm`` [B, H, W] (0..5).
+
+    Arithmetic on the index instead of a table lookup (several times faster on large batches):
+    in ``itertools.permutations`` order p[0] = cp // 2, and p[1] is the smaller (cp even) or the
+    larger (cp odd) of the two channels left; p[2] is the last one.
+    """
+    first = channel_perm >> 1
+    odd = channel_perm & 1
+    smaller_left = (first == 0).view(torch.uint8)  # 1 if channel 0 is taken, else 0
+    larger_left = 2 - (first == 2).view(torch.uint8)  # 1 if channel 2 is taken, else 2
+    second = torch.where(odd.bool(), larger_left, smaller_left)
+    return torch.stack([first, second, 3 - first - second], dim=1)
+
+
+def pixel_key(negpos: np.ndarray, channel_perm: np.ndarray, device: torch.device) -> PixelKey:
+    """:class:`PixelKey` of ``negpos`` [B, 3, H, W] and ``channel_perm`` [B, H, W] on ``device``.
+
+    Output component (c, y, x) is input component (p[c], y, x), flipped when that *input*
+    component's bit is set (the flip comes first).
+    """
+    source = source_channels(torch.from_numpy(channel_perm).to(device))
+    forward = tuple((source == k).view(torch.uint8) for k in range(3))  # 1 where p[c] = k
+    # decryption: plain channel k is cipher channel c where p[c] = k, i.e. the (k, c) transpose
+    backward = tuple(torch.stack([forward[k][:, c] for k in range(3)], dim=1) for c in range(3))
+    input_flip = torch.from_numpy(negpos).to(device)
+    output_flip = _apply(AffineMap(torch.zeros((), dtype=torch.uint8, device=device), forward), input_flip)
+    return PixelKey(_signed(forward, output_flip), _signed(backward, input_flip))
+
+
+def _signed(selectors: tuple[torch.Tensor, ...], flip: torch.Tensor) -> AffineMap:
+    """The :class:`AffineMap` choosing channels by 0/1 ``selectors``, flipping where ``flip`` is 1."""
+    sign = flip * 254 + 1  # 1, or 255 = -1 (mod 256)
+    return AffineMap(flip * 255, tuple(selector * sign for selector in selectors))
+
+
+def _apply(affine: AffineMap, images: torch.Tensor) -> torch.Tensor:
+    out = torch.addcmul(affine.offset, images[:, 0:1], affine.weights[0])
+    out.addcmul_(images[:, 1:2], affine.weights[1])
+    return out.addcmul_(images[:, 2:3], affine.weights[2])
+
+
+def pe_encrypt(images: torch.Tensor, key: PixelKey) -> torch.Tensor:
+    return _apply(key.forward, images)
+
+
+def pe_decrypt(ciphertexts: torch.Tensor, key: PixelKey) -> torch.Tensor:
+    return _apply(key.backward, ciphertexts)
 
 
 def _from_seed(seed: int, image_size: object, block_size: int | None, key_condition: object) -> Cipher:
@@ -80,7 +141,7 @@ class _PixelKeySpace:
         return {"block_size": 1, "image_size": self.image_size, "key_condition": self.key_condition}
 
 
-class PECipher(_PixelKeySpace, IndexMapCipher):
+class PECipher(_PixelKeySpace, Cipher):
     """PE with one explicit key (``negpos`` [3, H, W] in {0, 1}, ``channel_perm`` [H, W] in 0..5) for every image."""
 
     default_block_size = 1
@@ -103,14 +164,17 @@ class PECipher(_PixelKeySpace, IndexMapCipher):
         self.negpos = check_choices(negpos_array, negpos_array.shape, 2, "negpos").astype(np.uint8)
         self.channel_perm = check_choices(perm_array, perm_array.shape, 6, "channel_perm").astype(np.uint8)
         self.image_size = (int(perm_array.shape[0]), int(perm_array.shape[1]))
+        self._keys: dict[torch.device, PixelKey] = {}
 
     @classmethod
     def from_seed(cls, seed, image_size, block_size=None, **options) -> "PECipher":
         """``same_key`` (the only condition this class has): :func:`draw_key` from ``default_rng(seed)``."""
         reject_options("PECipher", options, ("key_condition",))
         if options.get("key_condition", "same_key") != "same_key":
-            raise ValueError("PECipher holds one key for all images: key_condition must be 'same_key' "
-                             "(PEDiffKeyCipher, registered as 'pe', is the diff_key form)")
+            raise ValueError(
+                "PECipher holds one key for all images: key_condition must be 'same_key' "
+                "(PEDiffKeyCipher, registered as 'pe', is the diff_key form)"
+            )
         return _from_seed(seed, image_size, block_size, "same_key")  # type: ignore[return-value]
 
     def rebuild(self, **key: object) -> "PECipher":
@@ -119,20 +183,21 @@ class PECipher(_PixelKeySpace, IndexMapCipher):
     def key(self) -> dict[str, np.ndarray]:
         return {"negpos": self.negpos.copy(), "channel_perm": self.channel_perm.copy()}
 
-    def _image_maps(self, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-        if (height, width) != self.image_size:
+    def _key_tensors(self, shape: torch.Size, device: torch.device) -> PixelKey:
+        if tuple(shape[-2:]) != self.image_size:
             raise ValueError(
                 f"negpos and channel_perm were made for {self.image_size[0]}x{self.image_size[1]} "
-                f"images, got {height}x{width}"
+                f"images, got {shape[-2]}x{shape[-1]}"
             )
-        index, mask = pe_maps(self.negpos[None], self.channel_perm[None])
-        return index[0], mask[0]
+        if device not in self._keys:
+            self._keys[device] = pixel_key(self.negpos[None], self.channel_perm[None], device)
+        return self._keys[device]
 
-    def index_map(self, channels: int, height: int, width: int) -> np.ndarray:
-        return self._image_maps(height, width)[0]
+    def _encrypt(self, images: torch.Tensor, image_ids: torch.Tensor | None) -> torch.Tensor:
+        return pe_encrypt(images, self._key_tensors(images.shape, images.device))
 
-    def xor_mask(self, channels: int, height: int, width: int) -> np.ndarray:
-        return self._image_maps(height, width)[1]
+    def _decrypt(self, ciphertexts: torch.Tensor, image_ids: torch.Tensor | None) -> torch.Tensor:
+        return pe_decrypt(ciphertexts, self._key_tensors(ciphertexts.shape, ciphertexts.device))
 
 
 @ciphers.register("pe")
@@ -154,7 +219,9 @@ class PEDiffKeyCipher(_PixelKeySpace, Cipher):
         super().__init__(1)
         seed = np.asarray(key_seed)
         if seed.shape != (1,) or not np.issubdtype(seed.dtype, np.integer) or int(seed[0]) < 0:
-            raise ValueError(f"key_seed must be a one-element array holding a non-negative integer, got shape {seed.shape}")
+            raise ValueError(
+                f"key_seed must be a one-element array holding a non-negative integer, got shape {seed.shape}"
+            )
         self.key_seed = int(seed[0])
         self.image_size = self._check_image_size(image_size, 1)
 
@@ -178,27 +245,21 @@ class PEDiffKeyCipher(_PixelKeySpace, Cipher):
         """The explicit one-image cipher that encrypts image ``image_id``."""
         return PECipher(*self.image_key(image_id))
 
-    def _batch_maps(self, shape: torch.Size, image_ids: torch.Tensor | None, device: torch.device):
+    def _batch_key(self, shape: torch.Size, image_ids: torch.Tensor | None, device: torch.device) -> PixelKey:
         batch, _, height, width = shape
         if (height, width) != self.image_size:
             raise ValueError(
                 f"key_seed derives keys for {self.image_size[0]}x{self.image_size[1]} images, got {height}x{width}"
             )
-        # one numpy generator per image id: each image's key stream is independent of the batch it is in,
-        # so this loop over the batch's images (key drawing only) cannot be vectorised away
+        # one numpy generator per image id, so an image's key does not depend on the batch it is in:
+        # this loop over the batch's images draws keys only and cannot be vectorised away
         keys = [self.image_key(i) for i in check_image_ids(image_ids, batch).tolist()]
         negpos = np.array([k[0] for k in keys], dtype=np.uint8).reshape(batch, 3, height, width)
         channel_perm = np.array([k[1] for k in keys], dtype=np.uint8).reshape(batch, height, width)
-        index, mask = pe_maps(negpos, channel_perm)
-        return torch.from_numpy(index).to(device), torch.from_numpy(mask).to(device)
+        return pixel_key(negpos, channel_perm, device)
 
     def _encrypt(self, images: torch.Tensor, image_ids: torch.Tensor | None) -> torch.Tensor:
-        index, mask = self._batch_maps(images.shape, image_ids, images.device)
-        flat = images.reshape(images.shape[0], -1)
-        return torch.gather(flat, 1, index).bitwise_xor_(mask).view(images.shape)
+        return pe_encrypt(images, self._batch_key(images.shape, image_ids, images.device))
 
     def _decrypt(self, ciphertexts: torch.Tensor, image_ids: torch.Tensor | None) -> torch.Tensor:
-        index, mask = self._batch_maps(ciphertexts.shape, image_ids, ciphertexts.device)
-        flat = ciphertexts.reshape(ciphertexts.shape[0], -1)
-        return torch.empty_like(flat).scatter_(1, index, flat ^ mask).view(ciphertexts.shape)
-
+        return pe_decrypt(ciphertexts, self._batch_key(ciphertexts.shape, image_ids, ciphertexts.device))

@@ -98,14 +98,14 @@ def test_every_block_is_one_of_the_96_transforms_of_its_source() -> None:
     encrypted = cipher.encrypt(torch.from_numpy(image)[None])[0].numpy()
     key, orders = cipher.key(), list(itertools.permutations(range(3)))
     for i, out_block in enumerate(split_blocks(encrypted, m)):
-        source = split_blocks(image, m)[key["block_perm"][i]]
-        matches = [
-            (g, n, c)
+        source = split_blocks(image, m)[key["block_perm"][i]].astype(int)
+        candidates = {
+            (g, n, c): (255 * n + (1 - 2 * n) * numpy_geometry(source, g))[list(orders[c])]
             for g in range(8)
             for n in range(2)
             for c in range(6)
-            if np.array_equal(out_block, (255 * n + (1 - 2 * n) * numpy_geometry(source, g).astype(int))[list(orders[c])])
-        ]
+        }
+        matches = [k for k, candidate in candidates.items() if np.array_equal(out_block, candidate)]
         j = key["block_perm"][i]
         assert matches == [(key["geometry"][j], key["negpos"][j], key["channel_perm"][j])]
 

@@ -9,6 +9,8 @@ from fractions import Fraction
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ciphers._colour import rgb_to_ycbcr, ycbcr_to_rgb
 from ciphers.etc import EtCGrayCipher
@@ -72,15 +74,19 @@ def test_identity_key_lays_y_cb_cr_side_by_side() -> None:
     assert torch.equal(encrypted[:, 0], torch.cat([ycc[:, 0], ycc[:, 1], ycc[:, 2]], dim=2))
 
 
-def test_blocks_of_the_gray_image_match_the_loop_reference() -> None:
-    images = torch.from_numpy(np.random.default_rng(2).integers(0, 256, (2, 3, 8, 16), dtype=np.uint8))
-    cipher = create_cipher("etc_gray", (8, 16), block_size=4, seed=2)
-    assert cipher.n_blocks == 3 * 2 * 4  # Y, Cb and Cr blocks are scrambled together
+@settings(max_examples=15, deadline=None)
+@given(m=st.integers(1, 5), rows=st.integers(1, 3), cols=st.integers(1, 3), seed=st.integers(0, 2**32 - 1))
+def test_blocks_of_the_gray_image_match_the_loop_reference(m: int, rows: int, cols: int, seed: int) -> None:
+    size = (rows * m, cols * m)
+    images = torch.from_numpy(np.random.default_rng(seed).integers(0, 256, (2, 3, *size), dtype=np.uint8))
+    cipher = create_cipher("etc_gray", size, block_size=m, seed=seed)
+    assert cipher.n_blocks == 3 * rows * cols  # Y, Cb and Cr blocks are scrambled together
     gray = torch.cat(rgb_to_ycbcr(images).unbind(1), dim=2)  # [B, H, 3W]
     encrypted = cipher.encrypt(images)
     for b in range(2):
-        expected = reference_encrypt(gray[b][None].numpy(), 4, cipher.key())
+        expected = reference_encrypt(gray[b][None].numpy(), m, cipher.key())
         assert np.array_equal(encrypted[b].numpy(), expected)
+    assert torch.equal(cipher.decrypt(encrypted), ycbcr_to_rgb(rgb_to_ycbcr(images)))
 
 
 def test_decrypt_returns_the_rgb_of_the_rounded_ycbcr() -> None:

@@ -27,7 +27,9 @@ def reference_le_block(block_bytes: np.ndarray, perm: np.ndarray) -> np.ndarray:
     return ((z[d:] << 4) + z[:d]).astype(np.uint8)
 
 
-def reference_encrypt(image: np.ndarray, m: int, perms: list[np.ndarray], block_perm: np.ndarray | None = None) -> np.ndarray:
+def reference_encrypt(
+    image: np.ndarray, m: int, perms: list[np.ndarray], block_perm: np.ndarray | None = None
+) -> np.ndarray:
     """LE (one perm) or ELE (one perm per block position, then block scrambling) with loops over blocks.
 
     ``image`` is [C, H, W]; each block is flattened in (row, column, channel) order (step 1).

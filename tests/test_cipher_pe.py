@@ -11,7 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ciphers.pe import PECipher, PEDiffKeyCipher, draw_key
+from ciphers.pe import PECipher, PEDiffKeyCipher, draw_key, source_channels
 from harness import create_cipher
 from harness.keys import derive_seed, rng
 
@@ -48,7 +48,8 @@ def test_same_key_matches_loop_reference(height: int, width: int, seed: int) -> 
     encrypted = cipher.encrypt(images)
     key = cipher.key()
     for b in range(2):
-        assert np.array_equal(encrypted[b].numpy(), reference_encrypt(images[b].numpy(), key["negpos"], key["channel_perm"]))
+        expected = reference_encrypt(images[b].numpy(), key["negpos"], key["channel_perm"])
+        assert np.array_equal(encrypted[b].numpy(), expected)
     assert torch.equal(cipher.decrypt(encrypted), images)
 
 
@@ -139,3 +140,8 @@ def test_rejects_bad_image_ids() -> None:
     for ids in (torch.tensor([0]), torch.tensor([0.0, 1.0]), torch.tensor([-1, 0])):
         with pytest.raises(ValueError, match="image_ids"):
             cipher.encrypt(images, image_ids=ids)
+
+
+def test_source_channel_arithmetic_matches_the_permutation_table() -> None:
+    table = torch.tensor(list(itertools.permutations(range(3))), dtype=torch.uint8)
+    assert torch.equal(source_channels(torch.arange(6, dtype=torch.uint8).view(1, 6, 1))[0, :, :, 0].T, table)
