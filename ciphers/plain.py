@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ciphers._common import reject_options
 from ciphers.base import Cipher
 from harness.registry import ciphers
 
@@ -21,6 +22,7 @@ class PlainCipher(Cipher):
 
     @classmethod
     def from_seed(cls, seed, image_size, block_size=None, **options) -> "PlainCipher":
+        reject_options("plain", options)
         block_size = cls._check_block_size(cls.default_block_size if block_size is None else block_size)
         cls._check_image_size(image_size, block_size)
         return cls(block_size)

@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 
+from ciphers._common import reject_options
 from ciphers.base import IndexMapCipher, block_scramble_map, check_block_grid, spatial_to_flat
 from harness.keys import check_permutation, log2_factorial, rng
 from harness.registry import ciphers
@@ -34,6 +35,7 @@ class ProposedCipher(IndexMapCipher):
     @classmethod
     def from_seed(cls, seed, image_size, block_size=None, **options) -> "ProposedCipher":
         """K1 = rng.permutation(N), then K2 = rng.permutation(S), from ``default_rng(seed)``."""
+        reject_options("proposed", options)
         block_size = cls._check_block_size(cls.default_block_size if block_size is None else block_size)
         height, width = cls._check_image_size(image_size, block_size)
         generator = rng(seed)

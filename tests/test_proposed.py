@@ -106,3 +106,8 @@ def test_key_for_another_grid_is_rejected() -> None:
 def test_pixel_perm_length_must_match_sub_block() -> None:
     with pytest.raises(ValueError, match="pixel_perm"):
         ProposedCipher(block_size=4, block_perm=[0, 1], pixel_perm=[0, 1, 2])
+
+
+def test_unknown_options_are_rejected() -> None:
+    with pytest.raises(ValueError, match="does not accept option"):
+        create_cipher("proposed", image_size=(8, 8), block_size=4, seed=0, key_condition="diff_key")
