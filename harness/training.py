@@ -310,21 +310,11 @@ def _train(
     batch_size = min(config.batch_size, n)
     steps_per_epoch = n // batch_size
     total = steps_per_epoch * config.epochs
-    model.to(device).train()
-    channels_last = _channels_last(model, device)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.SGD(
-        model.parameters(),
-        lr=config.lr_for(cipher),
-        momentum=config.momentum,
-        weight_decay=config.weight_decay,
-        nesterov=config.nesterov and config.momentum > 0,
-    )
+    prepare_model(model, device)
+    optimizer = sgd(model, config, config.lr_for(cipher))
     warmup = round(config.warmup_epochs * steps_per_epoch)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: warmup_cosine(step, total, warmup))
     generator = torch.Generator().manual_seed(derive_seed(config.seed, "batches"))
-    autocast = dict(device_type=device.type, dtype=torch.bfloat16, enabled=config.amp and device.type == "cuda")
     labels = data.labels.to(device)
     epoch_loss = math.nan
     with _forked_rng(device, derive_seed(config.seed, "layers")):
@@ -334,27 +324,59 @@ def _train(
             for step in range(steps_per_epoch):
                 index = order[step * batch_size : (step + 1) * batch_size]
                 plain = data.images[index].to(device)
-                if config.augment:
-                    plain = random_crop_flip(plain, config.crop_padding, generator)
-                images = _encrypt(cipher, plain, index, channels_last)
-                with torch.autocast(**autocast):
-                    loss = F.cross_entropy(model(images).float(), labels[index.to(device)])
-                    auxiliary = model.auxiliary_loss() if isinstance(model, ImageClassifier) else None
-                    if auxiliary is not None:
-                        loss = loss + auxiliary
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if config.grad_clip_norm is not None:
-                    nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip_norm)
-                optimizer.step()
+                running += train_step(model, optimizer, cipher, plain, labels[index.to(device)], index, config, generator)
                 scheduler.step()
-                running += loss.detach()
                 report(progress, epoch * steps_per_epoch + step + 1, total, f"{label}: epoch {epoch + 1}/{config.epochs}")
             epoch_loss = float(running) / steps_per_epoch
             if not math.isfinite(epoch_loss):
                 raise FloatingPointError(f"{label}: training diverged (loss {epoch_loss}) in epoch {epoch + 1}; lower the learning rate")
     model.eval()
     return epoch_loss
+
+
+def prepare_model(model: nn.Module, device: torch.device) -> None:
+    """Move ``model`` to ``device`` in train mode (channels-last for convolutional networks on CUDA)."""
+    model.to(device).train()
+    if _channels_last(model, device):
+        model.to(memory_format=torch.channels_last)
+
+
+def sgd(model: nn.Module, config: TrainConfig, lr: float) -> torch.optim.SGD:
+    """The seed's optimiser: SGD with the config's momentum, weight decay (all parameters) and Nesterov flag."""
+    return torch.optim.SGD(
+        model.parameters(), lr=lr, momentum=config.momentum, weight_decay=config.weight_decay, nesterov=config.nesterov and config.momentum > 0
+    )
+
+
+def train_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    cipher: Any,
+    plain: torch.Tensor,
+    labels: torch.Tensor,
+    index: torch.Tensor,
+    config: TrainConfig,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """One optimiser step on a plain uint8 batch (augment, encrypt, forward, backward, update); the detached loss.
+
+    ``index`` holds the images' dataset indices (the image ids of per-image-key ciphers).
+    """
+    device = plain.device
+    if config.augment:
+        plain = random_crop_flip(plain, config.crop_padding, generator)
+    images = _encrypt(cipher, plain, index, _channels_last(model, device))
+    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=config.amp and device.type == "cuda"):
+        loss = F.cross_entropy(model(images).float(), labels)
+        auxiliary = model.auxiliary_loss() if isinstance(model, ImageClassifier) else None
+        if auxiliary is not None:
+            loss = loss + auxiliary
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if config.grad_clip_norm is not None:
+        nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip_norm)
+    optimizer.step()
+    return loss.detach()
 
 
 def warmup_cosine(step: int, total: int, warmup: int) -> float:

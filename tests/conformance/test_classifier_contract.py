@@ -11,6 +11,7 @@ import torch
 
 from harness.classifiers.base import Classifier
 from harness.registry import classifiers
+from tests.torch_threads import single_thread  # noqa: F401  (autouse fixture)
 
 NAMES = classifiers.names()
 SIZE = (16, 16)
