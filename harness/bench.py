@@ -219,8 +219,11 @@ class Runner:
         cipher = self.victim_cipher(cell.cipher)
         size = self.image_size(cell.cipher)
         train, test = self.dataset(cell.dataset, "train", size), self.dataset(cell.dataset, "test", size)
-        options = dict(self.config["classifiers"].get(cell.classifier) or {})
-        options.setdefault("seed", derive_seed(self.config["seed"], "train", cell.classifier))
+        # a derived classifier (vit_keyed) reuses the training settings and seed of the network it
+        # is derived from, so it transforms the very model of that network's plain cell
+        trained = getattr(classifiers.get(cell.classifier), "plain_base", None) or cell.classifier
+        options = dict(self.config["classifiers"].get(trained) or {})
+        options.setdefault("seed", derive_seed(self.config["seed"], "train", trained))
         config = training.TrainConfig(**options)
         result = training.run_accuracy_cell(
             cell.classifier,
