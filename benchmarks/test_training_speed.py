@@ -20,10 +20,15 @@ from harness.training import TrainConfig, prepare_model, sgd, train_step
 
 #: the measured quick-preset training settings, used until ``QUICK["classifiers"]`` sets them
 RECOMMENDED_QUICK: dict[str, dict] = {
-    "vit": {"batch_size": 128, "model_options": {"size": "nano", "patch_size": 4}},
-    "resnet18": {"batch_size": 128, "model_options": {"width": 16}},
-    "shakedrop": {"batch_size": 128, "model_options": {"depth": 8, "alpha": 24}},
-    "adaptation": {"batch_size": 128, "model_options": {"backbone_options": {"depth": 8, "alpha": 24}}},
+    "vit": {"epochs": 4, "batch_size": 128, "lr": 0.05, "warmup_epochs": 1, "model_options": {"size": "nano", "patch_size": 4}},
+    "resnet18": {"epochs": 2, "batch_size": 64, "lr": 0.05, "model_options": {"width": 16}},
+    "shakedrop": {"epochs": 4, "batch_size": 64, "lr": 0.05, "model_options": {"depth": 8, "alpha": 24}},
+    "adaptation": {
+        "epochs": 4,
+        "batch_size": 64,
+        "lr": 0.05,
+        "model_options": {"backbone_options": {"depth": 8, "alpha": 24}},
+    },
 }
 
 PAIRS = [

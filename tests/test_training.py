@@ -133,6 +133,10 @@ def test_per_image_key_ciphers_get_dataset_indices_as_image_ids() -> None:
     cipher.seen.clear()
     evaluate(model, data, cipher, batch_size=16)
     assert torch.equal(torch.cat(cipher.seen), torch.arange(40))
+    cipher.images = torch.cat([data.images, data.images])
+    cipher.seen.clear()
+    evaluate(model, data, cipher, batch_size=16, image_id_offset=40)
+    assert torch.equal(torch.cat(cipher.seen), torch.arange(40, 80)), "test ids follow the training ids"
 
 
 def test_evaluate_returns_the_accuracy_of_the_predictions() -> None:
