@@ -210,10 +210,10 @@ def run_accuracy_cell(
     """Train (or load from ``cache_dir``) ``classifier`` for ``cipher`` and test it on encrypted test images.
 
     Per-image-key ciphers encrypt training image i with id i and test image j with id
-    ``len(train) + j``.  ``vit_keyed`` loads or trains the plain ``vit`` (the very cache entry of the ``vit`` cell on
-    ``plain`` with the same config), transforms it with the cipher's key and evaluates it on the
-    encrypted test split with no retraining; its extras report the plain model's accuracy on
-    plain test images and the largest logit difference between the two.
+    ``len(train) + j``.  ``vit_keyed`` loads or trains the plain ``vit`` (the same cache entry as
+    the ``vit`` cell on ``plain`` with the same config), transforms it with the cipher's key and
+    evaluates it on the encrypted test split with no retraining; its extras report the plain
+    model's accuracy on plain test images and the largest logit difference between the two.
     """
     device = torch.device(device)
     cls = classifiers.get(classifier)
