@@ -18,14 +18,6 @@ from harness.presets import QUICK
 from harness.registry import classifiers
 from harness.training import TrainConfig, prepare_model, sgd, train_step
 
-#: the measured quick-preset training settings, used until ``QUICK["classifiers"]`` sets them
-RECOMMENDED_QUICK: dict[str, dict] = {
-    "vit": {"batch_size": 128, "model_options": {"size": "nano", "patch_size": 4}},
-    "resnet18": {"batch_size": 128, "model_options": {"width": 16}},
-    "shakedrop": {"batch_size": 128, "model_options": {"depth": 8, "alpha": 24}},
-    "adaptation": {"batch_size": 128, "model_options": {"backbone_options": {"depth": 8, "alpha": 24}}},
-}
-
 PAIRS = [
     (cipher, name)
     for cipher, names in QUICK["pairings"].items()
@@ -34,18 +26,8 @@ PAIRS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def device(request: pytest.FixtureRequest) -> torch.device:
-    """``--device`` where a conftest registers it (as ``tests/conftest.py`` does), else the CPU."""
-    chosen = torch.device(request.config.getoption("--device", default="cpu"))
-    if chosen.type == "cuda" and not torch.cuda.is_available():
-        pytest.skip("--device cuda asked for but CUDA is not available")
-    return chosen
-
-
 def _quick_config(name: str) -> TrainConfig:
-    settings = QUICK["classifiers"].get(name) or RECOMMENDED_QUICK[name]
-    return TrainConfig(**settings)
+    return TrainConfig(**QUICK["classifiers"][name])
 
 
 @pytest.mark.benchmark

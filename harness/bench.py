@@ -145,9 +145,14 @@ class Runner:
             )
         return self._data[key]
 
-    def victim_cipher(self, name: str) -> Cipher:
+    def accuracy_image_size(self, cipher: str, classifier: str) -> tuple[int, int]:
+        """A classifier's own size (the seed's ViT at 224) wins over the cipher's."""
+        size = self.config["classifier_image_size"].get(classifier)
+        return (int(size[0]), int(size[1])) if size else self.image_size(cipher)
+
+    def victim_cipher(self, name: str, image_size: tuple[int, int] | None = None) -> Cipher:
         """The user's cipher: a key drawn from the master seed for this cipher name only."""
-        image_size = self.image_size(name)
+        image_size = image_size or self.image_size(name)
         key = (name, image_size)
         if key not in self._ciphers:
             options = cipher_options(self.config, name)
@@ -216,12 +221,12 @@ class Runner:
     def _accuracy_cell(self, cell: Cell) -> list[dict[str, Any]]:
         from harness import training
 
-        cipher = self.victim_cipher(cell.cipher)
-        size = self.image_size(cell.cipher)
-        train, test = self.dataset(cell.dataset, "train", size), self.dataset(cell.dataset, "test", size)
-        # a derived classifier (vit_keyed) reuses the training settings and seed of the network it
-        # is derived from, so it transforms the very model of that network's plain cell
+        # a derived classifier (vit_keyed) reuses the training settings, size and seed of the network
+        # it is derived from, so it transforms the very model of that network's plain cell
         trained = getattr(classifiers.get(cell.classifier), "plain_base", None) or cell.classifier
+        size = self.accuracy_image_size(cell.cipher, trained)
+        cipher = self.victim_cipher(cell.cipher, size)
+        train, test = self.dataset(cell.dataset, "train", size), self.dataset(cell.dataset, "test", size)
         options = dict(self.config["classifiers"].get(trained) or {})
         options.setdefault("seed", derive_seed(self.config["seed"], "train", trained))
         config = training.TrainConfig(**options)

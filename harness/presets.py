@@ -22,6 +22,8 @@ SEED_PAIRINGS: dict[str, list[str]] = {
     "ele": ["adaptation"],
     "etc": ["shakedrop"],
     "pe": ["resnet18"],
+    # not in the seed's table: the grayscale-based (JPEG) EtC, trained like colour EtC
+    "etc_gray": ["shakedrop"],
 }
 
 QUICK: dict[str, Any] = {
@@ -44,10 +46,18 @@ QUICK: dict[str, Any] = {
     },
     #: cipher-specific image sizes (the seed runs its cipher at 224 but the others at 32)
     "cipher_image_size": {},
+    #: classifier-specific image sizes for accuracy cells (they win over the cipher's)
+    "classifier_image_size": {},
     "pairings": SEED_PAIRINGS,
     #: networks for a cipher the pairings do not name (e.g. a third-party plugin)
     "default_classifiers": ["resnet18"],
-    "classifiers": {},
+    #: measured on 2 CPU cores, one torch thread (docs/performance.md): ~4-5 min for the nine cells
+    "classifiers": {
+        "vit": {"epochs": 4, "batch_size": 128, "lr": 0.05, "warmup_epochs": 1, "model_options": {"size": "nano", "patch_size": 4}},
+        "resnet18": {"epochs": 2, "batch_size": 64, "lr": 0.05, "model_options": {"width": 16}},
+        "shakedrop": {"epochs": 4, "batch_size": 64, "lr": 0.05, "model_options": {"depth": 8, "alpha": 24}},
+        "adaptation": {"epochs": 4, "batch_size": 64, "lr": 0.05, "model_options": {"backbone_options": {"depth": 8, "alpha": 24}}},
+    },
     "attacks": {},
     "examples": 6,
     "verdict_threshold": 0.3,
@@ -70,7 +80,24 @@ PAPER: dict[str, Any] = {
         "etc_gray": {"block_size": 8},
         "pe": {"block_size": 1, "key_condition": "diff_key"},
     },
+    # the seed fine-tunes ViT-B/16 at 224 x 224 (CIFAR upsampled before encryption), the others at 32
     "cipher_image_size": {"proposed": [224, 224]},
+    "classifier_image_size": {"vit": [224, 224]},
+    "classifiers": {
+        # 10,000 steps with 500 warm-up steps at batch 512 (the seed's ViT fine-tuning recipe)
+        "vit": {
+            "epochs": 102, "batch_size": 512, "lr": 0.03, "lr_encrypted": 0.3, "warmup_epochs": 5, "grad_clip_norm": 1.0,
+            "model_options": {"size": "base", "patch_size": 16, "pretrained_tag": "augreg_in21k", "pretrained": True},
+        },
+        # Madono et al.'s PyramidNet-110 (alpha 270) + ShakeDrop; cosine decay instead of steps
+        "shakedrop": {"epochs": 305, "batch_size": 512, "lr": 0.1, "nesterov": True, "model_options": {"depth": 110, "alpha": 270}},
+        "adaptation": {
+            "epochs": 305, "batch_size": 512, "lr": 0.1, "nesterov": True,
+            "model_options": {"backbone_options": {"depth": 110, "alpha": 270}},
+        },
+        # the seed gives no ResNet-18 schedule: the common CIFAR recipe
+        "resnet18": {"epochs": 200, "batch_size": 128, "lr": 0.1, "model_options": {}},
+    },
 }
 
 PRESETS = {"quick": QUICK, "paper": PAPER}

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.cache import CorruptCacheError, cache_key, load_checkpoint, save_checkpoint
-from harness.classifiers.base import ImageClassifier, cipher_name
+from harness.classifiers.base import ImageClassifier, cipher_name, seeded
 from harness.data import ImageDataset
 from harness.factory import create_cipher
 from harness.keys import derive_seed
@@ -138,9 +138,10 @@ def fit(
         options = cls.for_cipher(cipher, config.model_options)
         if cls.plain_base is not None:
             plain = create_cipher("plain", train_data.image_size)
-            base = fit(cls.plain_base, train_data, plain, dataclasses.replace(config, model_options=options), progress, device=device)
+            base_config = dataclasses.replace(config, model_options=options)
+            base = fit(cls.plain_base, train_data, plain, base_config, progress, device=device)
             return cls.from_plain(base, cipher)
-        model = _build(cls.registry_name, train_data, cipher.block_size, options, config.seed)
+        model = _build(cls.registry_name, train_data, cipher, options, config.seed)
     elif isinstance(classifier, nn.Module):
         model = classifier
     else:
@@ -157,9 +158,16 @@ def evaluate(
     device: str | torch.device = "cpu",
     batch_size: int = 256,
     amp: bool = True,
+    image_id_offset: int = 0,
 ) -> float:
-    """Top-1 accuracy in [0, 1] of ``model`` on ``test_data`` encrypted with ``cipher``."""
-    return accuracy(predict_logits(model, test_data, cipher, device=device, batch_size=batch_size, amp=amp), test_data.labels)
+    """Top-1 accuracy in [0, 1] of ``model`` on ``test_data`` encrypted with ``cipher``.
+
+    Per-image-key ciphers encrypt image i with id ``image_id_offset + i``.
+    """
+    logits = predict_logits(
+        model, test_data, cipher, device=device, batch_size=batch_size, amp=amp, image_id_offset=image_id_offset
+    )
+    return accuracy(logits, test_data.labels)
 
 
 def predict_logits(
@@ -170,9 +178,11 @@ def predict_logits(
     device: str | torch.device = "cpu",
     batch_size: int = 256,
     amp: bool = True,
+    image_id_offset: int = 0,
 ) -> torch.Tensor:
     """float32 CPU logits ``[N, classes]`` of ``model`` (put in eval mode) on ``data`` encrypted with ``cipher``."""
     _check_int("batch_size", batch_size, 1)
+    _check_int("image_id_offset", image_id_offset, 0)
     device = torch.device(device)
     model.to(device).eval()
     channels_last = _channels_last(model, device)
@@ -180,7 +190,7 @@ def predict_logits(
     with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
         for start in range(0, len(data), batch_size):
             index = torch.arange(start, min(start + batch_size, len(data)))
-            images = _encrypt(cipher, data.images[index].to(device), index, channels_last)
+            images = _encrypt(cipher, data.images[index].to(device), index + image_id_offset, channels_last)
             outputs.append(model(images).float().cpu())
     return torch.cat(outputs)
 
@@ -199,10 +209,11 @@ def run_accuracy_cell(
 ) -> AccuracyResult:
     """Train (or load from ``cache_dir``) ``classifier`` for ``cipher`` and test it on encrypted test images.
 
-    ``vit_keyed`` loads or trains the plain ``vit`` (the very cache entry of the ``vit`` cell on
-    ``plain`` with the same config), transforms it with the cipher's key and evaluates it on the
-    encrypted test split with no retraining; its extras report the plain model's accuracy on
-    plain test images and the largest logit difference between the two.
+    Per-image-key ciphers encrypt training image i with id i and test image j with id
+    ``len(train) + j``.  ``vit_keyed`` loads or trains the plain ``vit`` (the same cache entry as
+    the ``vit`` cell on ``plain`` with the same config), transforms it with the cipher's key and
+    evaluates it on the encrypted test split with no retraining; its extras report the plain
+    model's accuracy on plain test images and the largest logit difference between the two.
     """
     device = torch.device(device)
     cls = classifiers.get(classifier)
@@ -211,10 +222,12 @@ def run_accuracy_cell(
     train_cipher = create_cipher("plain", train.image_size) if derived else cipher
     trained_name = cls.plain_base if derived else cls.registry_name
     model, train_seconds, cached, final_loss = _trained_model(
-        trained_name, options, train, train_cipher, config, cache_dir=cache_dir, device=device, refresh=refresh_cache, progress=progress
+        trained_name, options, train, train_cipher, config,
+        cache_dir=cache_dir, device=device, refresh=refresh_cache, progress=progress,
     )
     started = time.perf_counter()
-    evaluation = dict(device=device, batch_size=config.eval_batch_size, amp=config.amp)
+    # test images get ids after the training images', so no test image shares a per-image key with one
+    evaluation = dict(device=device, batch_size=config.eval_batch_size, amp=config.amp, image_id_offset=len(train))
     extra = {"final_train_loss": final_loss}
     if derived:
         plain_logits = predict_logits(model, test, train_cipher, **evaluation)
@@ -246,12 +259,19 @@ def random_crop_flip(images: torch.Tensor, padding: int, generator: torch.Genera
 
 
 # -- internals -------------------------------------------------------------------------------
-def _build(name: str, data: ImageDataset, block_size: int, options: Mapping[str, Any], seed: int) -> ImageClassifier:
+def _input_shape(data: ImageDataset, cipher: Any) -> tuple[int, tuple[int, int]]:
+    """Channels and size of what the network sees: the ciphertext (etc_gray's is 1 x H x 3W)."""
+    _, channels, height, width = cipher.encrypted_shape((1, int(data.images.shape[1]), *data.image_size))
+    return channels, (height, width)
+
+
+def _build(name: str, data: ImageDataset, cipher: Any, options: Mapping[str, Any], seed: int) -> ImageClassifier:
+    in_chans, image_size = _input_shape(data, cipher)
     return classifiers.get(name).build(
         num_classes=len(data.classes),
-        image_size=data.image_size,
-        block_size=block_size,
-        in_chans=int(data.images.shape[1]),
+        image_size=image_size,
+        block_size=cipher.block_size,
+        in_chans=in_chans,
         seed=derive_seed(seed, "init"),
         **options,
     )
@@ -270,10 +290,10 @@ def _trained_model(
     progress: ProgressCallback | None,
 ) -> tuple[nn.Module, float, bool, float]:
     """(model, train seconds, came from cache, final epoch's mean loss), training only on a cache miss."""
-    model = _build(name, data, cipher.block_size, options, config.seed)
+    model = _build(name, data, cipher, options, config.seed)
     path = None
     if cache_dir is not None:
-        resolved = classifiers.get(name).resolve_options(image_size=data.image_size, block_size=cipher.block_size, **options)
+        resolved = classifiers.get(name).resolve_options(image_size=_input_shape(data, cipher)[1], block_size=cipher.block_size, **options)
         digest = cache_key(**_cache_parts(name, resolved, data, cipher, config))
         path = Path(cache_dir) / f"{name}-{cipher_name(cipher)}-{digest}.pt"
         if path.exists() and not refresh:
@@ -317,7 +337,7 @@ def _train(
     generator = torch.Generator().manual_seed(derive_seed(config.seed, "batches"))
     labels = data.labels.to(device)
     epoch_loss = math.nan
-    with _forked_rng(device, derive_seed(config.seed, "layers")):
+    with seeded(derive_seed(config.seed, "layers"), device):
         for epoch in range(config.epochs):
             order = torch.randperm(n, generator=generator)
             running = torch.zeros((), device=device)
@@ -329,7 +349,9 @@ def _train(
                 report(progress, epoch * steps_per_epoch + step + 1, total, f"{label}: epoch {epoch + 1}/{config.epochs}")
             epoch_loss = float(running) / steps_per_epoch
             if not math.isfinite(epoch_loss):
-                raise FloatingPointError(f"{label}: training diverged (loss {epoch_loss}) in epoch {epoch + 1}; lower the learning rate")
+                raise FloatingPointError(
+                    f"{label}: training diverged (loss {epoch_loss}) in epoch {epoch + 1}; lower the learning rate"
+                )
     model.eval()
     return epoch_loss
 
@@ -344,7 +366,11 @@ def prepare_model(model: nn.Module, device: torch.device) -> None:
 def sgd(model: nn.Module, config: TrainConfig, lr: float) -> torch.optim.SGD:
     """The seed's optimiser: SGD with the config's momentum, weight decay (all parameters) and Nesterov flag."""
     return torch.optim.SGD(
-        model.parameters(), lr=lr, momentum=config.momentum, weight_decay=config.weight_decay, nesterov=config.nesterov and config.momentum > 0
+        model.parameters(),
+        lr=lr,
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
+        nesterov=config.nesterov and config.momentum > 0,
     )
 
 
@@ -398,25 +424,9 @@ def _channels_last(model: nn.Module, device: torch.device) -> bool:
     return device.type == "cuda" and bool(getattr(model, "prefers_channels_last", False))
 
 
-class _forked_rng:
-    """Seed torch's generator of ``device`` (and the CPU's) for a block, restoring them afterwards."""
-
-    def __init__(self, device: torch.device, seed: int) -> None:
-        cuda = device.type == "cuda"
-        self._fork = torch.random.fork_rng(devices=[device.index or torch.cuda.current_device()] if cuda else [])
-        self._seed, self._cuda = seed, cuda
-
-    def __enter__(self) -> None:
-        self._fork.__enter__()
-        torch.random.default_generator.manual_seed(self._seed)
-        if self._cuda:
-            torch.cuda.manual_seed(self._seed)
-
-    def __exit__(self, *exc: object) -> None:
-        self._fork.__exit__(*exc)
-
-
-def _cache_parts(name: str, options: Mapping[str, Any], data: ImageDataset, cipher: Any, config: TrainConfig) -> dict[str, Any]:
+def _cache_parts(
+    name: str, options: Mapping[str, Any], data: ImageDataset, cipher: Any, config: TrainConfig
+) -> dict[str, Any]:
     """Everything that determines a trained model, JSON-able, with the key only as a digest."""
     training = dataclasses.asdict(config)
     for unused in ("model_options", "eval_batch_size", "lr", "lr_encrypted"):

@@ -14,7 +14,8 @@ from harness.classifiers.base import seeded
 from harness.classifiers.shakedrop import PyramidNet, ShakeDrop, ShakeDropFunction
 from harness.factory import create_cipher
 from harness.registry import classifiers
-from tests.torch_threads import single_thread  # noqa: F401  (autouse fixture)
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 # -- ShakeDrop -----------------------------------------------------------------------------------

@@ -14,7 +14,8 @@ from harness.classifiers.base import ImageClassifier, seeded
 from harness.classifiers.vit_keyed import patch_pixel_permutation
 from harness.factory import create_cipher
 from harness.registry import classifiers
-from tests.torch_threads import single_thread  # noqa: F401  (autouse fixture)
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 #: (block size, image size, ViT token/pooling variant)
 CASES = [

@@ -16,7 +16,8 @@ from harness.data import ImageDataset
 from harness.factory import create_cipher
 from harness.registry import classifiers
 from harness.training import TrainConfig, evaluate, fit, random_crop_flip, run_accuracy_cell, warmup_cosine
-from tests.torch_threads import single_thread  # noqa: F401  (autouse fixture)
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 SIZE = (16, 16)
 
@@ -133,6 +134,10 @@ def test_per_image_key_ciphers_get_dataset_indices_as_image_ids() -> None:
     cipher.seen.clear()
     evaluate(model, data, cipher, batch_size=16)
     assert torch.equal(torch.cat(cipher.seen), torch.arange(40))
+    cipher.images = torch.cat([data.images, data.images])
+    cipher.seen.clear()
+    evaluate(model, data, cipher, batch_size=16, image_id_offset=40)
+    assert torch.equal(torch.cat(cipher.seen), torch.arange(40, 80)), "test ids follow the training ids"
 
 
 def test_evaluate_returns_the_accuracy_of_the_predictions() -> None:
@@ -189,3 +194,14 @@ def test_progress_reports_every_step() -> None:
     fit("vit", _data(), create_cipher("plain", SIZE), _config(epochs=2), progress=lambda *c: calls.append(c))
     assert [c[:2] for c in calls] == [(i, 6) for i in range(1, 7)]
     assert calls[-1][2] == "train vit on plain: epoch 2/2"
+
+
+def test_a_cipher_that_changes_the_image_shape_gets_a_network_for_its_ciphertext(tmp_path: Path) -> None:
+    """etc_gray's ciphertext is one grayscale plane of H x 3W: the network is built for that."""
+    train, test = _data(), _data(24, seed=1, split="test")
+    cipher = create_cipher("etc_gray", SIZE, block_size=4, seed=0)
+    config = TrainConfig(epochs=1, batch_size=16, lr=0.05, model_options=dict(classifiers.get("shakedrop").small_options))
+    result = run_accuracy_cell("shakedrop", cipher, train, test, config, cache_dir=tmp_path)
+    assert 0.0 <= result.accuracy <= 1.0 and math.isfinite(result.extra["final_train_loss"])
+    stem = next(m for m in fit("shakedrop", train, cipher, config).modules() if isinstance(m, torch.nn.Conv2d))
+    assert stem.in_channels == 1

@@ -12,7 +12,8 @@ import pytest
 from harness.data import ImageDataset, load_dataset
 from harness.factory import create_cipher
 from harness.training import TrainConfig, run_accuracy_cell
-from tests.torch_threads import single_thread  # noqa: F401  (autouse fixture)
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 SIZE = (16, 16)
 VIT = TrainConfig(epochs=6, batch_size=50, lr=0.05, warmup_epochs=1, model_options={"size": "nano", "depth": 2, "patch_size": 4})

@@ -129,8 +129,9 @@ class AdaptationClassifier(Classifier):
         if resolved["dsc_weight"] is None:
             n_blocks = (image_size[0] // block_size) * (image_size[1] // block_size)
             resolved["dsc_weight"] = 1e-3 / n_blocks**2
-        if isinstance(resolved["out_chans"], bool) or not isinstance(resolved["out_chans"], int) or resolved["out_chans"] < 1:
-            raise ValueError(f"out_chans must be a positive integer, got {resolved['out_chans']!r}")
+        out_chans = resolved["out_chans"]
+        if isinstance(out_chans, bool) or not isinstance(out_chans, int) or out_chans < 1:
+            raise ValueError(f"out_chans must be a positive integer, got {out_chans!r}")
         return resolved
 
     @classmethod

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import numbers
 from typing import Any, ClassVar, Iterator, Mapping
 
 import torch
@@ -24,10 +25,15 @@ NORMALIZE_STD = 0.5
 
 
 @contextlib.contextmanager
-def seeded(seed: int) -> Iterator[None]:
-    """Run the block with torch's CPU generator seeded, restoring the caller's state afterwards."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+def seeded(seed: int, device: torch.device | None = None) -> Iterator[None]:
+    """Run the block with torch's CPU generator (and a CUDA ``device``'s) seeded; the caller's state is restored."""
+    cuda = []
+    if device is not None and device.type == "cuda":
+        cuda = [device.index if device.index is not None else torch.cuda.current_device()]
+    with torch.random.fork_rng(devices=cuda):
+        torch.random.default_generator.manual_seed(seed)
+        for index in cuda:
+            torch.cuda.default_generators[index].manual_seed(seed)
         yield
 
 
@@ -136,8 +142,9 @@ def check_build_args(
     num_classes: object, image_size: object, block_size: object, in_chans: object, seed: object
 ) -> tuple[int, int]:
     """Validate the arguments every classifier takes; returns ``image_size`` as an int pair."""
-    for name, value, low in (("num_classes", num_classes, 1), ("block_size", block_size, 1), ("in_chans", in_chans, 1), ("seed", seed, 0)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+    checks = (("num_classes", num_classes, 1), ("block_size", block_size, 1), ("in_chans", in_chans, 1), ("seed", seed, 0))
+    for name, value, low in checks:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
     try:
         height, width = (int(v) for v in image_size)  # type: ignore[union-attr]

@@ -96,7 +96,9 @@ class PyramidUnit(nn.Module):
 class PyramidNet(nn.Module):
     """PyramidNet for small images: stem conv3x3, 3 stages (strides 1, 2, 2), BN-ReLU-pool-linear head."""
 
-    def __init__(self, *, depth: int, alpha: float, num_classes: int, in_chans: int, stem_width: int, p_drop_max: float) -> None:
+    def __init__(
+        self, *, depth: int, alpha: float, num_classes: int, in_chans: int, stem_width: int, p_drop_max: float
+    ) -> None:
         super().__init__()
         units_per_stage = (depth - 2) // 6
         total = 3 * units_per_stage
@@ -109,7 +111,11 @@ class PyramidNet(nn.Module):
             previous = width
         self.units = nn.Sequential(*units)
         self.head = nn.Sequential(
-            nn.BatchNorm2d(previous), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(previous, num_classes)
+            nn.BatchNorm2d(previous),
+            nn.ReLU(inplace=True),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(previous, num_classes),
         )
         for module in self.modules():
             if isinstance(module, nn.Conv2d):

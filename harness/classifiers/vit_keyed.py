@@ -60,7 +60,9 @@ def keyed_vit(model: nn.Module, cipher: Any) -> nn.Module:
     _check_keyed_cipher(cipher)
     vit = model.net if isinstance(model, ImageClassifier) else model
     if not isinstance(vit, VisionTransformer):
-        raise ValueError(f"model must be a timm VisionTransformer or an ImageClassifier wrapping one, got {type(vit).__name__}")
+        raise ValueError(
+            f"model must be a timm VisionTransformer or an ImageClassifier wrapping one, got {type(vit).__name__}"
+        )
     start, n_patches = _check_vit(vit, cipher.block_size)
     key = cipher.key()
     if key["block_perm"].shape[0] != n_patches:
@@ -89,7 +91,9 @@ def patch_pixel_permutation(pixel_perm: np.ndarray, block_size: int, channels: i
     half = block_size // 2
     pixel_perm = np.asarray(pixel_perm, dtype=np.int64)
     if block_size % 2 or pixel_perm.shape != (half * half,):
-        raise ValueError(f"pixel_perm must have (block_size/2)^2 = {half * half} entries for an even block_size, got {pixel_perm.shape}")
+        raise ValueError(
+            f"pixel_perm must have (block_size/2)^2 = {half * half} entries for an even block_size, got {pixel_perm.shape}"
+        )
     rows, cols = np.divmod(np.arange(block_size * block_size), block_size)
     src_u, src_v = np.divmod(pixel_perm[(rows % half) * half + cols % half], half)
     spatial = (rows - rows % half + src_u) * block_size + (cols - cols % half + src_v)

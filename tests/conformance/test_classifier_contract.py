@@ -11,7 +11,8 @@ import torch
 
 from harness.classifiers.base import Classifier
 from harness.registry import classifiers
-from tests.torch_threads import single_thread  # noqa: F401  (autouse fixture)
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 NAMES = classifiers.names()
 SIZE = (16, 16)

@@ -1,8 +1,9 @@
-"""Shared fixtures and guards: no test may touch the network."""
+"""Shared by tests/ and benchmarks/: the --device option, the network guard, golden files, threads."""
 
 from __future__ import annotations
 
 import socket
+from typing import Iterator
 
 import pytest
 import torch
@@ -45,3 +46,16 @@ def no_network():
         patch.setattr(socket.socket, "connect", guarded_connect)
         patch.setattr(socket, "create_connection", lambda address, *a, **k: guarded_connect(socket.socket(), address))
         yield
+
+
+@pytest.fixture(scope="module")
+def single_thread() -> Iterator[None]:
+    """Run torch single-threaded for a module that trains tiny networks.
+
+    Tiny models gain nothing from intra-op threads, and on a shared machine a second thread
+    waiting for a busy core makes them an order of magnitude slower; the setting is restored.
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
