@@ -20,6 +20,7 @@ from typing import Any, ClassVar, Mapping
 
 import torch
 
+from ciphers._colour import rgb_to_ycbcr, ycbcr_to_rgb
 from ciphers.base import Cipher
 from harness.factory import create_cipher
 from harness.progress import ProgressCallback
@@ -102,36 +103,56 @@ class CipherFamily:
         return cls(data["name"], tuple(data["image_size"]), data["block_size"], dict(data["options"]))
 
 
-def ciphertext_layout(family: CipherFamily, channels: int) -> str | None:
-    """How ciphertexts map onto the plain ``[C, H, W]`` layout, or None when no layout fits.
+#: ciphers whose ciphertext planes are full-range YCbCr rather than the plain image's RGB
+YCBCR_PLANES = frozenset({"etc_gray"})
 
-    ``"same"``: the ciphertext already has the plain shape.  ``"planes"``: a grayscale-based
-    cipher (e.g. ``etc_gray``) put the C planes side by side as one ``[1, H, C*W]`` image; the
-    attacker knows that layout (it is public) and splits it back into channels.
+
+@dataclass(frozen=True)
+class Layout:
+    """How a family's ciphertexts map onto the plain ``[C, H, W]`` layout (public knowledge).
+
+    ``kind``: ``"same"`` (the ciphertext has the plain shape) or ``"planes"`` (a grayscale-based
+    cipher put the C planes side by side as one ``[1, H, C*W]`` image).  ``colour``: ``"rgb"``
+    or ``"ycbcr"`` (the planes are full-range YCbCr, e.g. ``etc_gray``).
     """
+
+    kind: str
+    channels: int
+    colour: str = "rgb"
+
+    def view(self, ciphertexts: torch.Tensor) -> torch.Tensor:
+        """Ciphertexts as ``[B, C, H, W]`` planes (still in the cipher's colour space)."""
+        if self.kind == "same":
+            return ciphertexts
+        batch, _, height, wide = ciphertexts.shape
+        return ciphertexts.view(batch, height, self.channels, wide // self.channels).permute(0, 2, 1, 3).contiguous()
+
+    def unview(self, planes: torch.Tensor) -> torch.Tensor:
+        """The inverse of :meth:`view`: back to the cipher's own ciphertext layout."""
+        if self.kind == "same":
+            return planes
+        batch, channels, height, width = planes.shape
+        return planes.permute(0, 2, 1, 3).reshape(batch, 1, height, channels * width)
+
+    def to_plain_colour(self, planes: torch.Tensor) -> torch.Tensor:
+        """Planes in the cipher's colour space converted to the plain images' (RGB)."""
+        return ycbcr_to_rgb(planes) if self.colour == "ycbcr" else planes
+
+    def from_plain_colour(self, images: torch.Tensor) -> torch.Tensor:
+        """Plain images in the cipher's colour space (what its blocks are cut from)."""
+        return rgb_to_ycbcr(images) if self.colour == "ycbcr" else images
+
+
+def ciphertext_layout(family: CipherFamily, channels: int) -> Layout | None:
+    """The :class:`Layout` of ``family``'s ciphertexts of ``channels``-channel images, or None."""
     height, width = family.image_size
     shape = family.encrypted_shape((1, channels, height, width))
+    colour = "ycbcr" if family.canonical_name in YCBCR_PLANES else "rgb"
     if shape == (1, channels, height, width):
-        return "same"
+        return Layout("same", channels, colour)
     if shape == (1, 1, height, channels * width):
-        return "planes"
+        return Layout("planes", channels, colour)
     return None
-
-
-def as_image(ciphertexts: torch.Tensor, layout: str, channels: int) -> torch.Tensor:
-    """Ciphertexts viewed in the plain ``[B, C, H, W]`` layout (no key involved)."""
-    if layout == "same":
-        return ciphertexts
-    batch, _, height, wide = ciphertexts.shape
-    return ciphertexts.view(batch, height, channels, wide // channels).permute(0, 2, 1, 3).contiguous()
-
-
-def from_image(images: torch.Tensor, layout: str) -> torch.Tensor:
-    """The inverse of :func:`as_image`: back to the cipher's own ciphertext layout."""
-    if layout == "same":
-        return images
-    batch, channels, height, width = images.shape
-    return images.permute(0, 2, 1, 3).reshape(batch, 1, height, channels * width)
 
 
 @dataclass(frozen=True)
@@ -173,7 +194,7 @@ class AttackConfig:
     gan_loss: str = "hinge"
     lr_d: float | None = None
     disc_width: int = 64
-    known_pairs: int = 8
+    known_pairs: int = 32
     params: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -225,8 +246,9 @@ def check_batch(images: object, name: str, shape: tuple[int, ...] | None = None)
 class Attack(abc.ABC):
     """Base class: argument checks, the fit-then-restore life cycle and state round trips.
 
-    Subclasses implement ``_fit`` and ``_restore`` (on ciphertexts already in the plain layout)
-    and, when ``fit`` produces something, ``_state``/``_load_state``.
+    Subclasses implement ``_fit`` and ``_restore`` (on ciphertexts already viewed in the plain
+    ``[B, C, H, W]`` layout by :class:`Layout`, returning RGB images) and, when ``fit`` produces
+    something, ``_state``/``_load_state``.
     """
 
     #: whether ``fit`` trains a network (the runner caches those)
@@ -250,7 +272,7 @@ class Attack(abc.ABC):
         self.seed = int(seed)
         self.family: CipherFamily | None = None
         self.channels: int | None = None
-        self.layout: str | None = None
+        self.layout: Layout | None = None
         #: numbers the attack measured about itself (e.g. ``pairs_needed``); floats only
         self.extra: dict[str, float] = {}
         #: one line for the report (e.g. why an attack step is a no-op for this cipher)
@@ -305,7 +327,7 @@ class Attack(abc.ABC):
         if self.layout is None:
             raise ValueError(f"ciphertexts of {cipher_family.name} do not map onto [{channels}, H, W]")
         self.extra, self.note = {}, ""
-        view = functools.partial(as_image, layout=self.layout, channels=channels)
+        view = self.layout.view
         self._fit(
             attacker_images.to(self.device),
             config,
@@ -323,7 +345,7 @@ class Attack(abc.ABC):
         plain_shape = (1, self.channels, *self.family.image_size)
         check_batch(ciphertexts, "ciphertexts", self.family.encrypted_shape(plain_shape))
         source_device = ciphertexts.device
-        view = as_image(ciphertexts.to(self.device), self.layout, self.channels)
+        view = self.layout.view(ciphertexts.to(self.device))
         with torch.no_grad():
             restored = self._restore(view)
         return restored.to(source_device)

@@ -108,11 +108,14 @@ class FeatureReconstruction(Attack):
             raise ValueError(f"advanced FR needs 3 colour channels, got {self.channels}")
 
     def _restore(self, ciphertexts: torch.Tensor) -> torch.Tensor:
+        assert self.layout is not None
         if self.step == "advanced":
-            return advanced(ciphertexts)
-        if self.step == "none":
-            return ciphertexts.clone()
-        return fold(ciphertexts)
+            restored = advanced(ciphertexts)
+        elif self.step == "basic":
+            restored = fold(ciphertexts)
+        else:
+            restored = ciphertexts.clone()
+        return self.layout.to_plain_colour(restored)
 
     def _state(self) -> dict[str, str]:
         return {"step": self.step}

@@ -16,7 +16,7 @@ import torch
 
 from attacks._nets import to_input, to_target
 from attacks._training import GeneratorAttack, adam, batches, image_loss
-from attacks.base import AttackConfig, as_image
+from attacks.base import AttackConfig
 from harness.keys import derive_seed
 from harness.progress import ProgressCallback, report
 from harness.registry import attacks
@@ -42,7 +42,7 @@ class InverseTransformationNetwork(GeneratorAttack):
                 members = torch.arange(key, n, n_keys, device=images.device)
                 cipher = family.draw(derive_seed(self.seed, "itn", "key", epoch, key))
                 encrypted[members] = cipher.encrypt(images[members])
-        return as_image(encrypted, self.layout, images.shape[1])
+        return self.layout.view(encrypted)
 
     def _fit(
         self,

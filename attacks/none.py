@@ -16,7 +16,7 @@ from harness.registry import attacks
 
 @attacks.register("none", "identity", "ciphertext")
 class NoAttack(Attack):
-    """Returns the ciphertext itself (split back into colour planes for grayscale-based ciphers)."""
+    """Returns the ciphertext itself (grayscale-based ciphers: split into planes, converted to RGB)."""
 
     def _fit(
         self,
@@ -30,4 +30,5 @@ class NoAttack(Attack):
         self.note = "raw ciphertext compared with the plain image (no attack)"
 
     def _restore(self, ciphertexts: torch.Tensor) -> torch.Tensor:
-        return ciphertexts.clone()
+        assert self.layout is not None
+        return self.layout.to_plain_colour(ciphertexts.clone())
