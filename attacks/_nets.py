@@ -90,22 +90,25 @@ class UNet(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """DCGAN discriminator (4x4 stride-2 convs, LeakyReLU 0.2), spectrally normalised; one logit."""
+    """DCGAN-style patch discriminator, spectrally normalised: one logit per image patch.
 
-    def __init__(self, channels: int, image_size: tuple[int, int], width: int) -> None:
+    Two 4x4 stride-2 convolutions with LeakyReLU 0.2 and a 4x4 convolution to one channel, as
+    the field's simplified GAN attack; every output judges one local patch (about 10 x 10
+    pixels), which gives the generator a dense signal about local, block-sized statistics.
+    """
+
+    def __init__(self, channels: int, width: int) -> None:
         super().__init__()
-        layers: list[nn.Module] = []
-        c_in, c_out, (height, wide) = channels, width, image_size
-        for _ in range(3):
-            if min(height, wide) < 8 or height % 2 or wide % 2:
-                break
-            layers += [spectral_norm(nn.Conv2d(c_in, c_out, 4, 2, 1)), nn.LeakyReLU(0.2, inplace=True)]
-            c_in, c_out, height, wide = c_out, 2 * c_out, height // 2, wide // 2
-        self.features = nn.Sequential(*layers)
-        self.head = spectral_norm(nn.Linear(c_in * height * wide, 1))
+        self.features = nn.Sequential(
+            spectral_norm(nn.Conv2d(channels, width, 4, 2, 1)),
+            nn.LeakyReLU(0.2, inplace=True),
+            spectral_norm(nn.Conv2d(width, 2 * width, 4, 2, 1)),
+            nn.LeakyReLU(0.2, inplace=True),
+            spectral_norm(nn.Conv2d(2 * width, 1, 4, 1, 0)),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x).flatten(1)).squeeze(1)
+        return self.features(x).flatten(1)
 
 
 def build_generator(arch: str, channels: int, block: int, image_size: tuple[int, int], width: int, unet_depth: int) -> nn.Module:

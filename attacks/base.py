@@ -251,6 +251,10 @@ class Attack(abc.ABC):
     something, ``_state``/``_load_state``.
     """
 
+    #: what the attacker holds besides the algorithm: ``"ciphertext-only"`` (ciphertexts and its
+    #: own plain images) or ``"known-plaintext"`` (plain/cipher pairs under the victim's key);
+    #: reports group attacks by it
+    threat_model: ClassVar[str] = "ciphertext-only"
     #: whether ``fit`` trains a network (the runner caches those)
     learned: ClassVar[bool] = False
     #: whether ``fit`` needs the victim's ciphertexts (``gan``, ``puzzle``)

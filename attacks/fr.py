@@ -22,7 +22,7 @@ import itertools
 import torch
 
 from attacks.base import Attack, AttackConfig, CipherFamily
-from harness.progress import ProgressCallback, report
+from harness.progress import ProgressCallback
 from harness.registry import attacks
 
 #: ciphers with a negative-positive step (v -> 255 - v on some components)
@@ -56,7 +56,7 @@ def _closest(cands: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     return cands.gather(-2, index.unsqueeze(-1).expand(*index.shape, 3)).squeeze(-2)
 
 
-def advanced(images: torch.Tensor, progress: ProgressCallback | None = None) -> torch.Tensor:
+def advanced(images: torch.Tensor) -> torch.Tensor:
     """Advanced FR on uint8 ``[B, 3, H, W]`` ciphertexts of a pixel-wise scheme."""
     if images.shape[1] != 3:
         raise ValueError(f"advanced FR needs 3 colour channels, got {images.shape[1]}")
@@ -68,7 +68,6 @@ def advanced(images: torch.Tensor, progress: ProgressCallback | None = None) -> 
         out[:, 0, col] = _closest(candidates(pixels[:, 0, col]), out[:, 0, col - 1])
     for row in range(1, height):  # later rows: the row above, a whole row at a time
         out[:, row] = _closest(candidates(pixels[:, row]), out[:, row - 1])
-        report(progress, row, height - 1, "fr: advanced raster scan")
     return out.permute(0, 3, 1, 2).contiguous()
 
 

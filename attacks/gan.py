@@ -54,7 +54,7 @@ class GanAttack(GeneratorAttack):
         assert self.family is not None and self.channels is not None and victim is not None
         net = self.build_net(config)
         with seeded(derive_seed(self.seed, "gan", "discriminator"), self.device):
-            critic = Discriminator(self.channels, self.family.image_size, config.disc_width).to(self.device)
+            critic = Discriminator(self.channels, config.disc_width).to(self.device)
         opt_g = adam(net.parameters(), config)
         opt_d = adam(critic.parameters(), config, lr=config.lr_d)
         order = torch.Generator().manual_seed(derive_seed(self.seed, "gan", "order"))

@@ -265,6 +265,7 @@ def smallest_determining(
 class KnownPlaintextAttack(Attack):
     """Exact key recovery from the fewest known pairs; decrypts with the recovered key."""
 
+    threat_model = "known-plaintext"
     uses_known_pairs = True
     restores_positions = True
 

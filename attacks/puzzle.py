@@ -23,6 +23,8 @@ minimiser (:func:`arrange`): an assignment of pieces to grid cells scored by edg
 
 from __future__ import annotations
 
+from typing import Iterator
+
 import numpy as np
 import torch
 
@@ -108,11 +110,30 @@ def dihedral(side: int, device: torch.device) -> list[torch.Tensor]:
     return out
 
 
-def mean_sq_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``[n_a, n_b]`` mean squared difference between rows of ``a`` ``[n_a, F]`` and ``b`` ``[n_b, F]``."""
-    a, b = a.double(), b.double()
-    cross = a @ b.T
-    return ((a * a).sum(1, keepdim=True) + (b * b).sum(1) - 2 * cross).clamp_min(0) / a.shape[1]
+class SquaredDistance:
+    """Mean squared difference between the rows of two feature streams, accumulated over chunks.
+
+    ``result()[a, b]`` is the mean over all features added of ``(x_a - y_b)^2``, computed from
+    Gram matrices, so the ciphertexts can be streamed in chunks of any size.
+    """
+
+    def __init__(self) -> None:
+        self.cross: torch.Tensor | float = 0.0
+        self.left: torch.Tensor | float = 0.0
+        self.right: torch.Tensor | float = 0.0
+        self.count = 0
+
+    def add(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """One chunk: ``x`` ``[n_x, F]`` and ``y`` ``[n_y, F]`` with matching features."""
+        x, y = x.double(), y.double()
+        self.cross = self.cross + x @ y.T
+        self.left = self.left + (x * x).sum(1)
+        self.right = self.right + (y * y).sum(1)
+        self.count += x.shape[1]
+
+    def result(self) -> torch.Tensor:
+        assert isinstance(self.cross, torch.Tensor), "add at least one chunk"
+        return (self.left.unsqueeze(1) + self.right - 2 * self.cross).clamp_min(0) / self.count
 
 
 def shifts(arrangement: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
@@ -169,51 +190,73 @@ def spectral_layout(distance: torch.Tensor, side: int, neighbours: int = 4) -> t
     return (row * n + column_rank).argsort()
 
 
-def estimate_pixel_perm(subs: torch.Tensor, half: int, restarts: int, generator: torch.Generator) -> torch.Tensor:
-    """K2 from ciphertext sub-blocks ``[2, 2, S, F]`` (sub-block row, column; position; samples).
+def subblock_statistics(chunks: Iterator[torch.Tensor], block: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Distances between sub-block positions, pooled over ciphertext chunks ``[n, C, H, W]``.
 
-    Returns ``sigma`` with ``sigma[cell] =`` the ciphertext position that belongs at plain ``cell``.
+    ``within[s, t]``: positions s and t of the same sub-block; ``across_h[s, t]``: s in a
+    sub-block and t in the sub-block to its right (same block); ``across_v``: t in the one below.
+    """
+    half = block // 2
+    within, across_h, across_v = SquaredDistance(), SquaredDistance(), SquaredDistance()
+    for chunk in chunks:
+        n, channels, height, width = chunk.shape
+        grid = chunk.view(n, channels, height // block, 2, half, width // block, 2, half)
+        subs = grid.permute(3, 6, 4, 7, 0, 1, 2, 5).reshape(2, 2, half * half, -1)  # slot row, col, S, samples
+
+        def flat(part: torch.Tensor) -> torch.Tensor:  # [..., S, F] -> [S, everything else]
+            return part.movedim(-2, 0).reshape(half * half, -1)
+
+        within.add(flat(subs), flat(subs))
+        across_h.add(flat(subs[:, 0]), flat(subs[:, 1]))
+        across_v.add(flat(subs[0]), flat(subs[1]))
+    return within.result(), across_h.result(), across_v.result()
+
+
+def estimate_pixel_perm(
+    within: torch.Tensor, across_h: torch.Tensor, across_v: torch.Tensor, restarts: int, generator: torch.Generator
+) -> torch.Tensor:
+    """K2 as ``sigma[cell] =`` the ciphertext position that belongs at plain sub-block ``cell``.
+
     Starts: the spectral layout in its 8 orientations (the cross-sub-block edges pick one), the
     greedy raster fill and ``restarts`` random arrangements; each descends by swaps.
     """
-    positions = subs.shape[2]
+    positions = within.shape[0]
+    half = round(positions**0.5)
     if positions == 1:
-        return torch.zeros(1, dtype=torch.long, device=subs.device)
-
-    def flat(part: torch.Tensor) -> torch.Tensor:  # [..., S, F] -> [S, everything else]
-        return part.movedim(-2, 0).reshape(positions, -1)
-
-    within = mean_sq_distance(flat(subs), flat(subs))
-    across_h = mean_sq_distance(flat(subs[:, 0]), flat(subs[:, 1]))  # left sub-block | right one
-    across_v = mean_sq_distance(flat(subs[0]), flat(subs[1]))  # upper sub-block / lower one
-    cells = torch.arange(positions, device=subs.device).view(half, half)
+        return torch.zeros(1, dtype=torch.long, device=within.device)
+    cells = torch.arange(positions, device=within.device).view(half, half)
     edges = grid_edges(half, half, within, within) + [
-        (cells[:, -1], cells[:, 0], across_h),
-        (cells[-1, :], cells[0, :], across_v),
+        (cells[:, -1], cells[:, 0], across_h),  # right column of a sub-block | left column of the next
+        (cells[-1, :], cells[0, :], across_v),  # bottom row | top row of the sub-block below
     ]
     layout = spectral_layout(within, half)
-    oriented = torch.stack([layout[symmetry] for symmetry in dihedral(half, subs.device)])
+    oriented = torch.stack([layout[symmetry] for symmetry in dihedral(half, within.device)])
     starts = [oriented[energy(oriented, edges).argmin()]]
-    starts += [torch.randperm(positions, generator=generator).to(subs.device) for _ in range(restarts)]
+    starts += [torch.randperm(positions, generator=generator).to(within.device) for _ in range(restarts)]
     return arrange(half, half, edges, within, within, starts)
 
 
-def edge_cost(blocks: torch.Tensor) -> torch.Tensor:
-    """``cost[a, b]`` of block b right of block a (blocks ``[N, ..., M, M]``), pooled over images.
+def block_statistics(chunks: Iterator[torch.Tensor], block: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Edge costs between K2-corrected blocks, pooled over chunks ``[n, C, H, W]``.
 
-    The mean squared difference across the shared edge.  (Extrapolating each side's gradient
+    ``beside[a, b]``: mean squared difference between a's right column and b's left column;
+    ``below[a, b]``: a's bottom row against b's top row.  (Extrapolating each side's gradient
     across the edge, as some jigsaw solvers do, recovered fewer blocks on small 4 x 4 pieces.)
     """
-    n = blocks.shape[0]
-    return mean_sq_distance(blocks[..., -1].reshape(n, -1), blocks[..., 0].reshape(n, -1))
+    beside, below = SquaredDistance(), SquaredDistance()
+    for chunk in chunks:
+        n, channels, height, width = chunk.shape
+        grid = chunk.view(n, channels, height // block, block, width // block, block)
+        blocks = grid.permute(2, 4, 0, 1, 3, 5).reshape(-1, n, channels, block, block)  # [N, n, C, M, M]
+        count = blocks.shape[0]
+        beside.add(blocks[..., -1].reshape(count, -1), blocks[..., 0].reshape(count, -1))
+        below.add(blocks[..., -1, :].reshape(count, -1), blocks[..., 0, :].reshape(count, -1))
+    return beside.result(), below.result()
 
 
-def estimate_block_perm(blocks: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
-    """K1 from K2-corrected ciphertext blocks ``[N, n, C, M, M]``: ``pi[cell] = ciphertext block``."""
-    beside = edge_cost(blocks)  # beside[a, b]: cost of b placed right of a
-    below = edge_cost(blocks.transpose(-1, -2))
-    edges = grid_edges(rows, cols, beside, below)
-    return arrange(rows, cols, edges, beside, below, [])
+def estimate_block_perm(beside: torch.Tensor, below: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+    """K1 as ``pi[cell] =`` the ciphertext block that belongs at plain block ``cell``."""
+    return arrange(rows, cols, grid_edges(rows, cols, beside, below), beside, below, [])
 
 
 @attacks.register("puzzle", "jigsaw")
@@ -223,11 +266,20 @@ class PuzzleAttack(Attack):
     uses_victim_ciphertexts = True
     restores_positions = True
 
-    def __init__(self, *, seed: int = 0, device: str | torch.device = "cpu", restarts: int = 4) -> None:
+    def __init__(
+        self,
+        *,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+        restarts: int = 4,
+        max_ciphertexts: int = 2000,
+        chunk: int = 64,
+    ) -> None:
         super().__init__(seed=seed, device=device)
-        if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 0:
-            raise ValueError(f"restarts must be an integer >= 0, got {restarts!r}")
-        self.restarts = restarts
+        for name, value, minimum in (("restarts", restarts, 0), ("max_ciphertexts", max_ciphertexts, 1), ("chunk", chunk, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        self.restarts, self.max_ciphertexts, self.chunk = restarts, max_ciphertexts, chunk
         self.key: dict[str, np.ndarray] | None = None
         self._cipher: Cipher | None = None
 
@@ -258,21 +310,20 @@ class PuzzleAttack(Attack):
             self.note = "nothing to estimate: the identity cipher has no key"
             return
         block = template.block_size
-        half = block // 2
-        n, channels, height, width = victim.shape
+        used = victim[: self.max_ciphertexts]
+        n, _, height, width = used.shape
         rows, cols = height // block, width // block
-        x = victim.double()
-        # [n, C, rows, 2, half, cols, 2, half] -> [2, 2, S, samples]: sub-block slot, position, samples
-        grid = x.view(n, channels, rows, 2, half, cols, 2, half)
-        subs = grid.permute(3, 6, 4, 7, 0, 1, 2, 5).reshape(2, 2, half * half, -1)
+
+        def chunks(transform=lambda x: x) -> Iterator[torch.Tensor]:
+            return (transform(part).double() for part in used.split(self.chunk))
+
         generator = torch.Generator().manual_seed(derive_seed(self.seed, "puzzle", "restarts"))
-        sigma = estimate_pixel_perm(subs, half, self.restarts, generator)
+        sigma = estimate_pixel_perm(*subblock_statistics(chunks(), block), self.restarts, generator)
         pixel_perm = torch.argsort(sigma).cpu().numpy()
         report(progress, 1, 2, "puzzle: within-block shuffle estimated")
         # undo the estimated K2 inside every sub-block, then solve the block jigsaw
-        unshuffled = template.rebuild(block_perm=np.arange(rows * cols), pixel_perm=pixel_perm).decrypt(victim)
-        blocks = unshuffled.double().view(n, channels, rows, block, cols, block).permute(2, 4, 0, 1, 3, 5)
-        pi = estimate_block_perm(blocks.reshape(rows * cols, n, channels, block, block), rows, cols)
+        unshuffle = template.rebuild(block_perm=np.arange(rows * cols), pixel_perm=pixel_perm).decrypt
+        pi = estimate_block_perm(*block_statistics(chunks(unshuffle), block), rows, cols)
         report(progress, 2, 2, "puzzle: blocks reassembled")
         self.key = {"block_perm": torch.argsort(pi).cpu().numpy(), "pixel_perm": pixel_perm}
         self._cipher = template.rebuild(**self.key)

@@ -69,7 +69,8 @@ def test_generators_and_discriminator_keep_shapes() -> None:
     for arch in ("auto", "block", "pixel", "unet"):
         assert build_generator(arch, 3, 4, (16, 16), 8, 2)(x).shape == x.shape
     assert isinstance(build_generator("unet", 3, 4, (16, 16), 8, 2), UNet)
-    assert Discriminator(3, (16, 16), 8)(x).shape == (2,)
+    assert Discriminator(3, 8)(x).shape == (2, 1)  # one patch of a 16 x 16 image
+    assert Discriminator(3, 8)(torch.randn(2, 3, 32, 32)).shape == (2, 25)
     with pytest.raises(ValueError, match="unet_depth"):
         build_generator("unet", 3, 4, (12, 12), 8, 3)
 

@@ -67,6 +67,12 @@ def test_the_six_attacks_are_registered() -> None:
     assert {"none", "fr", "itn", "gan", "kpa", "puzzle"} <= set(NAMES)
 
 
+def test_threat_model_is_declared(name: str) -> None:
+    cls = attacks.get(name)
+    assert cls.threat_model in ("ciphertext-only", "known-plaintext")
+    assert (cls.threat_model == "known-plaintext") == cls.uses_known_pairs
+
+
 def test_restore_gives_uint8_plain_shaped_images(name: str, photos, device: torch.device) -> None:
     attack, ciphertexts = _fitted(name, photos, device=device)
     restored = attack.restore(ciphertexts.to(device))
