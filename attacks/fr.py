@@ -30,6 +30,8 @@ NEGATIVE_POSITIVE = frozenset({"pe", "etc", "etc_gray"})
 #: pixel-wise ciphers with a negative-positive step and a per-pixel colour permutation
 PIXELWISE_COLOUR = frozenset({"pe"})
 MODES = ("auto", "basic", "advanced", "field")
+#: images per advanced scan (bounds memory, not results)
+ADVANCED_CHUNK = 512
 
 #: candidate inverse transforms of one pixel: channel orders (itertools order) x flip patterns,
 #: flip pattern b flips channel j when bit (2 - j) of b is set; ties go to the first candidate
@@ -108,8 +110,8 @@ class FeatureReconstruction(Attack):
 
     def _restore(self, ciphertexts: torch.Tensor) -> torch.Tensor:
         assert self.layout is not None
-        if self.step == "advanced":
-            restored = advanced(ciphertexts)
+        if self.step == "advanced":  # in chunks: the candidates of a row take 288 bytes per pixel
+            restored = torch.cat([advanced(chunk) for chunk in ciphertexts.split(ADVANCED_CHUNK)])
         elif self.step == "basic":
             restored = fold(ciphertexts)
         else:

@@ -58,15 +58,14 @@ class GanAttack(GeneratorAttack):
         opt_g = adam(net.parameters(), config)
         opt_d = adam(critic.parameters(), config, lr=config.lr_d)
         order = torch.Generator().manual_seed(derive_seed(self.seed, "gan", "order"))
-        source, real_images = to_input(victim), to_input(attacker_images)
         for epoch in range(config.epochs):
             net.train()
             sums = torch.zeros(2)
             steps = 0
-            for index in batches(source.shape[0], config.batch_size, order):
-                real_index = torch.randint(0, real_images.shape[0], (index.numel(),), generator=order)
-                fake = torch.sigmoid(net(source[index.to(self.device)])) * 2 - 1
-                real = real_images[real_index.to(self.device)]
+            for index in batches(victim.shape[0], config.batch_size, order):
+                real_index = torch.randint(0, attacker_images.shape[0], (index.numel(),), generator=order)
+                fake = torch.sigmoid(net(to_input(victim[index.to(self.device)]))) * 2 - 1
+                real = to_input(attacker_images[real_index.to(self.device)])
                 loss_d = discriminator_loss(critic(real), critic(fake.detach()), config.gan_loss)
                 opt_d.zero_grad(set_to_none=True)
                 loss_d.backward()

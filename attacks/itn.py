@@ -56,16 +56,16 @@ class InverseTransformationNetwork(GeneratorAttack):
         net = self.build_net(config)
         optimizer = adam(net.parameters(), config)
         order = torch.Generator().manual_seed(derive_seed(self.seed, "itn", "order"))
-        target = to_target(attacker_images)
         losses = []
         for epoch in range(config.epochs):
             if epoch == 0 or config.rekey_each_epoch:
-                source = to_input(self.encrypt_training_set(attacker_images, config, epoch))
+                source = self.encrypt_training_set(attacker_images, config, epoch)  # uint8: floats per batch
             net.train()
             total, count = 0.0, 0
             for index in batches(source.shape[0], config.batch_size, order):
                 index = index.to(self.device)
-                loss = image_loss(torch.sigmoid(net(source[index])), target[index], config.loss)
+                restored = torch.sigmoid(net(to_input(source[index])))
+                loss = image_loss(restored, to_target(attacker_images[index]), config.loss)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()

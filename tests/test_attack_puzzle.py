@@ -72,7 +72,6 @@ def test_recovers_a_224_pixel_key_with_16_pixel_blocks_from_a_few_ciphertexts() 
     assert positions_recovered(attack, cipher, 3, (224, 224)) >= 0.9
 
 
-@pytest.mark.slow
 def test_recovers_most_positions_of_a_proposed_key_from_thousands_of_ciphertexts() -> None:
     victim = load_dataset("natural", "test", (32, 32), n=3000, seed=4).images
     attack, cipher = _puzzle(CipherFamily("proposed", (32, 32), 4), victim, seed=9)
