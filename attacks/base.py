@@ -1,0 +1,407 @@
+"""The attack contract: what an attacker knows, how it is configured, and how it is called.
+
+Threat model (SPEC.md, Attacks): the attacker knows the cipher's algorithm and public parameters
+(a :class:`CipherFamily`), never the victim's key.  It holds its own plain images, disjoint from
+the victim's, which it may encrypt with keys it draws itself; some attacks also see the victim's
+ciphertexts (``gan``, ``puzzle``) or a few of the victim's plain/cipher pairs (``kpa``).
+
+An attack is a registered plugin (``@attacks.register("fr")``).  Its life is ``fit`` once, then
+``restore`` any number of times; ``state_dict``/``load_state_dict`` round-trip everything ``fit``
+produced, so the runner can cache trained networks.
+"""
+
+from __future__ import annotations
+
+import abc
+import functools
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar, Mapping
+
+import torch
+
+from ciphers._colour import rgb_to_ycbcr, ycbcr_to_rgb
+from ciphers.base import Cipher
+from harness.factory import create_cipher
+from harness.progress import ProgressCallback
+from harness.registry import ciphers
+
+LOSSES = ("l1", "mse")
+ARCHS = ("auto", "block", "pixel", "unet")
+GAN_LOSSES = ("hinge", "bce")
+
+
+@dataclass(frozen=True)
+class CipherFamily:
+    """A cipher's algorithm and public parameters without a key: what every attacker knows.
+
+    ``name`` is a registered cipher name (aliases allowed), ``image_size`` the plain images'
+    (H, W), ``block_size`` the cipher's block size (``None``: the cipher's default) and
+    ``options`` any further public options of ``from_seed`` (e.g. a key condition).
+    """
+
+    name: str
+    image_size: tuple[int, int]
+    block_size: int | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or self.name not in ciphers:
+            raise ValueError(f"name must be a registered cipher, got {self.name!r}")
+        try:
+            height, width = (int(v) for v in self.image_size)
+        except (TypeError, ValueError):
+            raise ValueError(f"image_size must be a pair (H, W), got {self.image_size!r}") from None
+        object.__setattr__(self, "image_size", (height, width))
+        object.__setattr__(self, "options", dict(self.options))
+        self.template  # builds one cipher now, so bad parameters fail here and not mid-attack
+
+    @property
+    def canonical_name(self) -> str:
+        """The registered name (aliases resolved): what per-cipher strategies are keyed on."""
+        return ciphers.entry(self.name).name
+
+    @functools.cached_property
+    def template(self) -> Cipher:
+        """A cipher of this family with an arbitrary key: for shapes and public parameters only."""
+        return self.draw(0)
+
+    @property
+    def resolved_block_size(self) -> int:
+        return self.template.block_size
+
+    @property
+    def per_image_key(self) -> bool:
+        """Whether each image gets its own key (``diff_key``), so ``encrypt`` needs image ids."""
+        return bool(self.template.per_image_key)
+
+    def draw(self, seed: int) -> Cipher:
+        """A cipher of this family with a fresh key drawn from ``seed``."""
+        return create_cipher(self.name, self.image_size, self.block_size, seed=seed, **self.options)
+
+    def encrypt(self, cipher: Cipher, images: torch.Tensor, first_id: int = 0) -> torch.Tensor:
+        """Encrypt ``images`` with ``cipher``, giving per-image-key ciphers ids from ``first_id``."""
+        ids = None
+        if self.per_image_key:
+            ids = torch.arange(first_id, first_id + images.shape[0], device=images.device)
+        return cipher.encrypt(images, image_ids=ids)
+
+    def encrypted_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(self.template.encrypted_shape(tuple(shape)))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Public description (JSON-able): cache keys and saved attack states use it."""
+        return {
+            "name": self.canonical_name,
+            "image_size": list(self.image_size),
+            "block_size": self.resolved_block_size,
+            "options": {k: self.options[k] for k in sorted(self.options)},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "CipherFamily":
+        return cls(data["name"], tuple(data["image_size"]), data["block_size"], dict(data["options"]))
+
+
+#: ciphers whose ciphertext planes are full-range YCbCr rather than the plain image's RGB
+YCBCR_PLANES = frozenset({"etc_gray"})
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How a family's ciphertexts map onto the plain ``[C, H, W]`` layout (public knowledge).
+
+    ``kind``: ``"same"`` (the ciphertext has the plain shape) or ``"planes"`` (a grayscale-based
+    cipher put the C planes side by side as one ``[1, H, C*W]`` image).  ``colour``: ``"rgb"``
+    or ``"ycbcr"`` (the planes are full-range YCbCr, e.g. ``etc_gray``).
+    """
+
+    kind: str
+    channels: int
+    colour: str = "rgb"
+
+    def view(self, ciphertexts: torch.Tensor) -> torch.Tensor:
+        """Ciphertexts as ``[B, C, H, W]`` planes (still in the cipher's colour space)."""
+        if self.kind == "same":
+            return ciphertexts
+        batch, _, height, wide = ciphertexts.shape
+        return ciphertexts.view(batch, height, self.channels, wide // self.channels).permute(0, 2, 1, 3).contiguous()
+
+    def unview(self, planes: torch.Tensor) -> torch.Tensor:
+        """The inverse of :meth:`view`: back to the cipher's own ciphertext layout."""
+        if self.kind == "same":
+            return planes
+        batch, channels, height, width = planes.shape
+        return planes.permute(0, 2, 1, 3).reshape(batch, 1, height, channels * width)
+
+    def to_plain_colour(self, planes: torch.Tensor) -> torch.Tensor:
+        """Planes in the cipher's colour space converted to the plain images' (RGB)."""
+        return ycbcr_to_rgb(planes) if self.colour == "ycbcr" else planes
+
+    def from_plain_colour(self, images: torch.Tensor) -> torch.Tensor:
+        """Plain images in the cipher's colour space (what its blocks are cut from)."""
+        return rgb_to_ycbcr(images) if self.colour == "ycbcr" else images
+
+
+def ciphertext_layout(family: CipherFamily, channels: int) -> Layout | None:
+    """The :class:`Layout` of ``family``'s ciphertexts of ``channels``-channel images, or None."""
+    height, width = family.image_size
+    shape = family.encrypted_shape((1, channels, height, width))
+    colour = "ycbcr" if family.canonical_name in YCBCR_PLANES else "rgb"
+    if shape == (1, channels, height, width):
+        return Layout("same", channels, colour)
+    if shape == (1, 1, height, channels * width):
+        return Layout("planes", channels, colour)
+    return None
+
+
+@dataclass(frozen=True)
+class AttackConfig:
+    """Every knob of an attack run (the runner's presets fill it; see docs/attacks.md).
+
+    Fields used only by some attacks are ignored by the others.
+
+    - ``seed``: the attacker's master seed (keys it draws, network init, batch order).
+    - ``epochs``, ``batch_size``, ``lr``, ``betas``, ``weight_decay``: Adam training of ``itn``
+      and the generator of ``gan``.
+    - ``loss``: ``"l1"`` or ``"mse"`` between restored and plain images in [0, 1] (``itn``).
+    - ``arch``: generator network: ``"auto"`` (block-aligned for block ciphers, 1x1 for
+      pixel-wise ones), ``"block"``, ``"pixel"`` or ``"unet"``.
+    - ``width``: hidden width of the block/pixel nets and the base width of the U-Net.
+    - ``unet_depth``: number of down-sampling stages of the U-Net.
+    - ``train_keys``: number of keys the ``itn`` attacker draws for its training pairs (``None``:
+      a fresh key per image, ``diff_key``, as in Ito et al.); ``rekey_each_epoch`` re-draws them
+      every epoch (more distinct keys seen, the same cost).
+    - ``gan_loss``: ``"hinge"`` or ``"bce"``; ``lr_d``: discriminator learning rate (``None``:
+      ``lr``); ``disc_width``: discriminator base width.
+    - ``known_pairs``: how many victim plain/cipher pairs the cell reserves for ``kpa`` (it
+      reports the smallest number that determines the key).
+    - ``params``: extra constructor keywords for the attack (e.g. ``{"mode": "basic"}`` for fr).
+    """
+
+    seed: int = 0
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    loss: str = "l1"
+    arch: str = "auto"
+    width: int = 64
+    unet_depth: int = 2
+    train_keys: int | None = None
+    rekey_each_epoch: bool = True
+    gan_loss: str = "hinge"
+    lr_d: float | None = None
+    disc_width: int = 64
+    known_pairs: int = 32
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("seed",):
+            _check_int(name, getattr(self, name), minimum=0)
+        for name in ("epochs", "batch_size", "width", "unet_depth", "disc_width", "known_pairs"):
+            _check_int(name, getattr(self, name), minimum=1)
+        if self.train_keys is not None:
+            _check_int("train_keys", self.train_keys, minimum=1)
+        for name in ("lr",) + (("lr_d",) if self.lr_d is not None else ()):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise ValueError(f"{name} must be a positive number, got {value!r}")
+        if not isinstance(self.weight_decay, (int, float)) or self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
+        _check_choice("loss", self.loss, LOSSES)
+        _check_choice("arch", self.arch, ARCHS)
+        _check_choice("gan_loss", self.gan_loss, GAN_LOSSES)
+        object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
+        object.__setattr__(self, "params", dict(self.params))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _check_int(name: str, value: object, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+
+
+def check_batch(images: object, name: str, shape: tuple[int, ...] | None = None) -> torch.Tensor:
+    """``images`` if it is a uint8 ``[B, C, H, W]`` tensor (of ``shape[1:]`` if given), else ValueError."""
+    if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.ndim != 4:
+        raise ValueError(f"{name} must be a uint8 tensor [B, C, H, W]")
+    if images.shape[0] < 1:
+        raise ValueError(f"{name} must hold at least one image")
+    if shape is not None and tuple(images.shape[1:]) != tuple(shape[1:]):
+        raise ValueError(f"{name} must be shaped [B, {', '.join(map(str, shape[1:]))}], got {tuple(images.shape)}")
+    return images
+
+
+class Attack(abc.ABC):
+    """Base class: argument checks, the fit-then-restore life cycle and state round trips.
+
+    Subclasses implement ``_fit`` and ``_restore`` (on ciphertexts already viewed in the plain
+    ``[B, C, H, W]`` layout by :class:`Layout`, returning RGB images) and, when ``fit`` produces
+    something, ``_state``/``_load_state``.
+    """
+
+    #: what the attacker holds besides the algorithm: ``"ciphertext-only"`` (ciphertexts and its
+    #: own plain images) or ``"known-plaintext"`` (plain/cipher pairs under the victim's key);
+    #: reports group attacks by it
+    threat_model: ClassVar[str] = "ciphertext-only"
+    #: whether ``fit`` trains a network (the runner caches those)
+    learned: ClassVar[bool] = False
+    #: whether ``fit`` needs the victim's ciphertexts (``gan``, ``puzzle``)
+    uses_victim_ciphertexts: ClassVar[bool] = False
+    #: whether ``fit`` needs known plain/cipher pairs of the victim's key (``kpa``)
+    uses_known_pairs: ClassVar[bool] = False
+    #: whether ``restore`` is a fixed pixel rearrangement, so a position probe measures it
+    restores_positions: ClassVar[bool] = False
+    #: bump when a change would make cached states of this attack wrong
+    version: ClassVar[int] = 1
+    registry_name: ClassVar[str]
+
+    def __init__(self, *, seed: int = 0, device: str | torch.device = "cpu") -> None:
+        _check_int("seed", seed, minimum=0)
+        try:
+            self.device = torch.device(device)
+        except (RuntimeError, TypeError):
+            raise ValueError(f"device must be a torch device name, got {device!r}") from None
+        self.seed = int(seed)
+        self.family: CipherFamily | None = None
+        self.channels: int | None = None
+        self.layout: Layout | None = None
+        #: numbers the attack measured about itself (e.g. ``pairs_needed``); floats only
+        self.extra: dict[str, float] = {}
+        #: one line for the report (e.g. why an attack step is a no-op for this cipher)
+        self.note: str = ""
+
+    @classmethod
+    def applies_to(cls, family: CipherFamily) -> str | None:
+        """None if the attack can run on ``family``, else the reason it cannot."""
+        if ciphertext_layout(family, 3) is None:
+            return "the ciphertext layout does not map onto the plain image layout"
+        return None
+
+    # -- life cycle ---------------------------------------------------------------------
+    def fit(
+        self,
+        attacker_images: torch.Tensor,
+        cipher_family: CipherFamily,
+        config: AttackConfig,
+        progress: ProgressCallback | None = None,
+        *,
+        victim_ciphertexts: torch.Tensor | None = None,
+        known_pairs: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> None:
+        """Prepare the attack against ciphers of ``cipher_family`` (train, estimate, recover)."""
+        if not isinstance(cipher_family, CipherFamily):
+            raise ValueError(f"cipher_family must be a CipherFamily, got {type(cipher_family).__name__}")
+        if not isinstance(config, AttackConfig):
+            raise ValueError(f"config must be an AttackConfig, got {type(config).__name__}")
+        reason = self.applies_to(cipher_family)
+        if reason is not None:
+            raise ValueError(f"{self.registry_name} does not apply to {cipher_family.name}: {reason}")
+        check_batch(attacker_images, "attacker_images")
+        channels = int(attacker_images.shape[1])
+        plain_shape = (1, channels, *cipher_family.image_size)
+        check_batch(attacker_images, "attacker_images", plain_shape)
+        cipher_shape = cipher_family.encrypted_shape(plain_shape)
+        if victim_ciphertexts is not None:
+            check_batch(victim_ciphertexts, "victim_ciphertexts", cipher_shape)
+        elif self.uses_victim_ciphertexts:
+            raise ValueError(f"{self.registry_name} needs victim_ciphertexts (it attacks the victim's key)")
+        if known_pairs is not None:
+            if not isinstance(known_pairs, tuple) or len(known_pairs) != 2:
+                raise ValueError("known_pairs must be a tuple (plain_images, ciphertexts)")
+            check_batch(known_pairs[0], "known_pairs[0]", plain_shape)
+            check_batch(known_pairs[1], "known_pairs[1]", cipher_shape)
+            if known_pairs[0].shape[0] != known_pairs[1].shape[0]:
+                raise ValueError("known_pairs must hold as many plain images as ciphertexts")
+        elif self.uses_known_pairs:
+            raise ValueError(f"{self.registry_name} needs known_pairs (plain/cipher pairs of the victim's key)")
+        self.family, self.channels = cipher_family, channels
+        self.layout = ciphertext_layout(cipher_family, channels)
+        if self.layout is None:
+            raise ValueError(f"ciphertexts of {cipher_family.name} do not map onto [{channels}, H, W]")
+        self.extra, self.note = {}, ""
+        view = self.layout.view
+        self._fit(
+            attacker_images.to(self.device),
+            config,
+            progress,
+            victim=None if victim_ciphertexts is None else view(victim_ciphertexts.to(self.device)),
+            pairs=None
+            if known_pairs is None
+            else (known_pairs[0].to(self.device), view(known_pairs[1].to(self.device))),
+        )
+
+    def restore(self, ciphertexts: torch.Tensor) -> torch.Tensor:
+        """The attacker's estimate of the plain images: uint8 ``[B, C, H, W]``."""
+        if self.family is None or self.channels is None or self.layout is None:
+            raise RuntimeError(f"{self.registry_name}: call fit (or load_state_dict) before restore")
+        plain_shape = (1, self.channels, *self.family.image_size)
+        check_batch(ciphertexts, "ciphertexts", self.family.encrypted_shape(plain_shape))
+        source_device = ciphertexts.device
+        view = self.layout.view(ciphertexts.to(self.device))
+        with torch.no_grad():
+            restored = self._restore(view)
+        return restored.to(source_device)
+
+    @abc.abstractmethod
+    def _fit(
+        self,
+        attacker_images: torch.Tensor,
+        config: AttackConfig,
+        progress: ProgressCallback | None,
+        *,
+        victim: torch.Tensor | None,
+        pairs: tuple[torch.Tensor, torch.Tensor] | None,
+    ) -> None: ...
+
+    @abc.abstractmethod
+    def _restore(self, ciphertexts: torch.Tensor) -> torch.Tensor: ...
+
+    # -- state ------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything ``fit`` produced (tensors and plain values: ``torch.load(weights_only)``-safe)."""
+        if self.family is None:
+            raise RuntimeError(f"{self.registry_name}: nothing to save before fit")
+        return {
+            "attack": self.registry_name,
+            "version": self.version,
+            "family": self.family.to_dict(),
+            "channels": self.channels,
+            "extra": dict(self.extra),
+            "note": self.note,
+            "state": self._state(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore a fitted attack from :meth:`state_dict`'s output."""
+        if state.get("attack") != self.registry_name or state.get("version") != self.version:
+            raise ValueError(
+                f"state is for attack {state.get('attack')!r} version {state.get('version')!r}, "
+                f"not {self.registry_name!r} version {self.version}"
+            )
+        self.family = CipherFamily.from_dict(state["family"])
+        self.channels = int(state["channels"])
+        self.layout = ciphertext_layout(self.family, self.channels)
+        self.extra = {k: float(v) for k, v in state["extra"].items()}
+        self.note = str(state["note"])
+        self._load_state(state["state"])
+
+    def _state(self) -> dict[str, Any]:
+        return {}
+
+    def _load_state(self, state: Mapping[str, Any]) -> None:
+        return None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(seed={self.seed}, device={str(self.device)!r})"

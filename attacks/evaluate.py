@@ -1,0 +1,158 @@
+"""One security cell: encrypt the victim's images, run an attack, score the restoration.
+
+The runner (``harness.bench``) calls :func:`run_security_cell` once per (dataset, cipher,
+attack).  The last ``config.known_pairs`` victim images are the pool the known-plaintext attack
+draws its pairs from; every attack is evaluated on the images before them, so all attacks of a
+cipher are scored on the same images and no attack is ever scored on a pair it was given.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from attacks.base import Attack, AttackConfig, CipherFamily, check_batch
+from ciphers.base import Cipher
+from harness.cache import cache_key, load_checkpoint, save_checkpoint
+from harness.metrics import psnr, ssim
+from harness.progress import ProgressCallback
+from harness.registry import attacks
+
+#: values of a position code differ by at least this much in some channel (survives +-1 rounding)
+_CODE_SPACING = 4
+
+
+class AttackNotApplicable(ValueError):
+    """The attack cannot run on this cipher family; the message is the reason (for an n/a row)."""
+
+
+@dataclass
+class SecurityResult:
+    """What one security cell measured.
+
+    ``restored``: the attack's uint8 images of the evaluated victim images; ``ssim``/``psnr``: per
+    image, against the plain images; ``extra``: numbers the attack or the cell measured (e.g.
+    ``pairs_needed``, ``positions_recovered``, training losses); ``note``: one line for the report.
+    """
+
+    restored: torch.Tensor
+    ssim: torch.Tensor
+    psnr: torch.Tensor
+    extra: dict[str, float] = field(default_factory=dict)
+    note: str = ""
+    cached: bool = False
+    fit_seconds: float = 0.0
+
+
+def digest(images: torch.Tensor) -> str:
+    """Content hash of a uint8 batch (shape and bytes) for cache keys."""
+    data = images.detach().to("cpu").contiguous()
+    return hashlib.sha256(str(tuple(data.shape)).encode() + data.numpy().tobytes()).hexdigest()[:24]
+
+
+def attack_cache_path(
+    cache_dir: Path, attack: type[Attack], family: CipherFamily, config: AttackConfig, attacker_images: torch.Tensor,
+    victim_ciphertexts: torch.Tensor | None,
+) -> Path:
+    """Where a learned attack's state lives: a hash of everything that determines it (never a key)."""
+    key = cache_key(
+        kind="attack",
+        attack=attack.registry_name,
+        version=attack.version,
+        family=family.to_dict(),
+        config=config.to_dict(),
+        attacker=digest(attacker_images),
+        victim=None if victim_ciphertexts is None else digest(victim_ciphertexts),
+    )
+    return Path(cache_dir) / f"attack-{attack.registry_name}-{key}.pt"
+
+
+def position_codes(channels: int, image_size: tuple[int, int]) -> torch.Tensor | None:
+    """A probe image whose every pixel is distinct: the pixel's raster index in base 64, x 4.
+
+    Restoring its ciphertext shows which positions an attack puts back (a rearrangement attack
+    is independent of content).  None when the channels cannot tell all positions apart.
+    """
+    height, width = image_size
+    base = 256 // _CODE_SPACING
+    if base**channels < height * width:
+        return None
+    index = torch.arange(height * width)
+    digits = [(index // base**c) % base * _CODE_SPACING for c in range(channels)]
+    return torch.stack(digits).view(1, channels, height, width).to(torch.uint8)
+
+
+def positions_recovered(attack: Attack, victim_cipher: Cipher, channels: int, image_size: tuple[int, int]) -> float:
+    """Fraction of pixel positions whose content the attack restores to the right place."""
+    probe = position_codes(channels, image_size)
+    if probe is None:
+        return math.nan
+    restored = attack.restore(victim_cipher.encrypt(probe))
+    error = (restored.int() - probe.int()).abs().amax(dim=1)
+    return float((error <= victim_cipher.roundtrip_max_error).double().mean())
+
+
+def run_security_cell(
+    attack: str,
+    family: CipherFamily,
+    victim_cipher: Cipher,
+    victim_images: torch.Tensor,
+    attacker_images: torch.Tensor,
+    config: AttackConfig,
+    *,
+    cache_dir: Path | None,
+    device: str | torch.device = "cpu",
+    refresh_cache: bool = False,
+    progress: ProgressCallback | None = None,
+) -> SecurityResult:
+    """Encrypt ``victim_images`` with ``victim_cipher``, attack them, score SSIM/PSNR per image.
+
+    Raises :class:`AttackNotApplicable` when the attack does not apply to ``family``, and
+    :class:`harness.cache.CorruptCacheError` when a cached learned attack cannot be read.
+    """
+    attack_cls = attacks.get(attack)
+    reason = attack_cls.applies_to(family)
+    if reason is not None:
+        raise AttackNotApplicable(reason)
+    check_batch(victim_images, "victim_images", (1, victim_images.shape[1], *family.image_size))
+    n, pool = victim_images.shape[0], config.known_pairs
+    if n <= pool:
+        raise ValueError(f"victim_images holds {n} images; it needs more than known_pairs = {pool}")
+    ids = torch.arange(n) if victim_cipher.per_image_key else None
+    ciphertexts = victim_cipher.encrypt(victim_images, image_ids=ids)
+    evaluated, victim_ciphertexts = victim_images[: n - pool], ciphertexts[: n - pool]
+    pairs = (victim_images[n - pool :], ciphertexts[n - pool :]) if attack_cls.uses_known_pairs else None
+    seen = victim_ciphertexts if attack_cls.uses_victim_ciphertexts else None
+
+    instance = attack_cls(seed=config.seed, device=device, **config.params)
+    path = None
+    if attack_cls.learned and cache_dir is not None:
+        path = attack_cache_path(Path(cache_dir), attack_cls, family, config, attacker_images, seen)
+    cached = path is not None and path.exists() and not refresh_cache
+    start = time.perf_counter()
+    if cached:
+        instance.load_state_dict(load_checkpoint(path))
+    else:
+        instance.fit(attacker_images, family, config, progress, victim_ciphertexts=seen, known_pairs=pairs)
+        if path is not None:
+            save_checkpoint(path, instance.state_dict())
+    fit_seconds = time.perf_counter() - start
+
+    restored = instance.restore(victim_ciphertexts)
+    extra = dict(instance.extra)
+    if attack_cls.restores_positions:
+        extra["positions_recovered"] = positions_recovered(instance, victim_cipher, victim_images.shape[1], family.image_size)
+    return SecurityResult(
+        restored=restored,
+        ssim=ssim(restored, evaluated),
+        psnr=psnr(restored, evaluated),
+        extra=extra,
+        note=instance.note,
+        cached=cached,
+        fit_seconds=fit_seconds,
+    )

@@ -1,0 +1,123 @@
+"""Known-plaintext key recovery: exact keys from the fewest pairs, per cipher, on photographs."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from attacks.base import AttackConfig, CipherFamily
+from attacks.kpa import SOLVERS, assignment, smallest_determining
+from harness.data import load_dataset
+from harness.registry import attacks
+
+SIZE = (32, 32)
+
+
+@pytest.fixture(scope="module")
+def photos() -> torch.Tensor:
+    return load_dataset("natural", "test", SIZE, n=40, seed=2).images
+
+
+def _attack(family: CipherFamily, photos: torch.Tensor, pairs: int, seed: int = 21):
+    victim = family.draw(seed)
+    known = photos[-pairs:]
+    attack = attacks.get("kpa")()
+    attack.fit(photos[:2], family, AttackConfig(), known_pairs=(known, victim.encrypt(known)))
+    return attack, victim
+
+
+def _one_pair(family: CipherFamily, image: torch.Tensor, seed: int):
+    victim = family.draw(seed)
+    attack = attacks.get("kpa")()
+    attack.fit(image, family, AttackConfig(), known_pairs=(image, victim.encrypt(image)))
+    return attack, victim
+
+
+def test_proposed_key_falls_to_one_pair_when_pixels_are_distinct() -> None:
+    rows, cols = torch.meshgrid(torch.arange(32), torch.arange(32), indexing="ij")
+    image = torch.stack([rows * 8, cols * 8, (rows * 3 + cols) % 256]).to(torch.uint8).unsqueeze(0)
+    assert torch.unique(image.flatten(2), dim=2).shape[2] == 32 * 32  # every pixel distinct
+    for block in (4, 8):
+        attack, victim = _one_pair(CipherFamily("proposed", SIZE, block), image, seed=block)
+        assert attack.extra["pairs_needed"] == 1.0
+        assert all(np.array_equal(attack.key[k], v) for k, v in victim.key().items())
+
+
+def test_proposed_key_falls_to_one_pair_of_most_natural_photographs(photos) -> None:
+    family = CipherFamily("proposed", SIZE, 4)
+    determined = 0
+    for index in range(20):
+        attack, victim = _one_pair(family, photos[index : index + 1], seed=100 + index)
+        if attack.extra["pairs_needed"] == 1.0:  # a determined key is the victim's key
+            determined += 1
+            assert all(np.array_equal(attack.key[k], v) for k, v in victim.key().items())
+            assert torch.equal(attack.restore(victim.encrypt(photos[20:])), photos[20:])
+    assert determined >= 17  # flat or saturated crops repeat pixels; 191 of 200 crops suffice alone
+
+
+@pytest.mark.parametrize(
+    ("name", "block", "options", "most_pairs"),
+    [
+        ("le", 4, {}, 1),
+        ("etc", 4, {}, 2),
+        ("etc_gray", 4, {}, 2),
+        ("pe", 1, {"key_condition": "same_key"}, 3),
+        ("ele", 4, {}, 32),
+    ],
+)
+def test_each_fixed_key_cipher_is_recovered_exactly(photos, name: str, block: int, options: dict, most_pairs: int) -> None:
+    family = CipherFamily(name, SIZE, block, options)
+    attack, victim = _attack(family, photos, pairs=most_pairs)
+    assert 1 <= attack.extra["pairs_needed"] <= most_pairs
+    assert all(np.array_equal(attack.key[k], v) for k, v in victim.key().items())
+    evaluated = photos[:8]
+    error = (attack.restore(victim.encrypt(evaluated)).int() - evaluated.int()).abs().max()
+    assert int(error) <= victim.roundtrip_max_error
+
+
+def test_open_key_is_reported_and_still_guessed(photos) -> None:
+    family = CipherFamily("ele", SIZE, 4)
+    attack, victim = _attack(family, photos, pairs=1)
+    assert math.isnan(attack.extra["pairs_needed"]) and "open" in attack.note
+    assert np.array_equal(attack.key["block_perm"], victim.key()["block_perm"])
+
+
+def test_identity_cipher_needs_no_pairs(photos) -> None:
+    attack, _ = _attack(CipherFamily("plain", SIZE, 1), photos, pairs=1)
+    assert attack.extra["pairs_needed"] == 0.0
+
+
+def test_per_image_keys_and_unsolved_ciphers_do_not_apply() -> None:
+    assert "own key" in attacks.get("kpa").applies_to(CipherFamily("pe", SIZE, 1))
+    assert set(SOLVERS) >= {"plain", "proposed", "le", "ele", "etc", "etc_gray", "pe"}
+
+
+def test_assignment_is_determined_only_by_a_unique_permutation() -> None:
+    identity = torch.eye(3, dtype=torch.bool)
+    perm, unique = assignment(identity[[2, 0, 1]])
+    assert unique and perm.tolist() == [2, 0, 1]
+    loose = identity.clone()
+    loose[0, 1] = True
+    perm, unique = assignment(loose)
+    assert not unique and sorted(perm.tolist()) == [0, 1, 2] and loose[range(3), perm].all()
+
+
+@pytest.mark.parametrize("threshold", [1, 2, 3, 5, 8, 13, 20])
+def test_smallest_determining_finds_the_threshold_of_a_monotone_test(threshold: int) -> None:
+    tried: list[int] = []
+
+    def attempt(k: int):
+        tried.append(k)
+        return {"k": np.array([k])}, k >= threshold
+
+    k, key, determined = smallest_determining(attempt, 20)
+    assert (k, int(key["k"][0]), determined) == (threshold, threshold, True)
+    assert len(tried) <= 2 * math.ceil(math.log2(20)) + 1
+
+
+def test_smallest_determining_reports_failure_with_the_last_guess() -> None:
+    k, key, determined = smallest_determining(lambda k: ({"k": np.array([k])}, False), 6)
+    assert (k, int(key["k"][0]), determined) == (6, 6, False)
