@@ -58,7 +58,11 @@ QUICK: dict[str, Any] = {
         "shakedrop": {"epochs": 4, "batch_size": 64, "lr": 0.05, "model_options": {"depth": 8, "alpha": 24}},
         "adaptation": {"epochs": 4, "batch_size": 64, "lr": 0.05, "model_options": {"backbone_options": {"depth": 8, "alpha": 24}}},
     },
-    "attacks": {},
+    #: ITN and GAN train per cipher; the other attacks need no settings (docs/attacks.md)
+    "attacks": {
+        "itn": {"epochs": 3, "batch_size": 32, "lr": 3e-3, "width": 32, "train_keys": 100},
+        "gan": {"epochs": 8, "batch_size": 32, "lr": 2e-4, "betas": [0.5, 0.999], "width": 32, "disc_width": 32},
+    },
     "examples": 6,
     "verdict_threshold": 0.3,
 }
@@ -97,6 +101,11 @@ PAPER: dict[str, Any] = {
         },
         # the seed gives no ResNet-18 schedule: the common CIFAR recipe
         "resnet18": {"epochs": 200, "batch_size": 128, "lr": 0.1, "model_options": {}},
+    },
+    # the field's attack settings (Ito et al. ITN; SIA-GAN with a DCGAN discriminator)
+    "attacks": {
+        "itn": {"epochs": 50, "batch_size": 128, "lr": 1e-3, "loss": "mse", "width": 64},
+        "gan": {"epochs": 25, "batch_size": 64, "lr": 2e-4, "betas": [0.5, 0.999], "gan_loss": "bce", "width": 64, "disc_width": 64},
     },
 }
 
