@@ -258,6 +258,7 @@ class Runner:
         family = CipherFamily(name=cell.cipher, image_size=size, block_size=cipher.block_size if block_size is None else block_size, options=options)
         attack_options = dict(self.config["attacks"].get(cell.attack) or {})
         attack_options.setdefault("seed", derive_seed(self.config["seed"], "attack", cell.attack))
+        attack_options["known_pairs"] = self.config["known_pairs"]
         base = self.provenance(cell)
         reason = attacks.get(cell.attack).applies_to(family)
         if reason:

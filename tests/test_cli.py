@@ -39,6 +39,7 @@ def _run(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:
         (["--ciphers", ","], "empty list"),
         (["--seed", "x"], "invalid int value"),
         (["--kinds", "accuracy,speed"], "unknown kind(s) ['speed']"),
+        (["--threads", "-1"], "--threads must be 0"),
     ],
 )
 def test_bad_arguments_exit_2_with_a_clear_message(capsys, argv, message, tmp_path) -> None:

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from harness.data import NATURAL_REGIONS, load_dataset
+from tests.cifar_folders import write_cifar10, write_cifar100
 
 
 def test_natural_is_seeded_balanced_and_sized() -> None:
@@ -37,25 +38,8 @@ def test_natural_regions_are_disjoint() -> None:
                 assert not (flat[s][:, None] == flat[t][None]).all(-1).any()
 
 
-def _write_cifar10(root: Path, per_batch: int = 4) -> np.ndarray:
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
-    everything = {}
-    for name in names:
-        data = rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8)
-        labels = list(rng.integers(0, 10, per_batch))
-        everything[name] = data
-        with (folder / name).open("wb") as handle:
-            pickle.dump({b"data": data, b"labels": labels, b"batch_label": name.encode()}, handle)
-    with (folder / "batches.meta").open("wb") as handle:
-        pickle.dump({b"label_names": [f"class{i}".encode() for i in range(10)]}, handle)
-    return everything["test_batch"]
-
-
 def test_cifar10_pickle_folder(tmp_path: Path) -> None:
-    test_rows = _write_cifar10(tmp_path)
+    test_rows = write_cifar10(tmp_path)
     train = load_dataset("cifar10", "train", (32, 32), data_dir=tmp_path)
     test = load_dataset("cifar10", "test", (32, 32), data_dir=tmp_path / "cifar-10-batches-py")
     attacker = load_dataset("cifar10", "attacker", (32, 32), data_dir=tmp_path)
@@ -68,16 +52,11 @@ def test_cifar10_pickle_folder(tmp_path: Path) -> None:
 
 
 def test_cifar100_pickle_folder(tmp_path: Path) -> None:
-    folder = tmp_path / "cifar-100-python"
-    folder.mkdir()
-    rng = np.random.default_rng(1)
-    for name, count in (("train", 6), ("test", 3)):
-        with (folder / name).open("wb") as handle:
-            pickle.dump({b"data": rng.integers(0, 256, (count, 3072), dtype=np.uint8), b"fine_labels": [99] * count, b"coarse_labels": [0] * count}, handle)
-    with (folder / "meta").open("wb") as handle:
-        pickle.dump({b"fine_label_names": [f"c{i}".encode() for i in range(100)]}, handle)
+    write_cifar100(tmp_path, train=6, test=3)
     train = load_dataset("cifar100", "train", (32, 32), data_dir=tmp_path)
-    assert len(train) == 6 and train.labels.tolist() == [99] * 6 and len(train.classes) == 100
+    test = load_dataset("cifar100", "test", (32, 32), data_dir=tmp_path)
+    assert len(train) == 6 and len(test) == 3 and len(train.classes) == 100
+    assert train.labels.max() < 100 and train.images.dtype == torch.uint8
 
 
 def test_cifar_missing_and_malformed_paths_are_named(tmp_path: Path) -> None:
@@ -85,7 +64,7 @@ def test_cifar_missing_and_malformed_paths_are_named(tmp_path: Path) -> None:
         load_dataset("cifar10", "train", data_dir=tmp_path / "nowhere")
     with pytest.raises(FileNotFoundError, match="batches.meta not found"):
         load_dataset("cifar10", "train", data_dir=tmp_path)
-    _write_cifar10(tmp_path)
+    write_cifar10(tmp_path)
     (tmp_path / "cifar-10-batches-py" / "test_batch").write_bytes(b"not a pickle")
     with pytest.raises(ValueError, match="test_batch is not a readable cifar10 pickle"):
         load_dataset("cifar10", "test", data_dir=tmp_path)
