@@ -110,3 +110,20 @@ def _sha(tensor: torch.Tensor) -> str:
 @pytest.mark.parametrize("case", CASES, ids=_case_id)
 def test_ciphertexts_are_pinned(case: tuple) -> None:
     assert _digests(*case) == PINNED[_case_id(case)]
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c[2] == (32, 32)], ids=_case_id)
+def test_memory_layout_does_not_change_the_bytes(case: tuple) -> None:
+    """Strided inputs (channels-last, an offset slice of a bigger batch) give the contiguous result."""
+    name, condition, size, block = case
+    options = {"key_condition": condition} if condition else {}
+    cipher = create_cipher(name, size, block_size=block, seed=5, **options)
+    generator = np.random.default_rng(5)
+    bigger = torch.from_numpy(generator.integers(0, 256, (4, 3, *size), dtype=np.uint8))
+    images, ids = bigger[1:3], torch.tensor([1, 2])
+    ciphertexts = cipher.encrypt(images.contiguous(), image_ids=ids)
+    for layout in (images, images.contiguous(memory_format=torch.channels_last)):
+        assert torch.equal(cipher.encrypt(layout, image_ids=ids), ciphertexts)
+    cipher_bigger = torch.cat([ciphertexts[:1], ciphertexts, ciphertexts[:1]])[1:3]
+    for layout in (cipher_bigger, cipher_bigger.contiguous(memory_format=torch.channels_last)):
+        assert torch.equal(cipher.decrypt(layout, image_ids=ids), cipher.decrypt(ciphertexts, image_ids=ids))
