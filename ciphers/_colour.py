@@ -79,7 +79,8 @@ _TO_YCBCR = (
     fixed_point(("-0.168736", "-0.331264", "0.5"), 128 + _HALF),
     fixed_point(("0.5", "-0.418688", "-0.081312"), 128 + _HALF),
 )
-#: R, G, B from Y, Cb, Cr (R = Y + 1.402 (Cr - 128), G = Y - 0.344136 (Cb - 128) - 0.714136 (Cr - 128), B = Y + 1.772 (Cb - 128))
+#: R, G, B from Y, Cb, Cr: R = Y + 1.402 (Cr - 128), G = Y - 0.344136 (Cb - 128) - 0.714136 (Cr - 128),
+#: B = Y + 1.772 (Cb - 128), each rounded half up
 _TO_RGB = (
     fixed_point(("1", "0", "1.402"), -128 * Fraction("1.402") + _HALF),
     fixed_point(("1", "-0.344136", "-0.714136"), 128 * (Fraction("0.344136") + Fraction("0.714136")) + _HALF),
