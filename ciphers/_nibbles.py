@@ -12,7 +12,7 @@ gather plus an XOR mask over the nibble planes (:func:`nibble_maps`).  It runs a
 over the image itself, one fetching the byte that holds each output byte's high nibble and one for
 its low nibble, then shifts and a merge (:class:`NibbleMap`): the same number of gathered elements
 as one gather over the 2C planes, without splitting into planes and joining them again, which
-measured 1.1-2x faster on CPU (docs/performance.md).
+measured 1.1-1.6x faster on CPU (docs/performance.md).
 """
 
 from __future__ import annotations
