@@ -2,7 +2,7 @@
 
 Each block position p has its own LE permutation P_p, applied to the block at p in the plain
 image; then the blocks are scrambled (output block i is block ``block_perm[i]``).  One gather plus
-one XOR over the nibble planes (:mod:`ciphers._nibbles`).
+one XOR over the nibble planes, run as two byte gathers (:mod:`ciphers._nibbles`).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 One permutation P of the 2d nibbles of an M x M x 3 block (d = 3 M^2) is the key of every block of
 every image; the flip set F = {i : P[i] > d} is derived from it.  The whole cipher is one gather
-plus one XOR over the image's nibble planes (:mod:`ciphers._nibbles`).
+plus one XOR over the image's nibble planes, run as two byte gathers (:mod:`ciphers._nibbles`).
 """
 
 from __future__ import annotations

@@ -4,12 +4,28 @@ Per pixel: a negative-positive bit per colour component (``v -> 255 - v``, i.e. 
 then one of the 6 permutations of the three components (output channel j = input channel p[j]).
 Its normal key condition is ``diff_key`` ("without key management": a fresh key per image), which
 :class:`PEDiffKeyCipher` (registered as ``pe``) implements by deriving every image's key from a
-secret ``key_seed`` and the image id; :class:`PECipher` applies one explicit key to every image
-(``same_key``).
+secret ``key_seed`` and the image id with a counter-based hash (:func:`derive_keys`), vectorised
+over the whole batch; :class:`PECipher` applies one explicit key to every image (``same_key``).
 
-Both run the same vectorised transform over the whole batch: per component, three uint8 fused
-multiply-adds that pick the source channel and flip it (:class:`AffineMap`).  On CPU this is
-several times faster than a gather with an int64 index per byte, and needs no index at all.
+Per-image key derivation (``diff_key``), all arithmetic on unsigned integers modulo 2^64 or 2^32,
+computed on the CPU with numpy (so every machine and device gets the same keys):
+
+1. image key ``K = splitmix64(key_seed + (i + 1) * 0x9E3779B97F4A7C15)`` for image id ``i``
+   (output ``i`` of a SplitMix64 generator seeded with ``key_seed``), with the SplitMix64 finalizer
+   ``z ^= z >> 30; z *= 0xBF58476D1CE4E5B9; z ^= z >> 27; z *= 0x94D049BB133111EB; z ^= z >> 31``;
+   ``a = K mod 2^32``, ``b = K >> 32``.  Distinct ids give distinct K.
+2. for pixel ``j = y * W + x``: ``h = fmix32(((j + a) mod 2^32) ^ b)``, MurmurHash3's finalizer
+   ``h ^= h >> 16; h *= 0x85EBCA6B; h ^= h >> 13; h *= 0xC2B2AE35; h ^= h >> 16``.
+3. ``channel_perm[y, x] = ((h >> 3) * 6) >> 29`` (0..5, ``itertools.permutations`` order, each
+   order with probability 1/6 to within a relative 2^-26), and output component c comes out
+   flipped iff bit c of h is set: ``negpos[p[c], y, x] = (h >> c) & 1`` (each bit uniform).
+
+It is a keyed hash for a simulation, not a cryptographic PRF (neither is the PCG64 it replaced).
+
+Both classes run a vectorised transform over the whole batch: ``same_key`` as three uint8 fused
+multiply-adds per component with precomputed weights (:class:`AffineMap`), ``diff_key`` as XOR
+deltas between channels selected by per-pixel 0/1 masks made with a few uint8 ops from the derived
+codes (:func:`select_channels`).  Neither needs an index tensor.
 """
 
 from __future__ import annotations
@@ -20,9 +36,9 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from ciphers._common import check_image_ids, reject_options, seeded_sizes
+from ciphers._common import CHANNEL_PERMUTATIONS, check_image_ids, reject_options, seeded_sizes
 from ciphers.base import Cipher
-from harness.keys import check_choices, derive_seed, rng
+from harness.keys import check_choices, rng
 from harness.registry import ciphers
 
 KEY_CONDITIONS = ("diff_key", "same_key")
@@ -105,6 +121,88 @@ def pe_encrypt(images: torch.Tensor, key: PixelKey) -> torch.Tensor:
 
 def pe_decrypt(ciphertexts: torch.Tensor, key: PixelKey) -> torch.Tensor:
     return _apply(key.backward, ciphertexts)
+
+
+_SPLITMIX_GAMMA = 0x9E3779B97F4A7C15
+
+
+def _splitmix64(z: np.ndarray) -> np.ndarray:
+    """SplitMix64's finalizer on a uint64 array (numpy's unsigned arithmetic wraps modulo 2^64)."""
+    z = z ^ (z >> np.uint64(30))
+    z *= np.uint64(0xBF58476D1CE4E5B9)
+    z ^= z >> np.uint64(27)
+    z *= np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def _fmix32(h: np.ndarray) -> None:
+    """MurmurHash3's 32-bit finalizer, in place on a uint32 array (wrapping modulo 2^32)."""
+    scratch = np.empty_like(h)
+    for shift, multiplier in ((16, 0x85EBCA6B), (13, 0xC2B2AE35)):
+        np.right_shift(h, shift, out=scratch)
+        h ^= scratch
+        h *= np.uint32(multiplier)
+    np.right_shift(h, 16, out=scratch)
+    h ^= scratch
+
+
+class DerivedKeys(NamedTuple):
+    """The ``diff_key`` keys of a batch as per-pixel codes, uint8 ``[B, H, W]`` each."""
+
+    channel_perm: np.ndarray  #: 0..5, the colour order (``itertools.permutations`` order)
+    flips: np.ndarray  #: bit c set: output component c is flipped (bits 3..7 are not used)
+
+
+def derive_keys(key_seed: int, image_ids: np.ndarray, height: int, width: int) -> DerivedKeys:
+    """The per-pixel keys of images ``image_ids`` under ``key_seed``, as the module docstring defines them.
+
+    Vectorised over the batch and the pixels (one pass of integer hashing, no generator per image).
+    """
+    state = np.uint64(key_seed) + (image_ids.astype(np.uint64) + np.uint64(1)) * np.uint64(_SPLITMIX_GAMMA)
+    image_key = _splitmix64(state)
+    low = (image_key & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+    high = (image_key >> np.uint64(32)).astype(np.uint32)
+    h = np.arange(height * width, dtype=np.uint32)[None, :] + low[:, None]  # j + a (mod 2^32)
+    h ^= high[:, None]
+    _fmix32(h)
+    flips = h.astype(np.uint8)  # the low byte: bits 0..2 are the flips
+    h >>= 3
+    h *= 6
+    h >>= 29  # ((h >> 3) * 6) >> 29: the top of a 29-bit uniform value scaled to 0..5
+    shape = (-1, height, width)
+    return DerivedKeys(h.astype(np.uint8).reshape(shape), flips.reshape(shape))
+
+
+def _selector_tables(inverse: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """For k = 1, 2: uint8 ``[1, 3, 1, 1]`` whose entry c has bit u set when colour order u (or its
+    inverse) takes output channel c from input channel k; ``(table >> code) & 1`` is then the 0/1 selector."""
+    orders = np.argsort(CHANNEL_PERMUTATIONS, axis=1) if inverse else CHANNEL_PERMUTATIONS
+    bits = [[sum(1 << u for u in range(6) if orders[u, c] == k) for c in range(3)] for k in (1, 2)]
+    return tuple(torch.tensor(row, dtype=torch.uint8).view(1, 3, 1, 1) for row in bits)
+
+
+_FORWARD_SELECTORS = _selector_tables(inverse=False)
+_BACKWARD_SELECTORS = _selector_tables(inverse=True)
+_FLIP_SHIFTS = torch.tensor([7, 6, 5], dtype=torch.int8).view(1, 3, 1, 1)
+
+
+def select_channels(images: torch.Tensor, channel_perm: torch.Tensor, inverse: bool = False) -> torch.Tensor:
+    """``out[:, c] = images[:, p[c]]`` per pixel, p the colour order ``channel_perm`` ([B, H, W] uint8)
+    (its inverse when ``inverse``): ``x0 ^ ((x0 ^ x1) * s1 + (x0 ^ x2) * s2)`` with 0/1 selectors s1, s2
+    of which at most one is 1, so the sum is the chosen XOR delta."""
+    one, two = (t.to(images.device) for t in (_BACKWARD_SELECTORS if inverse else _FORWARD_SELECTORS))
+    code = channel_perm[:, None]
+    x0 = images[:, 0:1]
+    out = torch.mul(images[:, 1:2] ^ x0, (one >> code).bitwise_and_(1))
+    out.addcmul_(images[:, 2:3] ^ x0, (two >> code).bitwise_and_(1))
+    return out.bitwise_xor_(x0)
+
+
+def flip_masks(flips: torch.Tensor) -> torch.Tensor:
+    """uint8 ``[B, 3, H, W]``: 255 where bit c of ``flips`` ([B, H, W]) is set, else 0 (bit c moved to
+    the int8 sign bit, then an arithmetic shift spreads it over the byte)."""
+    signed = flips[:, None].view(torch.int8) << _FLIP_SHIFTS.to(flips.device)
+    return (signed >> 7).view(torch.uint8)
 
 
 def _from_seed(seed: int, image_size: object, block_size: int | None, key_condition: object) -> Cipher:
@@ -202,8 +300,8 @@ class PECipher(_PixelKeySpace, Cipher):
 
 @ciphers.register("pe")
 class PEDiffKeyCipher(_PixelKeySpace, Cipher):
-    """PE with a fresh key per image: image ``i`` uses :func:`draw_key` from
-    ``default_rng(derive_seed(key_seed, "pe", i))``, i.e. the key of :meth:`image_cipher` ``(i)``.
+    """PE with a fresh key per image: image ``i`` uses the key :func:`derive_keys` derives from
+    ``key_seed`` and ``i``, i.e. the key of :meth:`image_cipher` ``(i)``.
 
     ``key_seed`` (a one-element uint64 array, so it can be saved like any key) is the secret;
     ``image_ids`` (default ``arange(B)``) say which key each image of a batch gets, so an image
@@ -238,28 +336,38 @@ class PEDiffKeyCipher(_PixelKeySpace, Cipher):
         return {"key_seed": np.array([self.key_seed], dtype=np.uint64)}
 
     def image_key(self, image_id: int) -> tuple[np.ndarray, np.ndarray]:
-        """``(negpos, channel_perm)`` of image ``image_id`` (secret)."""
-        return draw_key(rng(derive_seed(self.key_seed, "pe", int(image_id))), *self.image_size)
+        """``(negpos, channel_perm)`` of image ``image_id`` (secret), in :class:`PECipher`'s form."""
+        height, width = self.image_size
+        keys = derive_keys(self.key_seed, np.array([int(image_id)], dtype=np.int64), height, width)
+        channel_perm = keys.channel_perm[0]
+        sources = CHANNEL_PERMUTATIONS[channel_perm]  # [H, W, 3]: p[c] per pixel
+        rows, cols = np.indices((height, width))
+        negpos = np.empty((3, height, width), dtype=np.uint8)
+        for c in range(3):  # output component c flipped <=> its source component p[c] is
+            negpos[sources[:, :, c], rows, cols] = (keys.flips[0] >> c) & 1
+        return negpos, channel_perm
 
     def image_cipher(self, image_id: int) -> PECipher:
         """The explicit one-image cipher that encrypts image ``image_id``."""
         return PECipher(*self.image_key(image_id))
 
-    def _batch_key(self, shape: torch.Size, image_ids: torch.Tensor | None, device: torch.device) -> PixelKey:
+    def _batch_key(
+        self, shape: torch.Size, image_ids: torch.Tensor | None, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(channel_perm, flip masks)`` of a batch on ``device``: derived on the CPU, then moved."""
         batch, _, height, width = shape
         if (height, width) != self.image_size:
             raise ValueError(
                 f"key_seed derives keys for {self.image_size[0]}x{self.image_size[1]} images, got {height}x{width}"
             )
-        # one numpy generator per image id, so an image's key does not depend on the batch it is in:
-        # this loop over the batch's images draws keys only and cannot be vectorised away
-        keys = [self.image_key(i) for i in check_image_ids(image_ids, batch).tolist()]
-        negpos = np.array([k[0] for k in keys], dtype=np.uint8).reshape(batch, 3, height, width)
-        channel_perm = np.array([k[1] for k in keys], dtype=np.uint8).reshape(batch, height, width)
-        return pixel_key(negpos, channel_perm, device)
+        keys = derive_keys(self.key_seed, check_image_ids(image_ids, batch).numpy(), height, width)
+        channel_perm, flips = (torch.from_numpy(k).to(device) for k in keys)
+        return channel_perm, flip_masks(flips)
 
     def _encrypt(self, images: torch.Tensor, image_ids: torch.Tensor | None) -> torch.Tensor:
-        return pe_encrypt(images, self._batch_key(images.shape, image_ids, images.device))
+        channel_perm, flips = self._batch_key(images.shape, image_ids, images.device)
+        return select_channels(images, channel_perm).bitwise_xor_(flips)
 
     def _decrypt(self, ciphertexts: torch.Tensor, image_ids: torch.Tensor | None) -> torch.Tensor:
-        return pe_decrypt(ciphertexts, self._batch_key(ciphertexts.shape, image_ids, ciphertexts.device))
+        channel_perm, flips = self._batch_key(ciphertexts.shape, image_ids, ciphertexts.device)
+        return select_channels(ciphertexts ^ flips, channel_perm, inverse=True)

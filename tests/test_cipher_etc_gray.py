@@ -65,6 +65,38 @@ def test_round_trip_bound_over_all_colours() -> None:
     assert (ycbcr_to_rgb(rgb_to_ycbcr(image)).int() - image.int()).abs().max() == 1
 
 
+#: the conversion as integer numerators x 10^6 (weights of the three inputs, offset incl. the + 1/2 of rounding)
+MICRO_FORWARD = [((299_000, 587_000, 114_000), 500_000), ((-168_736, -331_264, 500_000), 128_500_000),
+                 ((500_000, -418_688, -81_312), 128_500_000)]
+MICRO_INVERSE = [((10**6, 0, 1_402_000), 500_000 - 128 * 1_402_000),
+                 ((10**6, -344_136, -714_136), 500_000 + 128 * 1_058_272),
+                 ((10**6, 1_772_000, 0), 500_000 - 128 * 1_772_000)]
+
+
+def triples(count: int) -> torch.Tensor:
+    """``count`` byte triples as a ``[1, 3, 1, count]`` image: every triple once for 2^24, else a seeded sample."""
+    if count == 2**24:
+        v = torch.arange(2**24, dtype=torch.int32)
+    else:
+        v = torch.from_numpy(np.random.default_rng(count).integers(0, 2**24, count, dtype=np.int32))
+    return torch.stack([v >> 16, (v >> 8) & 255, v & 255]).to(torch.uint8).view(1, 3, 1, -1)
+
+
+def micro_reference(image: torch.Tensor, rows: list) -> torch.Tensor:
+    """floor(numerator / 10^6) in int64, clipped: the exact formula without fixed point."""
+    planes = image[0].to(torch.int64)
+    out = [sum(w * p for w, p in zip(weights, planes)) + offset for weights, offset in rows]
+    return torch.stack([o.div(10**6, rounding_mode="floor").clamp(0, 255) for o in out]).to(torch.uint8)[None]
+
+
+@pytest.mark.parametrize("count", [2**18, pytest.param(2**24, marks=pytest.mark.slow)])
+@pytest.mark.parametrize(("convert", "rows"), [(rgb_to_ycbcr, MICRO_FORWARD), (ycbcr_to_rgb, MICRO_INVERSE)])
+def test_fixed_point_equals_the_exact_formula(convert, rows: list, count: int) -> None:
+    """The int32 fixed point without division equals the exact formula (on all 2^24 input triples when slow)."""
+    image = triples(count)
+    assert torch.equal(convert(image), micro_reference(image, rows))
+
+
 def test_identity_key_lays_y_cb_cr_side_by_side() -> None:
     images = torch.from_numpy(np.random.default_rng(1).integers(0, 256, (2, 3, 4, 8), dtype=np.uint8))
     cipher = EtCGrayCipher(4, geometry=np.zeros(6, int), negpos=np.zeros(6, int), block_perm=np.arange(6))

@@ -11,9 +11,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ciphers.pe import PECipher, PEDiffKeyCipher, draw_key, source_channels
+from ciphers.pe import PECipher, PEDiffKeyCipher, derive_keys, draw_key, flip_masks, select_channels, source_channels
 from harness import create_cipher
-from harness.keys import derive_seed, rng
+from harness.keys import rng
 
 
 def reference_encrypt(image: np.ndarray, negpos: np.ndarray, channel_perm: np.ndarray) -> np.ndarray:
@@ -72,6 +72,29 @@ def test_diff_key_differs_per_image_and_same_key_does_not() -> None:
     assert all(torch.equal(same[i], same[0]) for i in range(4))
 
 
+def reference_image_key(key_seed: int, image_id: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """The documented diff_key derivation with Python integers, one pixel at a time."""
+    mask64, mask32 = 2**64 - 1, 2**32 - 1
+    z = (key_seed + (image_id + 1) * 0x9E3779B97F4A7C15) & mask64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask64
+    z ^= z >> 31
+    low, high = z & mask32, z >> 32
+    orders = list(itertools.permutations(range(3)))
+    negpos = np.zeros((3, height, width), dtype=np.uint8)
+    channel_perm = np.zeros((height, width), dtype=np.uint8)
+    for y in range(height):
+        for x in range(width):
+            h = ((y * width + x + low) & mask32) ^ high
+            h = ((h ^ (h >> 16)) * 0x85EBCA6B) & mask32
+            h = ((h ^ (h >> 13)) * 0xC2B2AE35) & mask32
+            h ^= h >> 16
+            channel_perm[y, x] = ((h >> 3) * 6) >> 29
+            for c in range(3):  # output component c is flipped: its source p[c] carries the flip
+                negpos[orders[channel_perm[y, x]][c], y, x] = (h >> c) & 1
+    return negpos, channel_perm
+
+
 def test_diff_key_image_keys_are_derived_from_seed_and_id(device: torch.device) -> None:
     cipher = create_cipher("pe", (6, 4), seed=9)
     assert isinstance(cipher, PEDiffKeyCipher) and cipher.per_image_key
@@ -79,13 +102,50 @@ def test_diff_key_image_keys_are_derived_from_seed_and_id(device: torch.device) 
     ids = torch.tensor([17, 0, 5])
     encrypted = cipher.encrypt(images.to(device), image_ids=ids.to(device))
     for b, image_id in enumerate(ids.tolist()):
-        negpos, channel_perm = draw_key(rng(derive_seed(9, "pe", image_id)), 6, 4)
+        negpos, channel_perm = reference_image_key(9, image_id, 6, 4)
+        assert all(np.array_equal(got, want) for got, want in zip(cipher.image_key(image_id), (negpos, channel_perm)))
         assert torch.equal(encrypted[b].cpu(), PECipher(negpos, channel_perm).encrypt(images[b : b + 1])[0])
     # an image keeps its key in any batch: image 5 alone gives the same ciphertext
     assert torch.equal(cipher.encrypt(images[2:3], image_ids=torch.tensor([5])), encrypted[2:3].cpu())
     assert torch.equal(cipher.decrypt(encrypted, image_ids=ids.to(device)).cpu(), images)
     assert not torch.equal(cipher.decrypt(encrypted, image_ids=ids.flip(0).to(device)).cpu(), images)
     assert torch.equal(cipher.encrypt(images), cipher.encrypt(images, image_ids=torch.arange(3)))
+
+
+def test_diff_key_derivation_at_the_ends_of_the_seed_and_id_ranges() -> None:
+    for key_seed, image_id in [(2**64 - 1, 2**63 - 1), (0, 0), (2**63 + 5, 123456789)]:
+        cipher = PEDiffKeyCipher(np.array([key_seed], dtype=np.uint64), (3, 5))
+        expected = reference_image_key(key_seed, image_id, 3, 5)
+        assert all(np.array_equal(got, want) for got, want in zip(cipher.image_key(image_id), expected))
+
+
+def test_diff_key_codes_look_uniform_and_differ_per_image() -> None:
+    """Loose sanity checks of the derived keys (not a randomness test suite): all 6 orders and both
+    flip values about equally often over 2^18 pixels, and no two images of a batch share a key."""
+    keys = derive_keys(2024, np.arange(64), 64, 64)
+    counts = np.bincount(keys.channel_perm.ravel(), minlength=6)
+    assert counts.shape == (6,) and np.all(np.abs(counts / counts.sum() - 1 / 6) < 0.005)
+    for c in range(3):
+        assert abs(((keys.flips >> c) & 1).mean() - 0.5) < 0.005
+    codes = keys.channel_perm.astype(np.int64) * 8 + (keys.flips & 7)  # 48 distinct per-pixel maps
+    assert len({code.tobytes() for code in codes}) == 64
+    assert np.all(np.abs((codes[:-1] == codes[1:]).mean(axis=(1, 2)) - 1 / 48) < 0.02)  # neighbours: chance agreement
+
+
+@pytest.mark.parametrize("inverse", [False, True])
+def test_channel_selection_matches_the_permutation_table(inverse: bool) -> None:
+    images = torch.from_numpy(np.random.default_rng(4).integers(0, 256, (2, 3, 6, 5), dtype=np.uint8))
+    codes = torch.from_numpy(np.random.default_rng(5).integers(0, 6, (2, 6, 5), dtype=np.uint8))
+    orders = np.array(list(itertools.permutations(range(3))))
+    orders = np.argsort(orders, axis=1) if inverse else orders
+    source = torch.from_numpy(orders[codes.numpy()]).permute(0, 3, 1, 2)  # [B, 3, H, W]: p[c]
+    assert torch.equal(select_channels(images, codes, inverse=inverse), torch.gather(images, 1, source))
+
+
+def test_flip_masks_spread_each_bit_over_a_byte() -> None:
+    flips = torch.arange(256, dtype=torch.uint8).view(1, 16, 16)
+    expected = torch.stack([((flips >> c) & 1) * 255 for c in range(3)], dim=1)
+    assert torch.equal(flip_masks(flips), expected)
 
 
 def test_diff_key_rebuilds_from_its_saved_key() -> None:
