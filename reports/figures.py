@@ -58,7 +58,7 @@ def tradeoff_figure(frame: pd.DataFrame, run: dict[str, Any], dataset: str, path
     acc = frame[(frame["kind"] == "accuracy") & (frame["status"] == "ok") & (frame["metric"] == "accuracy") & (frame["dataset"] == dataset)]
     points = []
     for cipher in ordered_ciphers(list(acc["cipher"].unique())):
-        if (dataset, cipher) in best:
+        if (dataset, cipher) in best and best[(dataset, cipher)][1] == best[(dataset, cipher)][1]:
             cell = acc[acc["cipher"] == cipher].sort_values("value").iloc[-1]
             points.append((cipher, cell["classifier"], best[(dataset, cipher)][1], 100 * cell["value"]))
     if not points:

@@ -42,7 +42,7 @@ def findings(frame: pd.DataFrame, run: dict[str, Any]) -> list[str]:
         for group, expected in ((("le", "pe"), "is partly restored by"), (("etc", "ele", "proposed"), "resists")):
             for cipher in group:
                 best = coa.get((dataset, cipher))
-                if best is None:
+                if best is None or best[1] != best[1]:  # missing, or only n/a attacks
                     lines.append(f"{dataset}: '{cipher} {expected} ciphertext-only attacks': not measured.")
                     continue
                 restored = best[1] >= threshold

@@ -28,12 +28,15 @@ def threat_model(run: dict[str, Any], attack: str) -> str:
 
 def best_attacks(frame: pd.DataFrame, run: dict[str, Any], model: str) -> dict[tuple[str, str], tuple[str, float]]:
     """(dataset, cipher) -> (attack, mean SSIM) of the strongest attack of one threat model."""
-    rows = _ok(frame, "security", "ssim")
+    rows = frame[(frame["kind"] == "security") & (frame["metric"] == "ssim") & (frame["status"] != "failed")]
     rows = rows[(rows["attack"] != NONE_ATTACK) & rows["attack"].map(lambda a: threat_model(run, a) == model)]
     best: dict[tuple[str, str], tuple[str, float]] = {}
+    for row in rows[rows["status"] == "n/a"].itertuples():
+        best.setdefault((row.dataset, row.cipher), (row.attack, float("nan")))
+    rows = rows[rows["status"] == "ok"]
     for row in rows.itertuples():
         key = (row.dataset, row.cipher)
-        if key not in best or row.value > best[key][1]:
+        if key not in best or math.isnan(best[key][1]) or row.value > best[key][1]:
             best[key] = (row.attack, float(row.value))
     return best
 
@@ -45,6 +48,8 @@ def verdict(cipher: str, best: tuple[str, float] | None, threshold: float) -> st
     if best is None:
         return "not measured"
     attack, value = best
+    if math.isnan(value):
+        return f"n/a ({attack} does not apply)"
     mark = "✗" if value >= threshold else "✓"
     relation = "≥" if value >= threshold else "<"
     return f"{mark} ({attack} {value:.2f} {relation} {threshold:.2f})"
@@ -100,14 +105,18 @@ def security_table(frame: pd.DataFrame, dataset: str) -> tuple[list[str], list[l
 
 
 def extra_metrics_table(frame: pd.DataFrame, dataset: str) -> tuple[list[str], list[list[str]]]:
-    """Attack-specific numbers (e.g. pairs needed, positions recovered) and notes."""
+    """One line per security cell: its attack-specific numbers (e.g. pairs needed) and its note."""
     rows = frame[(frame["kind"] == "security") & (frame["dataset"] == dataset) & (frame["status"] != "failed")]
-    extra = rows[~rows["metric"].isin(["ssim", "psnr"])]
-    notes = rows[(rows["metric"] == "ssim") & (rows["note"] != "")]
-    body = [[r.cipher, r.attack, r.metric, f"{r.value:.4g}", r.note] for r in extra.itertuples()]
-    body += [[r.cipher, r.attack, "note", "", r.note] for r in notes.itertuples()]
-    body.sort(key=lambda line: (ordered_ciphers(list(rows["cipher"].unique())).index(line[0]), line[1], line[2]))
-    return ["encryption", "attack", "metric", "value", "note"], body
+    body = []
+    for cipher in ordered_ciphers(list(rows["cipher"].unique())):
+        for attack in sorted(rows[rows["cipher"] == cipher]["attack"].unique()):
+            cell = rows[(rows["cipher"] == cipher) & (rows["attack"] == attack)]
+            extra = cell[~cell["metric"].isin(["ssim", "psnr"])]
+            numbers = ", ".join(f"{r.metric}={r.value:.4g}" for r in extra.itertuples())
+            note = next((n for n in cell["note"] if n), "")
+            if numbers or note:
+                body.append([cipher, attack, numbers, note])
+    return ["encryption", "attack", "attack-specific numbers", "note"], body
 
 
 def key_space_table(frame: pd.DataFrame, run: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
