@@ -289,19 +289,23 @@ class Runner:
         return rows
 
 
+#: PSNR of an exact restoration is infinite; means cap it here so one exact image does not make the mean inf
+PSNR_CAP_DB = 100.0
+
+
 def _mean_row(base: dict[str, Any], metric: str, values: torch.Tensor) -> dict[str, Any]:
-    """Mean with a normal-approximation 95% interval (finite values only, e.g. PSNR of exact restorations is inf)."""
+    """Mean with a normal-approximation 95% interval over images (infinite values capped, noted)."""
     array = values.detach().double().cpu().numpy()
-    finite = array[np.isfinite(array)]
-    mean = float(array.mean()) if finite.size == array.size else float("inf") if finite.size == 0 else float(np.mean(np.minimum(array, 100.0)))
-    if finite.size > 1 and finite.size == array.size:
-        half = 1.96 * float(finite.std(ddof=1)) / np.sqrt(finite.size)
-        low, high = mean - half, mean + half
-    else:
-        low = high = float("nan")
     note = base.get("note", "")
-    if 0 < finite.size < array.size:
-        note = "; ".join(filter(None, [note, "PSNR capped at 100 dB for exact restorations"]))
+    infinite = ~np.isfinite(array)
+    if infinite.any():
+        array = np.minimum(array, PSNR_CAP_DB)
+        note = "; ".join(filter(None, [note, f"{metric} capped at {PSNR_CAP_DB:g} for exact restorations"]))
+    mean = float(array.mean())
+    low = high = float("nan")
+    if array.size > 1 and not infinite.any():
+        half = 1.96 * float(array.std(ddof=1)) / np.sqrt(array.size)
+        low, high = mean - half, mean + half
     return {**base, "metric": metric, "value": mean, "ci95_low": low, "ci95_high": high, "n": int(array.size), "note": note}
 
 
@@ -363,6 +367,7 @@ def run_metadata(config: dict[str, Any], runner: Runner, cells: list[Cell], devi
         "versions": versions(),
         "git_commit": git_commit(),
         "plugins": plugins(),
+        "attack_threat_models": {n: getattr(attacks.get(n), "threat_model", "ciphertext-only") for n in attacks.names()},
         "device": device,
         "torch_threads": torch.get_num_threads(),
         "started": started.isoformat(timespec="seconds"),

@@ -186,7 +186,6 @@ def _run(args: argparse.Namespace, stdout: Callable[[str], None]) -> int:
     display = ProgressDisplay(args.progress, len(cells))
     runner = Runner(config, out, device=device, refresh_cache=args.refresh_cache, cell_progress=display.for_cell)
     run = run_metadata(config, runner, cells, device, started)
-    run["attack_threat_models"] = {n: getattr(attacks.get(n), "threat_model", "ciphertext-only") for n in attacks.names()}
     runner.store.write_run(run)
     try:
         failed = runner.run(cells, on_cell_done=display.cell_done)

@@ -173,3 +173,14 @@ def test_corrupt_results_file_gives_a_clear_error(capsys, tmp_path, tiny_config)
     (out / "results.csv").write_text("this,is\nnot,results\n")
     code, _, err = _run(capsys, "--config", str(tiny_config), "--kinds", "key_space", "--out", str(out))
     assert code == 2 and "results.csv" in err and "--no-resume" in err
+
+
+def test_mean_rows_cap_infinite_psnr_and_give_an_interval() -> None:
+    import torch
+
+    finite = bench._mean_row({}, "ssim", torch.tensor([0.2, 0.4, 0.6]))
+    assert finite["value"] == pytest.approx(0.4) and finite["n"] == 3
+    assert finite["ci95_low"] == pytest.approx(0.4 - 1.96 * 0.2 / math.sqrt(3))
+    capped = bench._mean_row({}, "psnr", torch.tensor([20.0, float("inf")]))
+    assert capped["value"] == pytest.approx(60.0) and "capped at 100" in capped["note"]
+    assert math.isnan(capped["ci95_low"])
