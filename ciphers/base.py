@@ -10,12 +10,69 @@ from __future__ import annotations
 
 import abc
 import math
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 import torch
 
 Shape = tuple[int, ...]
+
+WITHIN_BLOCK = ("none", "pixel_shuffle", "nibble_shuffle", "dihedral")
+COLOUR_SPACES = ("rgb", "ycbcr_planes")
+
+
+@dataclass(frozen=True)
+class Traits:
+    """What a cipher *is*: attacks, classifiers and reports decide from these, never from names.
+
+    Together with :attr:`Cipher.per_image_key` (fixed key or a key per image) they describe the
+    structure an attacker may exploit, so a third-party cipher that declares them honestly gets
+    every attack that applies to that structure (the conformance suite checks ``byte_map``).
+
+    - ``block_scrambling``: whole M x M blocks change places under one key permutation.
+    - ``within_block``: how content moves inside a block: ``"none"``; ``"pixel_shuffle"`` (whole
+      pixels permuted by one key shared by every (M/2) x (M/2) sub-block, the seed's cipher);
+      ``"nibble_shuffle"`` (4-bit slots of the block's bytes permuted, with 15 - n flips: LE);
+      ``"dihedral"`` (the block rotated and/or mirrored: EtC).
+    - ``per_position_key``: the within-block transform has its own key at every block position
+      (ELE, EtC) instead of one key shared by all blocks (LE, the seed's cipher).
+    - ``negative_positive``: components become ``255 - x`` where the key says so.
+    - ``channel_shuffle``: the colour components are permuted where the key says so.
+    - ``colour_space``: ``"rgb"``, or ``"ycbcr_planes"``: full-range YCbCr planes laid side by side
+      as one grayscale image before the blocks are cut (grayscale-based EtC).
+    - ``byte_map``: for one key the whole transform is one gather plus one XOR over the image's
+      bytes (``c[j] = x[index[j]] ^ mask[j]``), so known plain/cipher pairs pin it generically.
+    """
+
+    block_scrambling: bool = False
+    within_block: str = "none"
+    per_position_key: bool = False
+    negative_positive: bool = False
+    channel_shuffle: bool = False
+    colour_space: str = "rgb"
+    byte_map: bool = False
+
+    def __post_init__(self) -> None:
+        if self.within_block not in WITHIN_BLOCK:
+            raise ValueError(f"within_block must be one of {WITHIN_BLOCK}, got {self.within_block!r}")
+        if self.colour_space not in COLOUR_SPACES:
+            raise ValueError(f"colour_space must be one of {COLOUR_SPACES}, got {self.colour_space!r}")
+
+    @property
+    def position_permuting(self) -> bool:
+        """Whether content changes places (blocks, pixels, nibbles or components)."""
+        return self.block_scrambling or self.within_block != "none" or self.channel_shuffle
+
+    @property
+    def value_bijection(self) -> bool:
+        """Whether values are changed by a keyed bijection where they land (255 - x, 15 - n)."""
+        return self.negative_positive or self.within_block == "nibble_shuffle"
+
+    @property
+    def identity(self) -> bool:
+        """Whether the cipher changes nothing at all (the ``plain`` baseline)."""
+        return not (self.position_permuting or self.value_bijection or self.colour_space != "rgb")
 
 
 class Cipher(abc.ABC):
@@ -33,6 +90,8 @@ class Cipher(abc.ABC):
     permutation_keys: ClassVar[tuple[str, ...]] = ()
     #: True when each image gets its own key (key condition ``diff_key``)
     per_image_key: ClassVar[bool] = False
+    #: the cipher's structure (:class:`Traits`): what attacks and classifiers decide from
+    traits: ClassVar[Traits] = Traits()
     #: largest |decrypt(encrypt(x)) - x| the cipher admits (0: bit-exact; lossy colour transforms declare theirs)
     roundtrip_max_error: ClassVar[int] = 0
 

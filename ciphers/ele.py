@@ -13,6 +13,7 @@ import numpy as np
 
 from ciphers._common import reject_options, seeded_sizes
 from ciphers._nibbles import NibbleCipher, check_permutation_rows
+from ciphers.base import Traits
 from harness.keys import check_permutation, log2_factorial, rng
 from harness.registry import ciphers
 
@@ -27,6 +28,7 @@ class ELECipher(NibbleCipher):
     default_block_size = 4
     channels = 3
     permutation_keys = ("perms", "block_perm")
+    traits = Traits(block_scrambling=True, within_block="nibble_shuffle", per_position_key=True)
 
     def __init__(self, block_size: int, perms: object, block_perm: object) -> None:
         block_size = self._check_block_size(block_size)

@@ -17,7 +17,7 @@ import torch
 
 from ciphers._colour import rgb_to_ycbcr, ycbcr_to_rgb
 from ciphers._common import CHANNEL_PERMUTATIONS, reject_options, seeded_sizes
-from ciphers.base import IndexMapCipher, Shape, check_block_grid
+from ciphers.base import IndexMapCipher, Shape, Traits, check_block_grid
 from harness.keys import check_choices, check_permutation, log2_factorial, rng
 from harness.registry import ciphers
 
@@ -130,6 +130,10 @@ class EtCCipher(_BlockwiseEtC):
 
     default_block_size = 4
     channels = 3
+    traits = Traits(
+        block_scrambling=True, within_block="dihedral", per_position_key=True, negative_positive=True,
+        channel_shuffle=True, byte_map=True,
+    )
 
     def __init__(
         self, block_size: int, geometry: object, negpos: object, channel_perm: object, block_perm: object
@@ -163,6 +167,11 @@ class EtCGrayCipher(_BlockwiseEtC):
     channels = 3
     ciphertext_channels = 1
     roundtrip_max_error = 1
+    # a gather + XOR over the YCbCr planes, not over the RGB bytes: byte_map stays False
+    traits = Traits(
+        block_scrambling=True, within_block="dihedral", per_position_key=True, negative_positive=True,
+        colour_space="ycbcr_planes",
+    )
 
     def __init__(self, block_size: int, geometry: object, negpos: object, block_perm: object) -> None:
         super().__init__(block_size, geometry, negpos, block_perm)

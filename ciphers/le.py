@@ -13,6 +13,7 @@ import numpy as np
 
 from ciphers._common import reject_options, seeded_sizes
 from ciphers._nibbles import NibbleCipher
+from ciphers.base import Traits
 from harness.keys import check_permutation, log2_factorial, rng
 from harness.registry import ciphers
 
@@ -24,6 +25,7 @@ class LECipher(NibbleCipher):
     default_block_size = 4
     channels = 3
     permutation_keys = ("perm",)
+    traits = Traits(within_block="nibble_shuffle")
 
     def __init__(self, block_size: int, perm: object, image_size: tuple[int, int] | None = None) -> None:
         block_size = self._check_block_size(block_size)

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from ciphers._common import CHANNEL_PERMUTATIONS, check_image_ids, reject_options, seeded_sizes
-from ciphers.base import Cipher
+from ciphers.base import Cipher, Traits
 from harness.keys import check_choices, rng
 from harness.registry import ciphers
 
@@ -245,6 +245,7 @@ class PECipher(_PixelKeySpace, Cipher):
     default_block_size = 1
     channels = 3
     key_condition = "same_key"
+    traits = Traits(negative_positive=True, channel_shuffle=True, byte_map=True)
 
     def __init__(self, negpos: object, channel_perm: object) -> None:
         super().__init__(1)
@@ -312,6 +313,7 @@ class PEDiffKeyCipher(_PixelKeySpace, Cipher):
     channels = 3
     per_image_key = True
     key_condition = "diff_key"
+    traits = Traits(negative_positive=True, channel_shuffle=True, byte_map=True)  # per image
 
     def __init__(self, key_seed: object, image_size: tuple[int, int]) -> None:
         super().__init__(1)

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from ciphers._common import reject_options
-from ciphers.base import Cipher
+from ciphers.base import Cipher, Traits
 from harness.registry import ciphers
 
 
@@ -16,6 +16,7 @@ class PlainCipher(Cipher):
 
     channels = None
     default_block_size = 1
+    traits = Traits(byte_map=True)
 
     def __init__(self, block_size: int = 1) -> None:
         super().__init__(block_size)

@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from ciphers._common import reject_options
-from ciphers.base import IndexMapCipher, block_scramble_map, check_block_grid, spatial_to_flat
+from ciphers.base import IndexMapCipher, Traits, block_scramble_map, check_block_grid, spatial_to_flat
 from harness.keys import check_permutation, log2_factorial, rng
 from harness.registry import ciphers
 
@@ -25,6 +25,7 @@ class ProposedCipher(IndexMapCipher):
     channels = None
     default_block_size = 4
     permutation_keys = ("block_perm", "pixel_perm")
+    traits = Traits(block_scrambling=True, within_block="pixel_shuffle", byte_map=True)
 
     def __init__(self, block_size: int, block_perm: object, pixel_perm: object) -> None:
         super().__init__(block_size)

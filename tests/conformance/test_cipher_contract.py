@@ -190,3 +190,47 @@ def test_rejects_a_key_made_for_another_image_size(name: str) -> None:
     except ValueError:
         return
     pytest.fail(f"{name} encrypted a {bigger.shape[-2]}x{bigger.shape[-1]} image with a key drawn for {size}")
+
+
+def test_declares_traits(name: str) -> None:
+    from ciphers.base import Traits
+
+    assert isinstance(ciphers.get(name).traits, Traits)
+
+
+def _one_key_cipher(name: str):
+    """A cipher of ``name`` and image ids that give every image of a batch the same key."""
+    cls, block, size = _setup(name)
+    cipher = cls.from_seed(3, image_size=size, block_size=block)
+    return cls, size, cipher
+
+
+def _same_key_encrypt(cipher, images: torch.Tensor) -> torch.Tensor:
+    ids = torch.zeros(images.shape[0], dtype=torch.long) if cipher.per_image_key else None
+    return cipher.encrypt(images, image_ids=ids)
+
+
+@pytest.mark.parametrize("byte_map", _names_where(lambda cls: cls.traits.byte_map))
+def test_byte_map_trait_holds(byte_map: str) -> None:
+    """``byte_map``: c = x[index] ^ mask for one key, so E(x) ^ E(0) is content-independent gathering:
+    affine over XOR, and a rearrangement of x's bytes."""
+    cls, size, cipher = _one_key_cipher(byte_map)
+    x, y = _images(cls, size, batch=2, seed=11)
+    zero = torch.zeros_like(x)
+    e0, ex, ey, exy = (_same_key_encrypt(cipher, v[None])[0] for v in (zero, x, y, x ^ y))
+    assert torch.equal(exy, ex ^ ey ^ e0), "a byte map is affine over XOR"
+    assert sorted((ex ^ e0).reshape(-1).tolist()) == sorted(x.reshape(-1).tolist()), "and only moves bytes"
+
+
+@pytest.mark.parametrize("identity", _names_where(lambda cls: cls.traits.identity))
+def test_identity_trait_means_unchanged(identity: str) -> None:
+    cls, size, cipher = _one_key_cipher(identity)
+    x = _images(cls, size)
+    assert torch.equal(_same_key_encrypt(cipher, x), x)
+
+
+@pytest.mark.parametrize("moving", _names_where(lambda cls: cls.traits.position_permuting or cls.traits.value_bijection))
+def test_non_identity_traits_change_images(moving: str) -> None:
+    cls, size, cipher = _one_key_cipher(moving)
+    x = _images(cls, size)
+    assert not torch.equal(_same_key_encrypt(cipher, x).reshape(-1)[: x.numel()], x.reshape(-1))
