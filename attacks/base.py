@@ -71,6 +71,11 @@ class CipherFamily:
         return self.template.block_size
 
     @property
+    def traits(self):
+        """The cipher's declared :class:`ciphers.base.Traits`: what attacks decide from."""
+        return self.template.traits
+
+    @property
     def per_image_key(self) -> bool:
         """Whether each image gets its own key (``diff_key``), so ``encrypt`` needs image ids."""
         return bool(self.template.per_image_key)
@@ -101,10 +106,6 @@ class CipherFamily:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "CipherFamily":
         return cls(data["name"], tuple(data["image_size"]), data["block_size"], dict(data["options"]))
-
-
-#: ciphers whose ciphertext planes are full-range YCbCr rather than the plain image's RGB
-YCBCR_PLANES = frozenset({"etc_gray"})
 
 
 @dataclass(frozen=True)
@@ -147,7 +148,7 @@ def ciphertext_layout(family: CipherFamily, channels: int) -> Layout | None:
     """The :class:`Layout` of ``family``'s ciphertexts of ``channels``-channel images, or None."""
     height, width = family.image_size
     shape = family.encrypted_shape((1, channels, height, width))
-    colour = "ycbcr" if family.canonical_name in YCBCR_PLANES else "rgb"
+    colour = "ycbcr" if family.template.traits.colour_space == "ycbcr_planes" else "rgb"
     if shape == (1, channels, height, width):
         return Layout("same", channels, colour)
     if shape == (1, 1, height, channels * width):
