@@ -264,6 +264,12 @@ class Attack(abc.ABC):
     uses_known_pairs: ClassVar[bool] = False
     #: whether ``restore`` is a fixed pixel rearrangement, so a position probe measures it
     restores_positions: ClassVar[bool] = False
+    #: a content-free baseline (``none``, ``mean_image``, ``mean_colour``): verdicts compare every
+    #: other attack with the best baseline of its cell
+    baseline: ClassVar[bool] = False
+    #: a statistical attack pooling over the victim's ciphertexts: the security cell also measures
+    #: its SSIM against the number of ciphertexts it sees (``ciphertext_ladder``)
+    statistical: ClassVar[bool] = False
     #: bump when a change would make cached states of this attack wrong
     version: ClassVar[int] = 1
     registry_name: ClassVar[str]

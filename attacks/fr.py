@@ -25,10 +25,6 @@ from attacks.base import Attack, AttackConfig, CipherFamily
 from harness.progress import ProgressCallback
 from harness.registry import attacks
 
-#: ciphers with a negative-positive step (v -> 255 - v on some components)
-NEGATIVE_POSITIVE = frozenset({"pe", "etc", "etc_gray"})
-#: pixel-wise ciphers with a negative-positive step and a per-pixel colour permutation
-PIXELWISE_COLOUR = frozenset({"pe"})
 MODES = ("auto", "basic", "advanced", "field")
 #: images per advanced scan (bounds memory, not results)
 ADVANCED_CHUNK = 512
@@ -85,12 +81,13 @@ class FeatureReconstruction(Attack):
         self.step = "none"
 
     def _choose_step(self, family: CipherFamily) -> tuple[str, str]:
-        name = family.canonical_name
+        name, traits = family.canonical_name, family.traits
+        pixelwise_colour = traits.negative_positive and traits.channel_shuffle and family.resolved_block_size == 1
         if self.mode == "field":
             return "basic", "basic FR fold applied to every cipher, as the field's code does"
-        if self.mode == "advanced" or (self.mode == "auto" and name in PIXELWISE_COLOUR):
+        if self.mode == "advanced" or (self.mode == "auto" and pixelwise_colour):
             return "advanced", "advanced FR: raster neighbour search over 6 channel orders x 8 flips"
-        if name in NEGATIVE_POSITIVE:
+        if traits.negative_positive:
             return "basic", "basic FR fold undoes the negative-positive flips up to a global fold"
         return "none", f"basic FR fold is a no-op: {name} has no negative-positive step"
 

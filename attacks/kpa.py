@@ -9,14 +9,22 @@ victim's).  The attack tries k = 1, 2, ... and reports the smallest k that deter
 cipher's own ``decrypt``.  Where no k given determines it, the best consistent guess is used
 and ``pairs_needed`` is NaN.
 
-Solvers (cipher-specific knowledge, keyed by the registered cipher name):
+Solvers are chosen from the cipher's declared traits (:class:`ciphers.base.Traits`), never from
+its name; a structural solver is used only where the cipher's key has that family's entries,
+and any other fixed-key cipher that declares ``byte_map`` gets the generic gather + XOR solver:
 
 - ``proposed``: K1 by matching each ciphertext block to the plain block with the same four
   sub-block pixel multisets (K2 moves pixels only inside sub-blocks, and whole pixels); K2 by
   intersecting, over all 4N sub-blocks, the plain positions whose pixel equals each ciphertext
   position's.  One pair suffices when the image's pixels are distinct enough that no two blocks
   share their multisets and each sub-block position is pinned by some sub-block.
-- ``plain``: nothing to recover (key space 1): k = 0.
+- identity (``plain``): nothing to recover (key space 1): k = 0.
+- nibble shuffle (LE; ELE with per-position keys), dihedral blocks (EtC; grayscale EtC on
+  YCbCr planes), pixel-wise colour keys (PE under one key): see each solver's docstring.
+- generic byte map: ``c[j] = x[index[j]] ^ mask[j]``.  XOR-ing two pairs cancels the mask, so
+  ciphertext byte j and plain byte i can match only if their difference sequences over the
+  pairs are equal; the key is determined when every such sequence is unique.  Restoration
+  inverts the recovered map itself (:class:`RecoveredByteMap`).
 """
 
 from __future__ import annotations
@@ -30,21 +38,22 @@ from scipy.optimize import linear_sum_assignment
 
 from attacks.base import Attack, AttackConfig, CipherFamily, Layout
 from ciphers._common import CHANNEL_PERMUTATIONS
-from ciphers.base import Cipher
+from ciphers.base import Cipher, IndexMapCipher, Traits
 from ciphers.etc import dihedral_source
 from harness.progress import ProgressCallback, report
 from harness.registry import attacks
 
 #: solver(template, plain, cipher) -> (key entries for ``template.rebuild``, determined?)
 Solver = Callable[[Cipher, torch.Tensor, torch.Tensor], tuple[dict[str, np.ndarray], bool]]
-SOLVERS: dict[str, Solver] = {}
+#: (structure test on the traits and block size, key entries the solver returns, solver), tried in order
+STRUCTURAL: list[tuple[Callable[[Traits, int], bool], tuple[str, ...], Solver]] = []
 
 
-def solver(name: str) -> Callable[[Solver], Solver]:
-    """Register the key-recovery solver of cipher ``name``."""
+def solver(applies: Callable[[Traits, int], bool], *entries: str) -> Callable[[Solver], Solver]:
+    """Register a structural solver for ciphers whose traits pass ``applies`` and whose key has ``entries``."""
 
     def decorator(function: Solver) -> Solver:
-        SOLVERS[name] = function
+        STRUCTURAL.append((applies, entries, function))
         return function
 
     return decorator
@@ -167,12 +176,15 @@ def _blockwise_etc(template: Cipher, plain: torch.Tensor, cipher: torch.Tensor, 
     return {**key, "block_perm": block_perm}, blocks_unique and bool((ok.sum(1) == 1).all())
 
 
-@solver("plain")
+@solver(lambda t, block: t.identity)
 def _plain(template: Cipher, plain: torch.Tensor, cipher: torch.Tensor) -> tuple[dict[str, np.ndarray], bool]:
     return {}, True
 
 
-@solver("proposed")
+@solver(
+    lambda t, block: t.within_block == "pixel_shuffle" and not (t.per_position_key or t.value_bijection or t.channel_shuffle),
+    "block_perm", "pixel_perm",
+)
 def _proposed(template: Cipher, plain: torch.Tensor, cipher: torch.Tensor) -> tuple[dict[str, np.ndarray], bool]:
     block = template.block_size
     p, c = subblocks(pixel_codes(plain), block), subblocks(pixel_codes(cipher), block)
@@ -184,7 +196,7 @@ def _proposed(template: Cipher, plain: torch.Tensor, cipher: torch.Tensor) -> tu
     return {"block_perm": block_perm, "pixel_perm": pixel_perm}, blocks_unique and positions_unique
 
 
-@solver("le")
+@solver(lambda t, block: t.within_block == "nibble_shuffle" and not (t.per_position_key or t.block_scrambling), "perm")
 def _le(template: Cipher, plain: torch.Tensor, cipher: torch.Tensor) -> tuple[dict[str, np.ndarray], bool]:
     """One P for all blocks: every block of every pair is an observation of each nibble slot."""
     block = template.block_size
@@ -193,7 +205,7 @@ def _le(template: Cipher, plain: torch.Tensor, cipher: torch.Tensor) -> tuple[di
     return {"perm": perm}, unique
 
 
-@solver("ele")
+@solver(lambda t, block: t.within_block == "nibble_shuffle" and t.per_position_key and t.block_scrambling, "perms", "block_perm")
 def _ele(template: Cipher, plain: torch.Tensor, cipher: torch.Tensor) -> tuple[dict[str, np.ndarray], bool]:
     """Blocks matched by their folded-nibble multisets, then each position's P from that block alone."""
     block = template.block_size
@@ -207,19 +219,25 @@ def _ele(template: Cipher, plain: torch.Tensor, cipher: torch.Tensor) -> tuple[d
     return {"perms": perms, "block_perm": block_perm}, blocks_unique and all(unique for _, unique in solved)
 
 
-@solver("etc")
+@solver(
+    lambda t, block: t.within_block == "dihedral" and t.colour_space == "rgb" and t.channel_shuffle,
+    "geometry", "negpos", "channel_perm", "block_perm",
+)
 def _etc(template: Cipher, plain: torch.Tensor, cipher: torch.Tensor) -> tuple[dict[str, np.ndarray], bool]:
     return _blockwise_etc(template, plain, cipher, colour_orders=True)
 
 
-@solver("etc_gray")
+@solver(lambda t, block: t.within_block == "dihedral" and t.colour_space == "ycbcr_planes", "geometry", "negpos", "block_perm")
 def _etc_gray(template: Cipher, plain: torch.Tensor, cipher: torch.Tensor) -> tuple[dict[str, np.ndarray], bool]:
     """As EtC on the H x 3W YCbCr gray image (the public colour transform applied to the plain pairs)."""
     layout = Layout("planes", plain.shape[1], "ycbcr")
     return _blockwise_etc(template, layout.unview(layout.from_plain_colour(plain)), cipher, colour_orders=False)
 
 
-@solver("pe")
+@solver(
+    lambda t, block: block == 1 and t.within_block == "none" and not t.block_scrambling and t.channel_shuffle,
+    "negpos", "channel_perm",
+)
 def _pe_same_key(template: Cipher, plain: torch.Tensor, cipher: torch.Tensor) -> tuple[dict[str, np.ndarray], bool]:
     """PE under one key (``same_key``): each pixel is one of 48 colour-order x flip transforms."""
     units_p, units_c = plain.flatten(2).transpose(1, 2), cipher.flatten(2).transpose(1, 2)  # [k, H*W, 3]
@@ -232,6 +250,73 @@ def _pe_same_key(template: Cipher, plain: torch.Tensor, cipher: torch.Tensor) ->
     height, width = plain.shape[-2:]
     negpos = flips.numpy()[pattern].T.reshape(3, height, width)
     return {"negpos": negpos, "channel_perm": order.reshape(height, width)}, bool((ok.sum(1) == 1).all())
+
+
+class RecoveredByteMap(IndexMapCipher):
+    """A gather + XOR map recovered from pairs, for ciphers known only as a ``byte_map``.
+
+    Its key is the map itself (``index``, ``mask`` over the flattened ciphertext), so it can
+    decrypt whatever cipher produced it without knowing that cipher's own key layout.
+    """
+
+    def __init__(self, index: object, mask: object, shape: tuple[int, int, int]) -> None:
+        super().__init__(1)
+        self.shape = tuple(int(v) for v in shape)
+        self.index = np.asarray(index, dtype=np.int64)
+        self.mask = np.asarray(mask, dtype=np.uint8)
+        if self.index.shape != (math.prod(self.shape),) or self.mask.shape != self.index.shape:
+            raise ValueError(f"index and mask must both have {math.prod(self.shape)} entries for shape {self.shape}")
+
+    channels = None
+
+    @classmethod
+    def from_seed(cls, seed, image_size, block_size=None, **options) -> "RecoveredByteMap":
+        raise TypeError("a recovered byte map comes from known pairs, not from a seed")
+
+    def key(self) -> dict[str, np.ndarray]:
+        return {"index": self.index.copy(), "mask": self.mask.copy()}
+
+    def rebuild(self, **key: object) -> "RecoveredByteMap":
+        return type(self)(**{**self.key(), **key}, shape=self.shape)
+
+    def key_space(self) -> int:
+        return 1
+
+    def index_map(self, channels: int, height: int, width: int) -> np.ndarray:
+        if (channels, height, width) != self.shape:
+            raise ValueError(f"this byte map was recovered for images {self.shape}, got {(channels, height, width)}")
+        return self.index
+
+    def xor_mask(self, channels: int, height: int, width: int) -> np.ndarray:
+        return self.mask
+
+
+def byte_map_solver(plain: torch.Tensor, cipher: torch.Tensor) -> tuple[np.ndarray, np.ndarray, bool]:
+    """``(index, mask, determined)`` of ``c[j] = x[index[j]] ^ mask[j]`` from k >= 1 pairs.
+
+    Byte j of a ciphertext and byte i of its plain image can correspond only if their XOR
+    differences to the first pair agree in every pair (the mask cancels); with the first pair's
+    own values that gives one label per position (``torch.unique``), and positions are matched
+    within equal labels.  Determined when every label occurs exactly once on each side.
+    """
+    p, c = plain.flatten(1), cipher.flatten(1)  # [k, L]
+    keys_p = (p[1:] ^ p[:1]).T.contiguous()  # [L, k - 1]: XOR differences to the first pair
+    keys_c = (c[1:] ^ c[:1]).T.contiguous()
+    # the first value differs by the unknown mask: only the differences identify a position
+    differences = torch.cat([keys_p, keys_c])
+    if differences.shape[1] == 0:  # one pair: no differences, every position looks alike
+        labels = torch.zeros(differences.shape[0], dtype=torch.long, device=differences.device)
+    else:
+        labels = torch.unique(differences, dim=0, return_inverse=True)[1]
+    label_p, label_c = labels.split(p.shape[1])
+    order_p, order_c = torch.argsort(label_p, stable=True), torch.argsort(label_c, stable=True)
+    matched = label_p[order_p].equal(label_c[order_c])
+    index = torch.empty_like(order_c)
+    index[order_c] = order_p  # the k-th ciphertext position of a label takes the k-th plain one
+    counts = torch.bincount(label_p)
+    determined = bool(matched and (counts == 1).all())
+    mask = (c[0] ^ p[0, index]).to(torch.uint8)
+    return index.cpu().numpy(), mask.cpu().numpy(), determined
 
 
 def smallest_determining(
@@ -261,6 +346,20 @@ def smallest_determining(
     return found[0], found[1], True
 
 
+def _generic(template: Cipher, plain: torch.Tensor, cipher: torch.Tensor) -> tuple[dict[str, np.ndarray], bool]:
+    index, mask, determined = byte_map_solver(plain, cipher)
+    return {"index": index, "mask": mask}, determined
+
+
+def choose_solver(family: CipherFamily) -> Solver | None:
+    """The structural solver the family's traits and key entries call for, else the generic byte map."""
+    traits, names = family.traits, set(family.template.key())
+    for applies, entries, function in STRUCTURAL:
+        if applies(traits, family.resolved_block_size) and set(entries) <= names:
+            return function
+    return _generic if traits.byte_map else None
+
+
 @attacks.register("kpa", "known_plaintext")
 class KnownPlaintextAttack(Attack):
     """Exact key recovery from the fewest known pairs; decrypts with the recovered key."""
@@ -272,7 +371,7 @@ class KnownPlaintextAttack(Attack):
     def __init__(self, *, seed: int = 0, device: str | torch.device = "cpu") -> None:
         super().__init__(seed=seed, device=device)
         self.key: dict[str, np.ndarray] | None = None
-        self._cipher: Cipher | None = None
+        self.recovered_cipher: Cipher | None = None
 
     @classmethod
     def applies_to(cls, family: CipherFamily) -> str | None:
@@ -281,8 +380,11 @@ class KnownPlaintextAttack(Attack):
             return reason
         if family.per_image_key:
             return "every image has its own key: pairs under other images' keys say nothing about the victim's"
-        if family.canonical_name not in SOLVERS:
-            return f"no key-recovery solver for {family.canonical_name} (implemented: {', '.join(sorted(SOLVERS))})"
+        if choose_solver(family) is None:
+            return (
+                f"{family.canonical_name} declares no structure kpa can solve (traits: no byte_map, "
+                "and no structural solver for its within-block transform and key entries)"
+            )
         return None
 
     def _fit(
@@ -296,7 +398,8 @@ class KnownPlaintextAttack(Attack):
     ) -> None:
         assert self.family is not None and self.layout is not None and pairs is not None
         template = self.family.template
-        solve = SOLVERS[self.family.canonical_name]
+        solve = choose_solver(self.family)
+        assert solve is not None
         plain, cipher = pairs[0], self.layout.unview(pairs[1])
         available = plain.shape[0]
         def attempt(k: int) -> tuple[dict[str, np.ndarray], bool]:
@@ -309,8 +412,8 @@ class KnownPlaintextAttack(Attack):
         else:
             k, key, determined = smallest_determining(attempt, available)
         self.key = key
-        self._cipher = template.rebuild(**key)
-        self.extra = {"pairs_needed": float(k) if determined else math.nan, "pairs_given": float(available)}
+        self.recovered_cipher = self._rebuild(key)
+        self.extra = {"pairs_given": float(available), **({"pairs_needed": float(k)} if determined else {})}
         self.note = (
             f"key determined by {k} known pair(s)"
             if determined
@@ -318,8 +421,8 @@ class KnownPlaintextAttack(Attack):
         )
 
     def _restore(self, ciphertexts: torch.Tensor) -> torch.Tensor:
-        assert self._cipher is not None and self.layout is not None
-        return self._cipher.decrypt(self.layout.unview(ciphertexts))
+        assert self.recovered_cipher is not None and self.layout is not None
+        return self.recovered_cipher.decrypt(self.layout.unview(ciphertexts))
 
     def _state(self) -> dict[str, object]:
         assert self.key is not None
@@ -328,4 +431,10 @@ class KnownPlaintextAttack(Attack):
     def _load_state(self, state) -> None:
         assert self.family is not None
         self.key = {name: value.numpy() for name, value in state["key"].items()}
-        self._cipher = self.family.template.rebuild(**self.key)
+        self.recovered_cipher = self._rebuild(self.key)
+
+    def _rebuild(self, key: dict[str, np.ndarray]) -> Cipher:
+        assert self.family is not None and self.channels is not None
+        if set(key) == {"index", "mask"} and "index" not in self.family.template.key():
+            return RecoveredByteMap(key["index"], key["mask"], (self.channels, *self.family.image_size))
+        return self.family.template.rebuild(**key)

@@ -18,6 +18,8 @@ from harness.registry import attacks
 class NoAttack(Attack):
     """Returns the ciphertext itself (grayscale-based ciphers: split into planes, converted to RGB)."""
 
+    baseline = True
+
     def _fit(
         self,
         attacker_images: torch.Tensor,

@@ -34,9 +34,6 @@ from harness.keys import derive_seed
 from harness.progress import ProgressCallback, report
 from harness.registry import attacks
 
-#: ciphers the attack handles: block scrambling with a shared within-block pixel shuffle
-SUPPORTED = frozenset({"proposed", "plain"})
-
 #: an edge term: (cells on one side [E], cells on the other [E], cost[piece_a, piece_b])
 Edges = list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 
@@ -265,6 +262,7 @@ class PuzzleAttack(Attack):
 
     uses_victim_ciphertexts = True
     restores_positions = True
+    statistical = True
 
     def __init__(
         self,
@@ -281,16 +279,19 @@ class PuzzleAttack(Attack):
                 raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
         self.restarts, self.max_ciphertexts, self.chunk = restarts, max_ciphertexts, chunk
         self.key: dict[str, np.ndarray] | None = None
-        self._cipher: Cipher | None = None
+        self.recovered_cipher: Cipher | None = None
 
     @classmethod
     def applies_to(cls, family: CipherFamily) -> str | None:
         if family.per_image_key:
             return "every image has its own key: there are no shared statistics to pool"
-        if family.canonical_name not in SUPPORTED:
+        traits = family.traits
+        shared_shuffle = traits.within_block == "pixel_shuffle" and not traits.per_position_key
+        values_kept = not (traits.value_bijection or traits.channel_shuffle) and traits.colour_space == "rgb"
+        if not (traits.identity or (shared_shuffle and values_kept)):
             return (
-                f"{family.canonical_name} is not block scrambling with a shared pixel shuffle; the extended "
-                "jigsaw (per-block rotation, negative-positive, colour or nibble keys) is not implemented"
+                f"{family.canonical_name} is not block scrambling with one pixel shuffle shared by all sub-blocks "
+                "(nibble, dihedral, colour and negative-positive keys have their own statistical attacks)"
             )
         return super().applies_to(family)
 
@@ -305,8 +306,8 @@ class PuzzleAttack(Attack):
     ) -> None:
         assert self.family is not None and victim is not None
         template = self.family.template
-        if self.family.canonical_name == "plain":
-            self.key, self._cipher = {}, template
+        if self.family.traits.identity:
+            self.key, self.recovered_cipher = {}, template
             self.note = "nothing to estimate: the identity cipher has no key"
             return
         block = template.block_size
@@ -326,12 +327,12 @@ class PuzzleAttack(Attack):
         pi = estimate_block_perm(*block_statistics(chunks(unshuffle), block), rows, cols)
         report(progress, 2, 2, "puzzle: blocks reassembled")
         self.key = {"block_perm": torch.argsort(pi).cpu().numpy(), "pixel_perm": pixel_perm}
-        self._cipher = template.rebuild(**self.key)
+        self.recovered_cipher = template.rebuild(**self.key)
         self.note = f"K2 and K1 estimated from {n} ciphertexts of one key"
 
     def _restore(self, ciphertexts: torch.Tensor) -> torch.Tensor:
-        assert self._cipher is not None
-        return self._cipher.decrypt(ciphertexts)
+        assert self.recovered_cipher is not None
+        return self.recovered_cipher.decrypt(ciphertexts)
 
     def _state(self) -> dict[str, object]:
         assert self.key is not None
@@ -340,4 +341,4 @@ class PuzzleAttack(Attack):
     def _load_state(self, state) -> None:
         assert self.family is not None
         self.key = {name: value.numpy() for name, value in state["key"].items()}
-        self._cipher = self.family.template.rebuild(**self.key) if self.key else self.family.template
+        self.recovered_cipher = self.family.template.rebuild(**self.key) if self.key else self.family.template

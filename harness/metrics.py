@@ -62,3 +62,38 @@ def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     if labels.numel() == 0:
         raise ValueError("accuracy of an empty batch is undefined")
     return (logits.argmax(dim=1) == labels).double().mean().item()
+
+
+#: identification compares images at most this many pixels on a side (area-averaged down)
+IDENTIFICATION_SIDE = 32
+
+
+def _identity_features(images: torch.Tensor, side: int) -> torch.Tensor:
+    """Zero-mean, unit-norm grayscale vectors of images area-averaged to at most ``side`` pixels a side."""
+    gray = images.double().mean(1, keepdim=True)
+    height, width = gray.shape[-2:]
+    if max(height, width) > side:
+        gray = F.adaptive_avg_pool2d(gray, (min(height, side), min(width, side)))
+    flat = gray.flatten(1)
+    flat = flat - flat.mean(1, keepdim=True)
+    norm = flat.norm(dim=1, keepdim=True)
+    return torch.where(norm > 1e-9, flat / norm.clamp_min(1e-12), torch.zeros_like(flat))
+
+
+def identification(restored: torch.Tensor, plain: torch.Tensor, side: int = IDENTIFICATION_SIDE, chunk: int = 1024) -> torch.Tensor:
+    """Top-1 identification ``[B]`` (bool): is restored image i most similar to plain image i among all B?
+
+    Similarity is the Pearson correlation of the grayscale images (area-averaged to at most
+    ``side`` x ``side``), so brightness and contrast do not matter, an inverted image is
+    dissimilar, and a flat image matches nothing (its ties go to the first image: chance level,
+    1/B).  It asks the seed's question directly: does the restoration single out the person or
+    scene it came from among the N candidates?
+    """
+    _check_pair(restored, plain)
+    gallery = _identity_features(plain, side)
+    hits = []
+    for start in range(0, restored.shape[0], chunk):
+        query = _identity_features(restored[start : start + chunk], side)
+        best = (query @ gallery.T).argmax(1)
+        hits.append(best == torch.arange(start, start + query.shape[0], device=best.device))
+    return torch.cat(hits)

@@ -21,11 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.classifiers.base import Classifier, cipher_name
+from harness.classifiers.base import Classifier
 from harness.registry import classifiers
-
-#: ciphers whose block transform depends on the block position: per-position weights by default
-PER_POSITION_CIPHERS = ("ele", "etc")
 
 
 class BlockAdaptation(nn.Module):
@@ -109,7 +106,8 @@ class AdaptationClassifier(Classifier):
     def for_cipher(cls, cipher: Any, options: dict[str, Any]) -> dict[str, Any]:
         adjusted = dict(options)
         if adjusted.get("per_position") is None:
-            adjusted["per_position"] = cipher_name(cipher) in PER_POSITION_CIPHERS
+            # a block transform keyed per block position (ELE, EtC) gets per-position weights
+            adjusted["per_position"] = bool(getattr(cipher, "traits", None) and cipher.traits.per_position_key)
         return adjusted
 
     @classmethod
