@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import save_file
 
 from ciphers.base import block_scramble_map, spatial_to_flat
-from harness.classifiers.adaptation import PER_POSITION_CIPHERS, BlockAdaptation, doubly_stochastic_penalty
+from harness.classifiers.adaptation import BlockAdaptation, doubly_stochastic_penalty
 from harness.classifiers.base import seeded
 from harness.classifiers.shakedrop import PyramidNet, ShakeDrop, ShakeDropFunction
 from harness.factory import create_cipher
@@ -73,16 +73,12 @@ def test_shakedrop_depth_must_be_6n_plus_2() -> None:
 
 
 # -- adaptation network --------------------------------------------------------------------------
-class _NamedCipher:
-    def __init__(self, name: str) -> None:
-        self.registry_name = name
-
-
-@pytest.mark.parametrize("name", ["le", "ele", "etc", "proposed", "plain"])
-def test_adaptation_is_per_position_for_per_position_ciphers(name: str) -> None:
-    options = classifiers.get("adaptation").for_cipher(_NamedCipher(name), {})
-    assert options["per_position"] is (name in PER_POSITION_CIPHERS)
-    assert classifiers.get("adaptation").for_cipher(_NamedCipher(name), {"per_position": True})["per_position"] is True
+@pytest.mark.parametrize(("name", "per_position"), [("le", False), ("ele", True), ("etc", True), ("proposed", False), ("plain", False)])
+def test_adaptation_is_per_position_for_per_position_ciphers(name: str, per_position: bool) -> None:
+    cipher = create_cipher(name, (16, 16), 4 if name != "plain" else 1, seed=0)
+    options = classifiers.get("adaptation").for_cipher(cipher, {})
+    assert options["per_position"] is per_position  # from the cipher's traits, not its name
+    assert classifiers.get("adaptation").for_cipher(cipher, {"per_position": True})["per_position"] is True
 
 
 def _adaptation(per_position: bool, mix_blocks: bool, grid: tuple[int, int] = (4, 4)) -> BlockAdaptation:
