@@ -7,6 +7,7 @@ store are skipped (resume); a failing cell is recorded with its error and the ru
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import platform
 import subprocess
@@ -28,6 +29,7 @@ from harness.metrics import ssim
 from harness.progress import ProgressCallback
 from harness.registry import Registry, attacks, ciphers, classifiers
 from harness.results import ResultStore, cell_id, exact_int_string
+from harness.stats import bootstrap_mean_interval, mean_interval, wilson_interval
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -228,23 +230,33 @@ class Runner:
         cipher = self.victim_cipher(cell.cipher, size)
         train, test = self.dataset(cell.dataset, "train", size), self.dataset(cell.dataset, "test", size)
         options = dict(self.config["classifiers"].get(trained) or {})
-        options.setdefault("seed", derive_seed(self.config["seed"], "train", trained))
-        config = training.TrainConfig(**options)
-        result = training.run_accuracy_cell(
-            cell.classifier,
-            cipher,
-            train,
-            test,
-            config,
-            cache_dir=self.cache_dir,
-            device=self.device,
-            refresh_cache=self.refresh_cache,
-            progress=self.cell_progress(cell),
-        )
+        results = []
+        for repeat in range(int(self.config["accuracy_seeds"])):
+            # repeat 0 keeps the seed (and cache entry) of a single-seed run; later repeats derive their own
+            purpose = ("train", trained) if repeat == 0 else ("train", trained, "repeat", repeat)
+            config = training.TrainConfig(**{"seed": derive_seed(self.config["seed"], *purpose), **options})
+            results.append(training.run_accuracy_cell(
+                cell.classifier,
+                cipher,
+                train,
+                test,
+                config,
+                cache_dir=self.cache_dir,
+                device=self.device,
+                refresh_cache=self.refresh_cache,
+                progress=self.cell_progress(cell),
+            ))
+        correct = torch.stack([r.correct for r in results], dim=1).double().numpy()  # [images, seeds]
+        mean, low, high = bootstrap_mean_interval(correct, seed=derive_seed(self.config["seed"], "bootstrap", *cell.id))
         base = {**self.provenance(cell), "status": "ok", "n": len(test)}
-        rows = [{**base, "metric": "accuracy", "value": result.accuracy}]
-        rows += [{**base, "metric": name, "value": value} for name, value in sorted(result.extra.items())]
-        rows.append({**base, "metric": "train_seconds", "value": result.train_seconds, "note": "cached" if result.cached else ""})
+        rows = [{**base, "metric": "accuracy", "value": mean, "ci95_low": low, "ci95_high": high,
+                 "note": f"95% bootstrap interval over test images; {len(results)} training seed(s)"}]
+        if len(results) > 1:
+            rows.append({**base, "metric": "accuracy_seed_sd", "value": float(np.std([r.accuracy for r in results], ddof=1))})
+        rows += [{**base, "metric": name, "value": value} for name, value in sorted(results[0].extra.items())]
+        cached = all(r.cached for r in results)
+        rows.append({**base, "metric": "train_seconds", "value": sum(r.train_seconds for r in results), "note": "cached" if cached else ""})
+        self.store.replace_per_image(self.provenance(cell), {"correct": correct.mean(1)})
         return rows
 
     def _security_cell(self, cell: Cell) -> list[dict[str, Any]]:
@@ -265,6 +277,8 @@ class Runner:
             return [{**base, "status": "n/a", "metric": "ssim", "note": reason}]
         victim = self.dataset(cell.dataset, "test", size)
         attacker = self.dataset(cell.dataset, "attacker", size)
+        # the provider holds the encrypted training set too: attacks on victim ciphertexts pool it
+        pool = self.dataset(cell.dataset, "train", size).images if attacks.get(cell.attack).uses_victim_ciphertexts else None
         result = run_security_cell(
             cell.attack,
             family,
@@ -273,6 +287,8 @@ class Runner:
             attacker.images,
             AttackConfig(**attack_options),
             cache_dir=self.cache_dir,
+            pool_images=pool,
+            ladder=tuple(int(c) for c in self.config["ciphertext_ladder"]),
             device=self.device,
             refresh_cache=self.refresh_cache,
             progress=self.cell_progress(cell),
@@ -284,8 +300,20 @@ class Runner:
             result.ssim[:count].cpu().numpy(),
         )
         ok = {**base, "status": "ok", "note": result.note}
-        rows = [_mean_row(ok, "ssim", result.ssim), _mean_row(ok, "psnr", result.psnr)]
+        identified = result.identified.double().cpu().numpy()
+        rate, low, high = wilson_interval(float(identified.sum()), identified.size)
+        rows = [
+            _mean_row(ok, "ssim", result.ssim),
+            _mean_row(ok, "abs_ssim", result.ssim.abs()),
+            _mean_row(ok, "psnr", result.psnr),
+            {**ok, "metric": "identification", "value": rate, "ci95_low": low, "ci95_high": high, "n": identified.size,
+             "note": f"top-1 among {identified.size} images (chance {1 / identified.size:.4f}); Wilson interval"},
+        ]
         rows += [{**ok, "metric": name, "value": float(value)} for name, value in sorted(result.extra.items())]
+        rows += [{**ok, "metric": "ssim_vs_ciphertexts", "value": value, "n": seen, "note": "n = victim ciphertexts the attack saw"}
+                 for seen, value in result.curve]
+        psnr_values = np.minimum(result.psnr.double().cpu().numpy(), PSNR_CAP_DB)
+        self.store.replace_per_image(base, {"ssim": result.ssim.cpu().numpy(), "psnr": psnr_values, "identified": identified})
         return rows
 
 
@@ -301,11 +329,9 @@ def _mean_row(base: dict[str, Any], metric: str, values: torch.Tensor) -> dict[s
     if infinite.any():
         array = np.minimum(array, PSNR_CAP_DB)
         note = "; ".join(filter(None, [note, f"{metric} capped at {PSNR_CAP_DB:g} for exact restorations"]))
-    mean = float(array.mean())
-    low = high = float("nan")
-    if array.size > 1 and not infinite.any():
-        half = 1.96 * float(array.std(ddof=1)) / np.sqrt(array.size)
-        low, high = mean - half, mean + half
+    mean, low, high = mean_interval(array)
+    if infinite.any():
+        low = high = float("nan")
     return {**base, "metric": metric, "value": mean, "ci95_low": low, "ci95_high": high, "n": int(array.size), "note": note}
 
 
@@ -353,6 +379,7 @@ def run_metadata(config: dict[str, Any], runner: Runner, cells: list[Cell], devi
             "block_size": cipher.block_size,
             "nominal": exact_int_string(cipher.key_space()),
             "effective": exact_int_string(cipher.effective_key_space()),
+            "traits": {**dataclasses.asdict(cipher.traits), "per_image_key": cipher.per_image_key, "identity": cipher.traits.identity},
         }
     master = config["seed"]
     return {
@@ -367,7 +394,14 @@ def run_metadata(config: dict[str, Any], runner: Runner, cells: list[Cell], devi
         "versions": versions(),
         "git_commit": git_commit(),
         "plugins": plugins(),
-        "attack_threat_models": {n: getattr(attacks.get(n), "threat_model", "ciphertext-only") for n in attacks.names()},
+        "attacks": {
+            n: {
+                "threat_model": getattr(attacks.get(n), "threat_model", "ciphertext-only"),
+                "baseline": bool(getattr(attacks.get(n), "baseline", False)),
+                "statistical": bool(getattr(attacks.get(n), "statistical", False)),
+            }
+            for n in attacks.names()
+        },
         "device": device,
         "torch_threads": torch.get_num_threads(),
         "started": started.isoformat(timespec="seconds"),

@@ -67,7 +67,13 @@ QUICK: dict[str, Any] = {
     #: scored on them, so every attack is scored on the same images)
     "known_pairs": 32,
     "examples": 6,
-    "verdict_threshold": 0.3,
+    #: numbers of victim ciphertexts statistical attacks are also fitted on (the curve in the report)
+    "ciphertext_ladder": [10, 20, 50, 100, 200, 500, 1000, 2000, 5000],
+    #: training runs per accuracy cell, each with its own derived seed (intervals: bootstrap over test images)
+    "accuracy_seeds": 1,
+    #: an attack restores only when its mean SSIM beats the best content-free baseline of its cell
+    #: by this much, counted from the lower end of the paired 95% interval (docs/benchmark.md)
+    "verdict_margin": 0.05,
 }
 
 PAPER: dict[str, Any] = {

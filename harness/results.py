@@ -1,7 +1,10 @@
-"""The results store of a run folder: tidy ``results.csv`` rows plus ``run.json``.
+"""The results store of a run folder: tidy ``results.csv`` rows, ``per_image.csv`` and ``run.json``.
 
-One row is one measurement of one cell.  Reports are rendered only from these files, and
-resume reads them to skip finished cells.  Both files are written atomically.
+One row of results.csv is one measurement of one cell; one row of per_image.csv is one
+per-image score of one cell (SSIM, PSNR, identification of every restored image, correctness
+of every classified one), so distributions, paired comparisons and intervals are computed from
+stored results.  Reports are rendered only from these files, and resume reads them to skip
+finished cells.  Every file is written atomically.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import pandas as pd
 from harness.cache import atomic_write_bytes
 
 RESULTS_FILE = "results.csv"
+PER_IMAGE_FILE = "per_image.csv"
 RUN_FILE = "run.json"
 EXAMPLES_DIR = "examples"
 
@@ -39,6 +43,18 @@ COLUMNS: dict[str, str] = {
     "preset": "string",
     "seed": "Int64",
     "elapsed_s": "float64",
+}
+#: the per-image table: a cell's coordinates, the image's index in the evaluated split, metric, value
+PER_IMAGE_COLUMNS: dict[str, str] = {
+    "kind": "string",
+    "dataset": "string",
+    "cipher": "string",
+    "classifier": "string",
+    "attack": "string",
+    "key_condition": "string",
+    "image_id": "int64",
+    "metric": "string",
+    "value": "float64",
 }
 KINDS = ("accuracy", "security", "key_space")
 STATUSES = ("ok", "failed", "n/a")
@@ -95,6 +111,7 @@ class ResultStore:
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
         self.results_path = self.folder / RESULTS_FILE
+        self.per_image_path = self.folder / PER_IMAGE_FILE
         self.run_path = self.folder / RUN_FILE
         self.examples_dir = self.folder / EXAMPLES_DIR
 
@@ -130,6 +147,38 @@ class ResultStore:
         """Cells whose rows are all ok or n/a: resume never recomputes these."""
         failed = {cell_id(r) for r in frame[frame["status"] == "failed"].to_dict("records")}
         return {cell_id(r) for r in frame.to_dict("records")} - failed
+
+    # -- per-image scores -----------------------------------------------------------------
+    def load_per_image(self) -> pd.DataFrame:
+        """The per-image table (empty when the run has none yet)."""
+        if not self.per_image_path.exists():
+            return pd.DataFrame({c: pd.Series(dtype=t) for c, t in PER_IMAGE_COLUMNS.items()})
+        try:
+            frame = pd.read_csv(self.per_image_path, dtype={c: str for c, t in PER_IMAGE_COLUMNS.items() if t == "string"}, keep_default_na=False)
+            if list(frame.columns) != list(PER_IMAGE_COLUMNS):
+                raise ValueError(f"columns must be {list(PER_IMAGE_COLUMNS)}, got {list(frame.columns)}")
+            return frame.astype(PER_IMAGE_COLUMNS)
+        except Exception as exc:
+            raise ResultsSchemaError(
+                f"{self.per_image_path} cannot be read ({type(exc).__name__}: {exc}); "
+                "move it away or start a fresh run with --no-resume"
+            ) from exc
+
+    def replace_per_image(self, cell: dict[str, Any], scores: dict[str, np.ndarray]) -> None:
+        """Replace one cell's per-image rows with ``scores`` (metric -> values by image id)."""
+        frame = self.load_per_image()
+        key = cell_id(cell)
+        keep = [cell_id(r) != key for r in frame[list(CELL_COLUMNS)].to_dict("records")]
+        parts = [frame[keep]]
+        for metric, values in scores.items():
+            values = np.asarray(values, dtype=np.float64)
+            part = pd.DataFrame({c: [str(cell.get(c) or "")] * values.size for c in CELL_COLUMNS})
+            part["image_id"], part["metric"], part["value"] = np.arange(values.size), metric, values
+            parts.append(part.astype(PER_IMAGE_COLUMNS))
+        updated = pd.concat(parts, ignore_index=True)
+        buffer = io.StringIO()
+        updated.to_csv(buffer, index=False, float_format="%.10g")
+        atomic_write_bytes(self.per_image_path, buffer.getvalue().encode())
 
     def write_run(self, run: dict[str, Any]) -> None:
         atomic_write_bytes(self.run_path, dumps_strict(run).encode())

@@ -109,12 +109,14 @@ class TrainConfig:
 @dataclass
 class AccuracyResult:
     """One accuracy cell: test accuracy in [0, 1], training seconds (as measured when the model was
-    trained, also for a cache hit), whether the model came from the cache, and extra numbers."""
+    trained, also for a cache hit), whether the model came from the cache, extra numbers, and
+    whether each test image was classified correctly (for intervals and paired comparisons)."""
 
     accuracy: float
     train_seconds: float
     cached: bool
     extra: dict[str, float] = field(default_factory=dict)
+    correct: torch.Tensor | None = None
 
 
 # -- public API ------------------------------------------------------------------------------
@@ -237,7 +239,8 @@ def run_accuracy_cell(
     else:
         logits = predict_logits(model, test, cipher, **evaluation)
     extra["eval_seconds"] = time.perf_counter() - started
-    return AccuracyResult(accuracy(logits, test.labels), train_seconds, cached, extra)
+    correct = logits.argmax(1) == test.labels
+    return AccuracyResult(accuracy(logits, test.labels), train_seconds, cached, extra, correct)
 
 
 def random_crop_flip(images: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:

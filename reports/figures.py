@@ -10,7 +10,8 @@ import pandas as pd
 from matplotlib.figure import Figure  # the object API: no pyplot state, no global backend switch
 
 from harness.results import ResultStore
-from reports.tables import CIPHERTEXT_ONLY, NONE_ATTACK, best_attacks, ordered_ciphers
+from reports.tables import NONE_ATTACK, ordered_ciphers
+from reports.verdicts import CIPHERTEXT_ONLY, judge, strongest
 
 
 def _to_hwc(image: np.ndarray) -> np.ndarray:
@@ -52,26 +53,31 @@ def examples_figure(store: ResultStore, frame: pd.DataFrame, dataset: str, path:
     return path
 
 
-def tradeoff_figure(frame: pd.DataFrame, run: dict[str, Any], dataset: str, path: Path) -> Path | None:
-    """Accuracy of each cipher's best network against its strongest ciphertext-only attack's SSIM."""
-    best = best_attacks(frame, run, CIPHERTEXT_ONLY)
+def tradeoff_figure(frame: pd.DataFrame, per_image: pd.DataFrame, run: dict[str, Any], dataset: str, path: Path) -> Path | None:
+    """Accuracy (95% interval) of each cipher's best network against its strongest ciphertext-only
+    attack's SSIM gain over the best content-free baseline (95% interval)."""
     acc = frame[(frame["kind"] == "accuracy") & (frame["status"] == "ok") & (frame["metric"] == "accuracy") & (frame["dataset"] == dataset)]
     points = []
     for cipher in ordered_ciphers(list(acc["cipher"].unique())):
-        if (dataset, cipher) in best and best[(dataset, cipher)][1] == best[(dataset, cipher)][1]:
+        best = strongest(judge(frame, per_image, run, dataset, cipher), run, CIPHERTEXT_ONLY)
+        if best is not None:
             cell = acc[acc["cipher"] == cipher].sort_values("value").iloc[-1]
-            points.append((cipher, cell["classifier"], best[(dataset, cipher)][1], 100 * cell["value"]))
+            points.append((cipher, cell, best))
     if not points:
         return None
-    fig = Figure(figsize=(5.5, 4))
+    fig = Figure(figsize=(6, 4.2))
     ax = fig.subplots()
-    for cipher, classifier, leak, accuracy in points:
-        ax.scatter(leak, accuracy, s=40)
-        ax.annotate(f"{cipher} ({classifier})", (leak, accuracy), textcoords="offset points", xytext=(5, 4), fontsize=8)
-    ax.axvline(float(run["config"]["verdict_threshold"]), color="grey", linestyle="--", linewidth=1, label="verdict threshold")
-    ax.set_xlabel("strongest ciphertext-only attack: mean SSIM (lower hides more)")
+    for cipher, cell, best in points:
+        low, high = 100 * cell["ci95_low"], 100 * cell["ci95_high"]
+        accuracy = 100 * cell["value"]
+        yerr = None if np.isnan(low) else [[accuracy - low], [high - accuracy]]
+        xerr = [[best.gain - best.gain_low], [best.gain_high - best.gain]]
+        ax.errorbar(best.gain, accuracy, xerr=xerr, yerr=yerr, fmt="x" if best.restores else "o", capsize=2)
+        ax.annotate(f"{cipher} ({cell['classifier']}, {best.attack})", (best.gain, accuracy), textcoords="offset points", xytext=(5, 4), fontsize=7)
+    ax.axvline(float(run["config"].get("verdict_margin", 0.05)), color="grey", linestyle="--", linewidth=1, label="verdict margin")
+    ax.set_xlabel("strongest ciphertext-only attack: SSIM gain over the best content-free baseline")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"Privacy vs accuracy ({dataset})")
+    ax.set_title(f"Privacy vs accuracy ({dataset}); x = restores, o = resists", fontsize=9)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,54 +1,64 @@
-"""The seed's qualitative claims, checked against the measured numbers (never typed in)."""
+"""The seed's qualitative claims, checked against the measured numbers (never typed in).
+
+Each claim is decided with an interval: accuracy gaps by a paired bootstrap over the test images
+both cells classified, security claims by the verdict rule of :mod:`reports.verdicts`.  A claim
+whose interval straddles its limit is "inconclusive", not "holds".
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from reports.tables import CIPHERTEXT_ONLY, best_attacks
+from harness.stats import bootstrap_mean_interval
+from reports.verdicts import CIPHERTEXT_ONLY, judge, strongest
 
 #: "close to plain accuracy" for the proposed cipher with ViT, in accuracy points
 CLOSE_POINTS = 5.0
 
 
-def _accuracy(frame: pd.DataFrame, dataset: str, cipher: str, classifier: str) -> float | None:
-    hit = frame[
-        (frame["kind"] == "accuracy") & (frame["status"] == "ok") & (frame["metric"] == "accuracy")
-        & (frame["dataset"] == dataset) & (frame["cipher"] == cipher) & (frame["classifier"] == classifier)
-    ]
-    return float(hit["value"].iloc[0]) * 100 if len(hit) else None
+def _correct(per_image: pd.DataFrame, dataset: str, cipher: str, classifier: str) -> np.ndarray | None:
+    rows = per_image[(per_image["kind"] == "accuracy") & (per_image["dataset"] == dataset) & (per_image["cipher"] == cipher)
+                     & (per_image["classifier"] == classifier) & (per_image["metric"] == "correct")]
+    return rows.sort_values("image_id")["value"].to_numpy() if len(rows) else None
 
 
-def findings(frame: pd.DataFrame, run: dict[str, Any]) -> list[str]:
-    """One sentence per claim and dataset: holds, does not hold, or not measured."""
-    threshold = float(run["config"]["verdict_threshold"])
-    coa = best_attacks(frame, run, CIPHERTEXT_ONLY)
+def _accuracy_claim(per_image: pd.DataFrame, dataset: str, classifier: str, claim: str) -> str:
+    plain, proposed = _correct(per_image, dataset, "plain", "vit"), _correct(per_image, dataset, "proposed", classifier)
+    if plain is None or proposed is None or plain.shape != proposed.shape:
+        return f"{dataset}: 'proposed + {classifier} {claim}': not measured."
+    gap, low, high = (100 * v for v in bootstrap_mean_interval(plain - proposed))
+    if classifier == "vit_keyed":  # the claim is exact equality: the same images right and wrong
+        state = "holds" if np.array_equal(plain, proposed) else "does not hold"
+        limit = "identical per-image predictions"
+    else:
+        state = "holds" if high <= CLOSE_POINTS else "does not hold" if low > CLOSE_POINTS else "is inconclusive"
+        limit = f"limit {CLOSE_POINTS:g} points, decided on the interval"
+    return (
+        f"{dataset}: 'proposed + {classifier} {claim}' {state}: {100 * proposed.mean():.1f}% vs {100 * plain.mean():.1f}% "
+        f"for plain ViT (gap {gap:+.1f} points, 95% paired bootstrap [{low:+.1f}, {high:+.1f}]; {limit})."
+    )
+
+
+def findings(frame: pd.DataFrame, per_image: pd.DataFrame, run: dict[str, Any]) -> list[str]:
+    """One sentence per claim and dataset: holds, does not hold, inconclusive or not measured."""
     lines = []
     for dataset in run["config"]["datasets"]:
-        plain_vit = _accuracy(frame, dataset, "plain", "vit")
-        for classifier, claim in (("vit", "costs little accuracy"), ("vit_keyed", "costs no accuracy with the key-transformed ViT")):
-            proposed = _accuracy(frame, dataset, "proposed", classifier)
-            if plain_vit is None or proposed is None:
-                lines.append(f"{dataset}: 'proposed + {classifier} {claim}': not measured.")
-                continue
-            gap = plain_vit - proposed
-            limit = 1e-9 if classifier == "vit_keyed" else CLOSE_POINTS
-            state = "holds" if gap <= limit else "does not hold"
-            lines.append(
-                f"{dataset}: 'proposed + {classifier} {claim}' {state}: {proposed:.2f}% vs {plain_vit:.2f}% for plain ViT "
-                f"(gap {gap:+.2f} points; limit {limit if classifier == 'vit' else 0:g})."
-            )
+        lines.append(_accuracy_claim(per_image, dataset, "vit", "costs little accuracy"))
+        lines.append(_accuracy_claim(per_image, dataset, "vit_keyed", "costs no accuracy with the key-transformed ViT"))
         for group, expected in ((("le", "pe"), "is partly restored by"), (("etc", "ele", "proposed"), "resists")):
             for cipher in group:
-                best = coa.get((dataset, cipher))
-                if best is None or best[1] != best[1]:  # missing, or only n/a attacks
+                best = strongest(judge(frame, per_image, run, dataset, cipher), run, CIPHERTEXT_ONLY)
+                if best is None:
                     lines.append(f"{dataset}: '{cipher} {expected} ciphertext-only attacks': not measured.")
                     continue
-                restored = best[1] >= threshold
-                state = "holds" if restored == (expected == "is partly restored by") else "does not hold"
+                state = "holds" if best.restores == (expected == "is partly restored by") else "does not hold"
                 lines.append(
-                    f"{dataset}: '{cipher} {expected} ciphertext-only attacks' {state}: strongest attack "
-                    f"{best[0]} reaches mean SSIM {best[1]:.3f} (threshold {threshold:.2f})."
+                    f"{dataset}: '{cipher} {expected} ciphertext-only attacks' {state}: strongest attack {best.attack} "
+                    f"reaches SSIM {best.ssim:.3f} vs the best content-free baseline {best.baseline} {best.baseline_ssim:.3f} "
+                    f"(gain {best.gain:+.3f}, 95% [{best.gain_low:+.3f}, {best.gain_high:+.3f}]) and identifies "
+                    f"{100 * best.identification:.1f}% of the images ({'restores' if best.restores else 'does not restore'})."
                 )
     return lines

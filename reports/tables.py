@@ -7,10 +7,11 @@ from typing import Any
 
 import pandas as pd
 
-#: the seed's Table I row order; other ciphers follow alphabetically
+from reports.verdicts import CIPHERTEXT_ONLY, KNOWN_PLAINTEXT, attack_info, is_identity, judge, strongest, verdict_text
+
+#: the seed's Table I row order (presentation only: no decision depends on it); others follow alphabetically
 CIPHER_ORDER = ("le", "etc", "etc_gray", "ele", "pe", "proposed", "plain")
 NONE_ATTACK = "none"
-CIPHERTEXT_ONLY = "ciphertext-only"
 
 
 def ordered_ciphers(names: list[str]) -> list[str]:
@@ -22,47 +23,29 @@ def _ok(frame: pd.DataFrame, kind: str, metric: str) -> pd.DataFrame:
     return frame[(frame["kind"] == kind) & (frame["metric"] == metric) & (frame["status"] == "ok")]
 
 
-def threat_model(run: dict[str, Any], attack: str) -> str:
-    return run.get("attack_threat_models", {}).get(attack, CIPHERTEXT_ONLY)
+def _interval(row: Any, scale: float = 1.0, digits: int = 3) -> str:
+    if math.isnan(row["ci95_low"]):
+        return ""
+    return f" [{scale * row['ci95_low']:.{digits}f}, {scale * row['ci95_high']:.{digits}f}]"
 
 
-def best_attacks(frame: pd.DataFrame, run: dict[str, Any], model: str) -> dict[tuple[str, str], tuple[str, float]]:
-    """(dataset, cipher) -> (attack, mean SSIM) of the strongest attack of one threat model."""
-    rows = frame[(frame["kind"] == "security") & (frame["metric"] == "ssim") & (frame["status"] != "failed")]
-    rows = rows[(rows["attack"] != NONE_ATTACK) & rows["attack"].map(lambda a: threat_model(run, a) == model)]
-    best: dict[tuple[str, str], tuple[str, float]] = {}
-    for row in rows[rows["status"] == "n/a"].itertuples():
-        best.setdefault((row.dataset, row.cipher), (row.attack, float("nan")))
-    rows = rows[rows["status"] == "ok"]
-    for row in rows.itertuples():
-        key = (row.dataset, row.cipher)
-        if key not in best or math.isnan(best[key][1]) or row.value > best[key][1]:
-            best[key] = (row.attack, float(row.value))
-    return best
-
-
-def verdict(cipher: str, best: tuple[str, float] | None, threshold: float) -> str:
-    """✓ when the strongest attack's mean SSIM stays below the threshold, ✗ otherwise."""
-    if cipher == "plain":
+def security_verdict(frame: pd.DataFrame, per_image: pd.DataFrame, run: dict[str, Any], dataset: str, cipher: str, model: str) -> str:
+    """The report's ✓/✗ for one cipher and threat model (reports/verdicts.py has the rule)."""
+    if is_identity(run, cipher):
         return "–"
-    if best is None:
-        return "not measured"
-    attack, value = best
-    if math.isnan(value):
-        return f"n/a ({attack} does not apply)"
-    mark = "✗" if value >= threshold else "✓"
-    relation = "≥" if value >= threshold else "<"
-    return f"{mark} ({attack} {value:.2f} {relation} {threshold:.2f})"
+    rows = frame[(frame["kind"] == "security") & (frame["dataset"] == dataset) & (frame["cipher"] == cipher)]
+    applicable = any(
+        attack_info(run, a).get("threat_model", CIPHERTEXT_ONLY) == model and not attack_info(run, a).get("baseline")
+        for a in rows[rows["status"] != "n/a"]["attack"].unique()
+    )
+    return verdict_text(strongest(judge(frame, per_image, run, dataset, cipher), run, model), applicable)
 
 
-def accuracy_table(frame: pd.DataFrame, run: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    """The seed's Table I: cipher, network, accuracy per dataset, security verdicts."""
+def accuracy_table(frame: pd.DataFrame, per_image: pd.DataFrame, run: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """The seed's Table I: cipher, network, accuracy [95% interval] per dataset, security verdicts."""
     datasets = run["config"]["datasets"]
-    threshold = float(run["config"]["verdict_threshold"])
     acc = _ok(frame, "accuracy", "accuracy")
     failed = frame[(frame["kind"] == "accuracy") & (frame["status"] == "failed")]
-    coa = best_attacks(frame, run, CIPHERTEXT_ONLY)
-    kpa = best_attacks(frame, run, "known-plaintext")
     cells = pd.concat([acc, failed])[["cipher", "classifier"]].drop_duplicates()
     headers = ["encryption", "network", *[f"{d} accuracy (%)" for d in datasets], "ciphertext-only attacks", "known-plaintext attack"]
     body = []
@@ -72,34 +55,61 @@ def accuracy_table(frame: pd.DataFrame, run: dict[str, Any]) -> tuple[list[str],
             for dataset in datasets:
                 hit = acc[(acc["cipher"] == cipher) & (acc["classifier"] == classifier) & (acc["dataset"] == dataset)]
                 fail = failed[(failed["cipher"] == cipher) & (failed["classifier"] == classifier) & (failed["dataset"] == dataset)]
-                line.append(f"{100 * hit['value'].iloc[0]:.2f}" if len(hit) else "failed" if len(fail) else "–")
-            line.append("; ".join(verdict(cipher, coa.get((d, cipher)), threshold) for d in datasets))
-            line.append("; ".join(verdict(cipher, kpa.get((d, cipher)), threshold) for d in datasets))
+                text = f"{100 * hit['value'].iloc[0]:.1f}{_interval(hit.iloc[0], 100, 1)}" if len(hit) else "failed" if len(fail) else "–"
+                line.append(text)
+            for model in (CIPHERTEXT_ONLY, KNOWN_PLAINTEXT):
+                line.append("; ".join(security_verdict(frame, per_image, run, d, cipher, model) for d in datasets))
             body.append(line)
     return headers, body
 
 
-def security_table(frame: pd.DataFrame, dataset: str) -> tuple[list[str], list[list[str]]]:
-    """Cipher x attack: mean SSIM [95% interval]; attack ``none`` is the raw ciphertext."""
+def verdict_table(frame: pd.DataFrame, per_image: pd.DataFrame, run: dict[str, Any], dataset: str) -> tuple[list[str], list[list[str]]]:
+    """Per cipher and threat model: the strongest attack against the best content-free baseline."""
     rows = frame[(frame["kind"] == "security") & (frame["dataset"] == dataset)]
-    attack_names = sorted(rows["attack"].unique(), key=lambda a: (a != NONE_ATTACK, a))
+    headers = ["encryption", "threat model", "strongest attack", "SSIM", "best baseline (SSIM)", "SSIM gain [95%]",
+               "identified (%) [95%]", "baselines identify ≤ (%)", "verdict"]
+    body = []
+    for cipher in ordered_ciphers(list(rows["cipher"].unique())):
+        if is_identity(run, cipher):
+            continue
+        judged = judge(frame, per_image, run, dataset, cipher)
+        for model in (CIPHERTEXT_ONLY, KNOWN_PLAINTEXT):
+            j = strongest(judged, run, model)
+            if j is None:
+                continue
+            body.append([
+                cipher, model, j.attack, f"{j.ssim:.3f}", f"{j.baseline} ({j.baseline_ssim:.3f})",
+                f"{j.gain:+.3f} [{j.gain_low:+.3f}, {j.gain_high:+.3f}]",
+                f"{100 * j.identification:.1f} [{100 * j.identification_low:.1f}, …]",
+                f"{100 * j.baseline_identification_high:.1f}", "✗ restores" if j.restores else "✓ resists",
+            ])
+    return headers, body
+
+
+def security_table(
+    frame: pd.DataFrame, run: dict[str, Any], dataset: str, metric: str = "ssim", scale: float = 1.0, digits: int = 3
+) -> tuple[list[str], list[list[str]]]:
+    """Cipher x attack: mean of ``metric`` [95% interval]; baselines first, ``none`` (the raw ciphertext) leading."""
+    rows = frame[(frame["kind"] == "security") & (frame["dataset"] == dataset)]
+    attack_names = sorted(rows["attack"].unique(), key=lambda a: (a != NONE_ATTACK, not attack_info(run, a).get("baseline"), a))
     headers = ["encryption", *[f"{a} (raw ciphertext)" if a == NONE_ATTACK else a for a in attack_names]]
     body = []
     for cipher in ordered_ciphers(list(rows["cipher"].unique())):
         line = [cipher]
         for attack in attack_names:
             cell = rows[(rows["cipher"] == cipher) & (rows["attack"] == attack)]
-            ssim_row = cell[cell["metric"] == "ssim"]
+            ssim_row = cell[cell["metric"] == metric]
             if cell.empty:
                 line.append("–")
             elif (cell["status"] == "failed").any():
                 line.append("failed")
-            elif (ssim_row["status"] == "n/a").any():
+            elif (cell["status"] == "n/a").any():
                 line.append("n/a")
+            elif ssim_row.empty:
+                line.append("–")
             else:
                 row = ssim_row.iloc[0]
-                interval = "" if math.isnan(row["ci95_low"]) else f" [{row['ci95_low']:.3f}, {row['ci95_high']:.3f}]"
-                line.append(f"{row['value']:.3f}{interval}")
+                line.append(f"{scale * row['value']:.{digits}f}{_interval(row, scale, digits)}")
         body.append(line)
     return headers, body
 
@@ -111,12 +121,30 @@ def extra_metrics_table(frame: pd.DataFrame, dataset: str) -> tuple[list[str], l
     for cipher in ordered_ciphers(list(rows["cipher"].unique())):
         for attack in sorted(rows[rows["cipher"] == cipher]["attack"].unique()):
             cell = rows[(rows["cipher"] == cipher) & (rows["attack"] == attack)]
-            extra = cell[~cell["metric"].isin(["ssim", "psnr"])]
+            extra = cell[~cell["metric"].isin(SCORE_METRICS)]
             numbers = ", ".join(f"{r.metric}={r.value:.4g}" for r in extra.itertuples())
             note = next((n for n in cell["note"] if n), "")
             if numbers or note:
                 body.append([cipher, attack, numbers, note])
     return ["encryption", "attack", "attack-specific numbers", "note"], body
+
+
+#: per-cell scores with tables of their own (everything else is an attack-specific number)
+SCORE_METRICS = ("ssim", "abs_ssim", "psnr", "identification", "ssim_vs_ciphertexts")
+
+
+def curve_table(frame: pd.DataFrame, dataset: str) -> tuple[list[str], list[list[str]]]:
+    """Statistical attacks: mean SSIM against the number of victim ciphertexts they saw."""
+    rows = _ok(frame, "security", "ssim_vs_ciphertexts")
+    rows = rows[rows["dataset"] == dataset]
+    counts = sorted({int(n) for n in rows["n"]})
+    body = []
+    for cipher in ordered_ciphers(list(rows["cipher"].unique())):
+        for attack in sorted(rows[rows["cipher"] == cipher]["attack"].unique()):
+            curve = rows[(rows["cipher"] == cipher) & (rows["attack"] == attack)]
+            values = {int(r.n): r.value for r in curve.itertuples()}
+            body.append([cipher, attack, *[f"{values[c]:.3f}" if c in values else "" for c in counts]])
+    return ["encryption", "attack", *[str(c) for c in counts]], body
 
 
 def key_space_table(frame: pd.DataFrame, run: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
