@@ -11,7 +11,7 @@ from matplotlib.figure import Figure  # the object API: no pyplot state, no glob
 
 from harness.results import ResultStore
 from reports.tables import NONE_ATTACK, ordered_ciphers
-from reports.verdicts import CIPHERTEXT_ONLY, judge, strongest
+from reports.verdicts import CIPHERTEXT_ONLY, attack_info, is_identity, judge, strongest
 
 
 def _to_hwc(image: np.ndarray) -> np.ndarray:
@@ -47,6 +47,33 @@ def examples_figure(store: ResultStore, frame: pd.DataFrame, dataset: str, path:
             ax.imshow(_to_hwc(images[index]), cmap="gray", vmin=0, vmax=255, interpolation="nearest")
             if len(scores) > index:
                 ax.set_xlabel(f"SSIM {scores[index]:.2f}", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def ssim_boxplots(per_image: pd.DataFrame, run: dict[str, Any], dataset: str, path: Path) -> Path | None:
+    """Per cipher, the distribution of per-image SSIM of every attack (the attack authors' figure),
+    baselines shaded, drawn from the per-image table only."""
+    rows = per_image[(per_image["kind"] == "security") & (per_image["dataset"] == dataset) & (per_image["metric"] == "ssim")]
+    ciphers = [c for c in ordered_ciphers(list(rows["cipher"].unique())) if not is_identity(run, c)]
+    if not ciphers:
+        return None
+    fig = Figure(figsize=(7, 1.9 * len(ciphers)))
+    axes = fig.subplots(len(ciphers), 1, squeeze=False)
+    for ax, cipher in zip(axes[:, 0], ciphers):
+        mine = rows[rows["cipher"] == cipher]
+        names = sorted(mine["attack"].unique(), key=lambda a: (not attack_info(run, a).get("baseline"), a))
+        data = [mine[mine["attack"] == a]["value"].to_numpy() for a in names]
+        parts = ax.boxplot(data, vert=False, widths=0.6, patch_artist=True, showfliers=False)
+        for patch, name in zip(parts["boxes"], names):
+            patch.set_facecolor("0.85" if attack_info(run, name).get("baseline") else "tab:orange")
+        ax.set_yticks(range(1, len(names) + 1), names, fontsize=7)
+        ax.set_xlim(-0.3, 1.02)
+        ax.set_title(cipher, fontsize=9, loc="left")
+        ax.tick_params(axis="x", labelsize=7)
+    axes[-1, 0].set_xlabel("per-image SSIM (grey: content-free baselines)", fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

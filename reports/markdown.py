@@ -9,7 +9,7 @@ from tabulate import tabulate
 
 from harness.cache import atomic_write_bytes
 from harness.results import ResultStore
-from reports.figures import examples_figure, tradeoff_figure
+from reports.figures import examples_figure, ssim_boxplots, tradeoff_figure
 from reports.findings import findings
 from reports.tables import (
     accuracy_table,
@@ -101,6 +101,9 @@ def render_report(folder: str | Path) -> Path:
         grid = examples_figure(store, frame, dataset, figures / f"examples_{dataset}.png")
         if grid:
             parts.append(f"![plain, encrypted and restored images ({dataset})]({FIGURES_DIR}/{grid.name})")
+        boxes = ssim_boxplots(per_image, run, dataset, figures / f"ssim_boxplots_{dataset}.png")
+        if boxes:
+            parts.append(f"![per-image SSIM of every attack per cipher ({dataset})]({FIGURES_DIR}/{boxes.name})")
         scatter = tradeoff_figure(frame, per_image, run, dataset, figures / f"tradeoff_{dataset}.png")
         if scatter:
             parts.append(f"![accuracy vs strongest attack SSIM ({dataset})]({FIGURES_DIR}/{scatter.name})")
