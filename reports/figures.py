@@ -66,7 +66,7 @@ def ssim_boxplots(per_image: pd.DataFrame, run: dict[str, Any], dataset: str, pa
         mine = rows[rows["cipher"] == cipher]
         names = sorted(mine["attack"].unique(), key=lambda a: (not attack_info(run, a).get("baseline"), a))
         data = [mine[mine["attack"] == a]["value"].to_numpy() for a in names]
-        parts = ax.boxplot(data, vert=False, widths=0.6, patch_artist=True, showfliers=False)
+        parts = ax.boxplot(data, orientation="horizontal", widths=0.6, patch_artist=True, showfliers=False)
         for patch, name in zip(parts["boxes"], names):
             patch.set_facecolor("0.85" if attack_info(run, name).get("baseline") else "tab:orange")
         ax.set_yticks(range(1, len(names) + 1), names, fontsize=7)
