@@ -13,7 +13,7 @@ import platform
 import subprocess
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -51,6 +51,16 @@ class Cell:
     def label(self) -> str:
         component = self.classifier or self.attack or "key space"
         return f"{self.kind}: {self.dataset} / {self.cipher} / {component}"
+
+
+@dataclass
+class CellOutput:
+    """What one cell computed: its result rows, per-image scores (metric -> values by image id) and
+    example images (name, uint8 images, their SSIM or None); the runner stores them."""
+
+    rows: list[dict[str, Any]]
+    per_image: dict[str, np.ndarray] | None = None
+    examples: list[tuple[str, np.ndarray, np.ndarray | None]] = field(default_factory=list)
 
 
 @dataclass
@@ -176,34 +186,106 @@ class Runner:
         }
 
     # -- running --------------------------------------------------------------------------
-    def run(self, cells: Iterable[Cell], on_cell_done: Callable[[Cell, str], None] | None = None) -> int:
-        """Run the unfinished cells; returns the number of failed cells in the store."""
+    def run(
+        self, cells: Iterable[Cell], on_cell_done: Callable[[Cell, str], None] | None = None, *, workers: int = 1
+    ) -> int:
+        """Run the unfinished cells (``workers`` > 1: that many processes); returns the failed count.
+
+        Cells are stored by this process only, as they finish, so a parallel run writes the
+        same files as a serial one; a cell that reuses another's model (``vit_keyed`` the plain
+        ``vit``) waits for it, so no two processes train the same cached network.
+        """
         frame = self.store.load()
         finished = self.store.finished_cells(frame)
+        todo = []
         for cell in cells:
             if cell.id in finished:
                 if on_cell_done:
                     on_cell_done(cell, "cached")
-                continue
-            started = time.perf_counter()
-            try:
-                rows = self.run_cell(cell)
-            except Exception as exc:  # a failing cell is recorded and the grid goes on
-                rows = [{**self.provenance(cell), "status": "failed", "metric": "error", "note": _one_line(exc)}]
-                (self.store.folder / "errors.log").open("a").write(f"== {cell.label}\n{traceback.format_exc()}\n")
-            elapsed = time.perf_counter() - started
+            else:
+                todo.append(cell)
+
+        def store(cell: Cell, rows: list[dict[str, Any]], elapsed: float) -> None:
+            nonlocal frame
             for row in rows:
                 row.setdefault("elapsed_s", elapsed)
             frame = self.store.replace_cell(frame, rows)
             if on_cell_done:
                 on_cell_done(cell, rows[0]["status"])
+
+        if workers > 1 and len(todo) > 1:
+            self._run_parallel(todo, workers, store)
+        else:
+            for cell in todo:
+                started = time.perf_counter()
+                try:
+                    rows = self.run_cell(cell)
+                except Exception as exc:  # a failing cell is recorded and the grid goes on
+                    rows = self.failed(cell, exc, traceback.format_exc())
+                store(cell, rows, time.perf_counter() - started)
         return int(frame[frame["status"] == "failed"][["kind", "dataset", "cipher", "classifier", "attack"]].drop_duplicates().shape[0])
 
+    def _run_parallel(self, todo: list[Cell], workers: int, store: Callable[[Cell, list[dict[str, Any]], float], None]) -> None:
+        import multiprocessing
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+        planned = {cell.id for cell in todo}
+        done: set[tuple[str, ...]] = set()
+        pending, running = list(todo), {}
+        context = multiprocessing.get_context("spawn")  # no fork of a process whose torch threads already run
+        init = (self.config, str(self.store.folder), self.device, self.refresh_cache, torch.get_num_threads())
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=init) as pool:
+            while pending or running:
+                for cell in list(pending):
+                    if len(running) >= workers:
+                        break
+                    needed = self.dependency(cell)
+                    if needed is not None and needed.id in planned and needed.id not in done:
+                        continue
+                    pending.remove(cell)
+                    running[pool.submit(_compute_in_worker, cell)] = cell
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    cell = running.pop(future)
+                    output, failure, elapsed = future.result()
+                    if output is not None:
+                        self.record(cell, output)
+                        rows = output.rows
+                    else:
+                        rows = self.failed(cell, *failure)
+                    store(cell, rows, elapsed)
+                    done.add(cell.id)
+
+    def dependency(self, cell: Cell) -> Cell | None:
+        """The cell whose trained model this one reuses (``vit_keyed`` -> plain ``vit``), if any."""
+        base = getattr(classifiers.get(cell.classifier), "plain_base", None) if cell.kind == "accuracy" else None
+        return Cell("accuracy", cell.dataset, "plain", classifier=base) if base else None
+
+    def failed(self, cell: Cell, exc: BaseException | str, trace: str) -> list[dict[str, Any]]:
+        """The row of a failed cell; its traceback goes to errors.log."""
+        message = exc if isinstance(exc, str) else _one_line(exc)
+        with (self.store.folder / "errors.log").open("a") as log:
+            log.write(f"== {cell.label}\n{trace}\n")
+        return [{**self.provenance(cell), "status": "failed", "metric": "error", "note": message}]
+
     def run_cell(self, cell: Cell) -> list[dict[str, Any]]:
+        """Compute one cell and store its per-image scores and examples; returns its rows."""
+        output = self.compute(cell)
+        self.record(cell, output)
+        return output.rows
+
+    def compute(self, cell: Cell) -> CellOutput:
         handler = {"key_space": self._key_space_cell, "accuracy": self._accuracy_cell, "security": self._security_cell}
         return handler[cell.kind](cell)
 
-    def _key_space_cell(self, cell: Cell) -> list[dict[str, Any]]:
+    def record(self, cell: Cell, output: CellOutput) -> None:
+        """Store a cell's per-image scores and example images (its rows go to results.csv)."""
+        if output.per_image is not None:
+            self.store.replace_per_image(self.provenance(cell), output.per_image)
+        for name, images, scores in output.examples:
+            self.store.save_examples(self.store.example_path(cell.dataset, cell.cipher, name), images, scores)
+
+    def _key_space_cell(self, cell: Cell) -> CellOutput:
         cipher = self.victim_cipher(cell.cipher)
         base = {**self.provenance(cell), "status": "ok"}
         rows = [
@@ -215,12 +297,10 @@ class Runner:
         count = min(int(self.config["examples"]), len(test))
         plain = test.images[:count]
         encrypted = cipher.encrypt(plain, torch.arange(count))
-        self.store.save_examples(self.store.example_path(cell.dataset, cell.cipher, "plain"), plain.numpy())
         scores = ssim(encrypted, plain).numpy() if encrypted.shape == plain.shape else None
-        self.store.save_examples(self.store.example_path(cell.dataset, cell.cipher, "encrypted"), encrypted.numpy(), scores)
-        return rows
+        return CellOutput(rows, examples=[("plain", plain.numpy(), None), ("encrypted", encrypted.numpy(), scores)])
 
-    def _accuracy_cell(self, cell: Cell) -> list[dict[str, Any]]:
+    def _accuracy_cell(self, cell: Cell) -> CellOutput:
         from harness import training
 
         # a derived classifier (vit_keyed) reuses the training settings, size and seed of the network
@@ -256,10 +336,9 @@ class Runner:
         rows += [{**base, "metric": name, "value": value} for name, value in sorted(results[0].extra.items())]
         cached = all(r.cached for r in results)
         rows.append({**base, "metric": "train_seconds", "value": sum(r.train_seconds for r in results), "note": "cached" if cached else ""})
-        self.store.replace_per_image(self.provenance(cell), {"correct": correct.mean(1)})
-        return rows
+        return CellOutput(rows, per_image={"correct": correct.mean(1)})
 
-    def _security_cell(self, cell: Cell) -> list[dict[str, Any]]:
+    def _security_cell(self, cell: Cell) -> CellOutput:
         from attacks.base import AttackConfig, CipherFamily
         from attacks.evaluate import run_security_cell
 
@@ -274,7 +353,7 @@ class Runner:
         base = self.provenance(cell)
         reason = attacks.get(cell.attack).applies_to(family)
         if reason:
-            return [{**base, "status": "n/a", "metric": "ssim", "note": reason}]
+            return CellOutput([{**base, "status": "n/a", "metric": "ssim", "note": reason}])
         victim = self.dataset(cell.dataset, "test", size)
         attacker = self.dataset(cell.dataset, "attacker", size)
         # the provider holds the encrypted training set too: attacks on victim ciphertexts pool it
@@ -294,11 +373,6 @@ class Runner:
             progress=self.cell_progress(cell),
         )
         count = min(int(self.config["examples"]), result.restored.shape[0])
-        self.store.save_examples(
-            self.store.example_path(cell.dataset, cell.cipher, cell.attack),
-            result.restored[:count].cpu().numpy(),
-            result.ssim[:count].cpu().numpy(),
-        )
         ok = {**base, "status": "ok", "note": result.note}
         identified = result.identified.double().cpu().numpy()
         rate, low, high = wilson_interval(float(identified.sum()), identified.size)
@@ -313,8 +387,11 @@ class Runner:
         rows += [{**ok, "metric": "ssim_vs_ciphertexts", "value": value, "n": seen, "note": "n = victim ciphertexts the attack saw"}
                  for seen, value in result.curve]
         psnr_values = np.minimum(result.psnr.double().cpu().numpy(), PSNR_CAP_DB)
-        self.store.replace_per_image(base, {"ssim": result.ssim.cpu().numpy(), "psnr": psnr_values, "identified": identified})
-        return rows
+        return CellOutput(
+            rows,
+            per_image={"ssim": result.ssim.cpu().numpy(), "psnr": psnr_values, "identified": identified},
+            examples=[(cell.attack, result.restored[:count].cpu().numpy(), result.ssim[:count].cpu().numpy())],
+        )
 
 
 #: PSNR of an exact restoration is infinite; means cap it here so one exact image does not make the mean inf
@@ -333,6 +410,26 @@ def _mean_row(base: dict[str, Any], metric: str, values: torch.Tensor) -> dict[s
     if infinite.any():
         low = high = float("nan")
     return {**base, "metric": metric, "value": mean, "ci95_low": low, "ci95_high": high, "n": int(array.size), "note": note}
+
+
+#: the runner of a worker process (``Runner.run`` with several workers)
+_WORKER: Runner | None = None
+
+
+def _init_worker(config: dict[str, Any], out: str, device: str, refresh_cache: bool, threads: int) -> None:
+    global _WORKER
+    torch.set_num_threads(threads)
+    _WORKER = Runner(config, out, device=device, refresh_cache=refresh_cache)
+
+
+def _compute_in_worker(cell: Cell) -> tuple[CellOutput | None, tuple[str, str] | None, float]:
+    """One cell in a worker: its output, or (message, traceback) of its failure; and its seconds."""
+    assert _WORKER is not None
+    started = time.perf_counter()
+    try:
+        return _WORKER.compute(cell), None, time.perf_counter() - started
+    except Exception as exc:  # reported to the parent, which records the failed cell
+        return None, (_one_line(exc), traceback.format_exc()), time.perf_counter() - started
 
 
 def _one_line(exc: BaseException) -> str:
