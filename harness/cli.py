@@ -33,7 +33,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 class UsageError(Exception):
-    """A bad argument: printed with the usage and exit code 2."""
+    """A user error: printed as one line, ``scramblebench: error: ...``, with exit code 2."""
 
 
 def _patterns(text: str | None) -> list[str] | None:
@@ -133,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _with_default_command(argv: list[str]) -> list[str]:
     """``run`` inserted when no command is given, so every old ``run_bench.py --flag`` works."""
-    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
+    if not argv or (argv[0] not in COMMANDS and argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
         return ["run", *argv]
     return argv
 

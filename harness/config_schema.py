@@ -280,9 +280,26 @@ def classifier_section(name: str, section: Any, path: str) -> dict[str, Any]:
     result = dataclass_section(TrainConfig, section, path)
     declared = getattr(cls, "options", None)
     if "model_options" in result and isinstance(declared, Mapping):
-        _check_keys(result["model_options"], declared, f"{path}.model_options", f"option of classifier {name}")
+        _check_model_options(name, declared, result["model_options"], f"{path}.model_options")
     _build(TrainConfig, result, path)
     return result
+
+
+def _check_model_options(name: str, declared: Mapping[str, Any], given: Mapping[str, Any], path: str) -> None:
+    """Keys of ``given`` against a classifier's declared options; a ``<x>_options`` mapping
+    next to an option ``<x>`` naming a classifier (``backbone`` / ``backbone_options``) is
+    checked against that classifier's options in turn."""
+    _check_keys(given, declared, path, f"option of classifier {name}")
+    registry = _registry("classifier")
+    for key, value in given.items():
+        sibling = key.removesuffix("_options")
+        if key == sibling or not isinstance(value, Mapping):
+            continue
+        inner = given.get(sibling, declared.get(sibling))
+        if isinstance(inner, str) and inner in registry:
+            inner_declared = getattr(registry.get(inner), "options", None)
+            if isinstance(inner_declared, Mapping):
+                _check_model_options(inner, inner_declared, value, f"{path}.{key}")
 
 
 def attack_section(name: str, section: Any, path: str) -> dict[str, Any]:

@@ -63,6 +63,11 @@ def test_bad_values_name_the_key(tmp_path, text, message) -> None:
         ("ciphers: {pe: {key_conditon: same_key}}", "ciphers.pe.key_conditon", "Allowed keys: block_size, key_condition"),
         ("classifiers: {vit: {model_options: {sise: nano}}}", "classifiers.vit.model_options.sise", "Did you mean 'size'?"),
         ("attacks: {fr: {params: {mod: basic}}}", "attacks.fr.params.mod", "Allowed: mode"),
+        (
+            "classifiers: {adaptation: {model_options: {backbone_options: {dept: 8}}}}",
+            "classifiers.adaptation.model_options.backbone_options.dept",
+            "Did you mean 'depth'?",
+        ),
     ],
 )
 def test_a_typo_in_a_nested_key_names_the_path_and_the_allowed_keys(tmp_path, text, path, allowed) -> None:
