@@ -1,4 +1,5 @@
-"""Run the whole scramblebench comparison in one command: ``python run_bench.py [--help]``."""
+"""Run the whole scramblebench comparison in one command: ``python run_bench.py [COMMAND] [--help]``
+(the same program as the installed ``scramblebench``; ``run`` is the default command)."""
 
 from __future__ import annotations
 

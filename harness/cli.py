@@ -1,30 +1,39 @@
-"""Command line of ``run_bench.py`` / ``scramblebench``: parse, resolve the config, run, report.
+"""Command line of ``scramblebench`` / ``run_bench.py``: parse, resolve the config, run, report.
+
+Subcommands: ``run`` (the default when none is given), ``plan`` (the grid, nothing run),
+``report DIR``, ``list`` and ``validate`` (print the resolved, checked config as YAML).  The old
+flags ``--dry-run``, ``--report-only DIR`` and ``--list`` still work as aliases.
 
 Exit codes: 0 when every cell succeeded, 1 when any cell failed (the report still shows it),
-2 for usage errors.
+2 for user errors (one line on stderr: ``scramblebench: error: ...``, no traceback).
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import time
+from importlib import metadata
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, NoReturn, Sequence
 
 import torch
 
 from harness.bench import Cell, Runner, Selection, now, plan_cells, run_metadata
+from harness.config_schema import ConfigError
 from harness.presets import PRESETS, resolve_config
 from harness.progress import ProgressCallback
 from harness.registry import attacks, ciphers, classifiers
 from harness.results import KINDS as CELL_KINDS
 from harness.results import ResultsSchemaError, ResultStore
 
+PROG = "scramblebench"
+COMMANDS = ("run", "plan", "report", "list", "validate")
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
 
 class UsageError(Exception):
-    """A bad argument: printed with the usage and exit code 2."""
+    """A user error: printed as one line, ``scramblebench: error: ...``, with exit code 2."""
 
 
 def _patterns(text: str | None) -> list[str] | None:
@@ -36,38 +45,97 @@ def _patterns(text: str | None) -> list[str] | None:
     return patterns
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="run_bench.py",
-        description="Run the scramblebench comparison grid (accuracy and attacks for every cipher) and write a report.",
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument is a one-line :class:`UsageError` instead of usage + exit."""
+
+    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def version() -> str:
+    """The installed distribution's version, else the one in this checkout's pyproject.toml."""
+    try:
+        return metadata.version("scramblebench")
+    except metadata.PackageNotFoundError:
+        import tomllib
+
+        try:
+            return str(tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["version"])
+        except (OSError, KeyError, tomllib.TOMLDecodeError):
+            return "unknown"
+
+
+def _config_flags() -> argparse.ArgumentParser:
+    flags = _Parser(add_help=False)
+    group = flags.add_argument_group("configuration (preset < --config file < flags)")
+    group.add_argument(
+        "--preset", choices=sorted(PRESETS), default=None,
+        help="protocol preset (default: the config file's 'preset' key, else quick)",
     )
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="quick", help="protocol preset (default: quick)")
-    parser.add_argument("--config", metavar="FILE.yaml", help="YAML file overriding preset keys")
-    parser.add_argument("--ciphers", help="comma list of cipher names or fnmatch patterns (default: all registered)")
-    parser.add_argument("--classifiers", help="comma list of classifier names or patterns (default: all)")
-    parser.add_argument("--attacks", help="comma list of attack names or patterns (default: all)")
-    parser.add_argument("--kinds", help="comma list of cell kinds to run: key_space, accuracy, security (default: all)")
-    parser.add_argument("--dataset", help="comma list of datasets: natural, cifar10, cifar100, folder")
-    parser.add_argument("--data-dir", help="folder holding CIFAR pickles or a folder dataset")
-    parser.add_argument("--out", default=None, help="run folder (default: runs/<preset>)")
-    parser.add_argument("--seed", type=int, help="master seed (keys, data, training and attacks derive from it)")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    parser.add_argument(
+    group.add_argument("--config", metavar="FILE.yaml", help="YAML file overriding preset keys (docs/benchmark.md)")
+    group.add_argument("--dataset", help="comma list of datasets: natural, cifar10, cifar100, folder")
+    group.add_argument("--data-dir", help="folder holding CIFAR pickles or a folder dataset")
+    group.add_argument("--seed", type=int, help="master seed, 0 to 2**63 - 1 (keys, data, training and attacks derive from it)")
+    select = flags.add_argument_group("selection")
+    select.add_argument("--ciphers", help="comma list of cipher names or fnmatch patterns (default: all registered)")
+    select.add_argument("--classifiers", help="comma list of classifier names or patterns (default: all)")
+    select.add_argument("--attacks", help="comma list of attack names or patterns (default: all)")
+    select.add_argument("--kinds", help="comma list of cell kinds to run: key_space, accuracy, security (default: all)")
+    return flags
+
+
+def _folder_flags() -> argparse.ArgumentParser:
+    flags = _Parser(add_help=False)
+    flags.add_argument("--out", default=None, help="run folder (default: runs/<preset>)")
+    resume = flags.add_mutually_exclusive_group()
+    resume.add_argument("--resume", dest="resume", action="store_true", default=True, help="skip finished cells (default)")
+    resume.add_argument(
+        "--no-resume", dest="resume", action="store_false",
+        help="discard earlier results in --out (only in a folder scramblebench made: it holds a .scramblebench-run marker)",
+    )
+    return flags
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG,
+        description="Run the scramblebench comparison grid (accuracy and attacks for every cipher) and write a report.",
+        epilog="'run' is the default command: 'scramblebench --ciphers le' is 'scramblebench run --ciphers le'. "
+        "'scramblebench COMMAND --help' lists a command's flags. Exit status: 0 all cells ok, 1 a cell failed, 2 user error.",
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {version()}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    config, folder = _config_flags(), _folder_flags()
+    run = commands.add_parser("run", parents=[config, folder], help="run the missing cells and write the report (default)")
+    run.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    run.add_argument(
         "--threads",
         type=int,
         default=1,
         help="torch CPU threads for the run (default 1: the small networks of the quick preset train "
         "fastest single-threaded on 2 cores; 0 keeps torch's default)",
     )
-    resume = parser.add_mutually_exclusive_group()
-    resume.add_argument("--resume", dest="resume", action="store_true", default=True, help="skip finished cells (default)")
-    resume.add_argument("--no-resume", dest="resume", action="store_false", help="discard earlier results in --out")
-    parser.add_argument("--refresh-cache", action="store_true", help="retrain cached models instead of loading them")
-    parser.add_argument("--dry-run", action="store_true", help="print the grid and what is already done, run nothing")
-    parser.add_argument("--report-only", metavar="DIR", help="re-render the report of an existing run folder")
-    parser.add_argument("--progress", choices=["bar", "plain", "none"], default="bar")
-    parser.add_argument("--list", action="store_true", help="list registered plugins with their origin")
+    run.add_argument("--refresh-cache", action="store_true", help="retrain cached models instead of loading them")
+    run.add_argument("--progress", choices=["bar", "plain", "none"], default="bar")
+    legacy = run.add_argument_group("aliases of other commands (kept for old scripts)")
+    legacy.add_argument("--dry-run", action="store_true", help="same as 'plan'")
+    legacy.add_argument("--report-only", metavar="DIR", help="same as 'report DIR'")
+    legacy.add_argument("--list", action="store_true", help="same as 'list'")
+    commands.add_parser("plan", parents=[config, folder], help="print the grid and what is already done in --out; run nothing")
+    report = commands.add_parser("report", help="re-render the report of an existing run folder")
+    report.add_argument("dir", metavar="DIR", help="run folder holding results.csv and run.json")
+    commands.add_parser("list", help="list registered plugins with their origin")
+    commands.add_parser(
+        "validate", parents=[config], help="resolve and check the configuration, print it as YAML, run nothing"
+    )
     return parser
+
+
+def _with_default_command(argv: list[str]) -> list[str]:
+    """``run`` inserted when no command is given, so every old ``run_bench.py --flag`` works."""
+    if not argv or (argv[0] not in COMMANDS and argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
+        return ["run", *argv]
+    return argv
 
 
 def _device(choice: str) -> str:
@@ -128,58 +196,128 @@ class ProgressDisplay:
 
 
 def main(argv: Sequence[str] | None = None, *, stdout: Callable[[str], None] = print) -> int:
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exit_:
-        return int(exit_.code or 0)
+    argv = list(sys.argv[1:] if argv is None else argv)
     threads = torch.get_num_threads()
     try:
-        return _run(args, stdout)
-    except (UsageError, KeyError, ValueError, FileNotFoundError, ResultsSchemaError) as exc:
+        try:
+            args = build_parser().parse_args(_with_default_command(argv))
+        except SystemExit as exit_:  # --help, --version
+            return int(exit_.code or 0)
+        return _dispatch(args, stdout)
+    except (UsageError, ConfigError, KeyError, ValueError, FileNotFoundError, ResultsSchemaError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-        print(f"{parser.prog}: error: {message}", file=sys.stderr)
+        print(f"{PROG}: error: {' '.join(str(message).split())}", file=sys.stderr)
         return 2
     finally:
         torch.set_num_threads(threads)  # in-process callers (tests) get their setting back
 
 
-def _run(args: argparse.Namespace, stdout: Callable[[str], None]) -> int:
-    from reports.markdown import render_report
-
-    if args.list:
+def _dispatch(args: argparse.Namespace, stdout: Callable[[str], None]) -> int:
+    command = args.command
+    if command == "run":  # run's own flags are checked even when an alias turns it into another command
+        args.device = _device(args.device)
+        if args.threads < 0:
+            raise UsageError(f"--threads must be 0 (torch's default) or a positive count, got {args.threads}")
+    if command == "run" and args.list:
+        command = "list"
+    elif command == "run" and args.report_only:
+        command, args.dir = "report", args.report_only
+    elif command == "run" and args.dry_run:
+        command = "plan"
+    if command == "list":
         stdout(_list_plugins())
         return 0
-    if args.report_only:
-        stdout(f"report: {render_report(args.report_only)}")
-        return 0
+    if command == "report":
+        return _report(Path(args.dir), stdout)
     config = resolve_config(
         args.preset,
         args.config,
         {"datasets": _patterns(args.dataset), "data_dir": args.data_dir, "seed": args.seed},
+        origin={"datasets": "--dataset", "data_dir": "--data-dir", "seed": "--seed"},
     )
-    kinds = tuple(_patterns(args.kinds) or CELL_KINDS)
-    unknown = sorted(set(kinds) - set(CELL_KINDS))
-    if unknown:
-        raise UsageError(f"--kinds: unknown kind(s) {unknown}; choose from {', '.join(CELL_KINDS)}")
-    selection = Selection(_patterns(args.ciphers), _patterns(args.classifiers), _patterns(args.attacks), kinds)
-    cells = plan_cells(config, selection)
+    cells = plan_cells(config, _selection(args))
+    if command == "validate":
+        import yaml
+
+        stdout(yaml.safe_dump(config, sort_keys=False, default_flow_style=None).rstrip("\n"))
+        stdout(f"# valid: {len(cells)} cells")
+        return 0
     out = Path(args.out or Path("runs") / config["preset"])
-    device = _device(args.device)
-    if args.threads < 0:
-        raise UsageError(f"--threads must be 0 (torch's default) or a positive count, got {args.threads}")
-    if args.dry_run:
-        finished = ResultStore(out).finished_cells(ResultStore(out).load()) if args.resume else set()
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file, not a folder; name a new or existing run folder")
+    if command == "plan":
+        store = ResultStore(out)
+        finished = store.finished_cells(store.load()) if args.resume and out.is_dir() else set()
         for cell in cells:
             stdout(f"{'done ' if cell.id in finished else 'to do'}  {cell.label}")
         stdout(f"{len(cells)} cells, {sum(c.id in finished for c in cells)} already done in {out}")
         return 0
-    if not args.resume and out.exists():
-        for name in ("results.csv", "run.json", "report.md", "errors.log"):
-            (out / name).unlink(missing_ok=True)
-        shutil.rmtree(out / "examples", ignore_errors=True)
-    out.mkdir(parents=True, exist_ok=True)
-    ResultStore(out).load()  # a corrupt results file is a usage error, before any work starts
+    return _run(args, config, cells, out, stdout)
+
+
+def _selection(args: argparse.Namespace) -> Selection:
+    kinds = tuple(_patterns(args.kinds) or CELL_KINDS)
+    unknown = sorted(set(kinds) - set(CELL_KINDS))
+    if unknown:
+        raise UsageError(f"--kinds: unknown kind(s) {unknown}; choose from {', '.join(CELL_KINDS)}")
+    return Selection(_patterns(args.ciphers), _patterns(args.classifiers), _patterns(args.attacks), kinds)
+
+
+def _report(folder: Path, stdout: Callable[[str], None]) -> int:
+    from reports.markdown import render_report
+
+    if not folder.is_dir():
+        raise UsageError(f"report: {folder} is not a folder; give a run folder holding results.csv and run.json")
+    stdout(f"report: {render_report(folder)}")
+    return 0
+
+
+def prepare_run_folder(out: Path, resume: bool) -> ResultStore:
+    """Create or adopt ``out`` as a run folder (owner-only, with the runner's marker); with
+    ``resume=False`` clear the runner's own files there.  User errors are :class:`UsageError`.
+
+    A folder without the marker is adopted only when it is empty or an older run folder
+    (results.csv or run.json, resume only); any other non-empty folder is refused, so the
+    runner never writes into, or clears, a folder it did not make.
+    """
+    from harness.results import MARKER_FILE
+
+    store = ResultStore(out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file, not a folder; name a new or existing run folder")
+    if out.is_dir():
+        if not store.has_marker() and any(out.iterdir()):
+            if not resume:
+                raise UsageError(
+                    f"--no-resume refuses to clear {out}: it is not empty and has no {MARKER_FILE} marker, "
+                    "so scramblebench did not make it; choose a new folder, or empty it yourself"
+                )
+            if not (store.results_path.exists() or store.run_path.exists()):
+                raise UsageError(
+                    f"--out {out} is a non-empty folder that is not a scramblebench run folder "
+                    f"(no {MARKER_FILE} marker, no results); choose a new or empty folder"
+                )
+    else:
+        try:
+            out.mkdir(parents=True, mode=0o700)
+            out.chmod(0o700)  # owner-only whatever the umask: examples are known plaintexts
+        except OSError as exc:
+            raise UsageError(f"--out {out}: cannot create the run folder ({exc.strerror or exc})") from None
+    try:
+        store.write_marker()
+    except OSError as exc:
+        raise UsageError(f"--out {out} is not writable ({exc.strerror or exc})") from None
+    if not resume:
+        store.clear_run_files()
+    return store
+
+
+def _run(args: argparse.Namespace, config: dict, cells: list[Cell], out: Path, stdout: Callable[[str], None]) -> int:
+    from reports.markdown import render_report
+
+    device = args.device
+    store = prepare_run_folder(out, args.resume)
+    store.load()  # a corrupt results file is a usage error, before any work starts
     if args.threads:
         torch.set_num_threads(args.threads)  # the runner owns the process; components never set it
     started, clock = now(), time.perf_counter()

@@ -132,26 +132,64 @@ def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def resolve_config(preset: str, config_file: str | Path | None = None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Preset, then the YAML file, then flag overrides (flags left unset are ``None`` and dropped)."""
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
-    config = copy.deepcopy(PRESETS[preset])
-    if config_file is not None:
-        path = Path(config_file)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file {path} does not exist")
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ValueError(f"config file {path} is not valid YAML: {exc}") from exc
-        if not isinstance(loaded, dict):
-            raise ValueError(f"config file {path} must hold a mapping at the top level")
-        unknown = sorted(set(loaded) - set(config))
-        if unknown:
-            raise ValueError(f"config file {path} has unknown key(s) {unknown}; known: {sorted(config)}")
-        config = merge(config, loaded)
+def load_config_file(config_file: str | Path) -> dict[str, Any]:
+    """The mapping in a YAML file, plugin-named sections keyed by registered names."""
+    from harness.config_schema import ConfigError, canonical_sections
+
+    path = Path(config_file)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist" + (" (it is a folder)" if path.is_dir() else ""))
+    try:
+        loaded = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        first = str(exc).replace("\n", " ")
+        raise ConfigError(f"config file {path} is not valid YAML: {first}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc}") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level, got {type(loaded).__name__}")
+    unknown = sorted(str(k) for k in set(loaded) - set(QUICK))
+    if unknown:
+        import difflib
+
+        close = difflib.get_close_matches(unknown[0], list(QUICK), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"config file {path} has unknown key(s) {unknown}.{hint} Allowed keys: {', '.join(sorted(QUICK))}")
+    return canonical_sections(loaded, where=f" in {path}")
+
+
+def resolve_config(
+    preset: str | None = None,
+    config_file: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    *,
+    origin: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Preset, then the YAML file, then flag overrides (flags left unset are ``None`` and dropped),
+    checked against the schema (:func:`harness.config_schema.validate_config`).
+
+    ``preset`` is the one given explicitly (``--preset``); ``None`` takes the file's ``preset:``
+    key, else ``quick``.  A file's ``preset: paper`` selects the paper preset as the base and its
+    other keys apply on top; an explicit ``preset`` that disagrees with the file's is an error.
+    ``origin`` names where each override came from (``{"seed": "--seed"}``) for error messages.
+    """
+    from harness.config_schema import ConfigError, validate_config
+
+    loaded = load_config_file(config_file) if config_file is not None else {}
+    file_preset = loaded.get("preset")
+    for name, where in ((preset, "--preset"), (file_preset, f"preset in {config_file}")):
+        if name is not None and name not in PRESETS:
+            raise ConfigError(f"preset: unknown preset {name!r} ({where}); allowed: {', '.join(sorted(PRESETS))}")
+    if preset is not None and file_preset is not None and preset != file_preset:
+        raise ConfigError(
+            f"preset: --preset {preset} conflicts with 'preset: {file_preset}' in {config_file}; "
+            "give the preset in one place or make them agree"
+        )
+    chosen = preset or file_preset or "quick"
+    config = merge(PRESETS[chosen], loaded)
+    sources: dict[str, str] = {}
     for key, value in (overrides or {}).items():
         if value is not None:
             config[key] = value
-    return config
+            sources[key] = (origin or {}).get(key, "a command-line flag")
+    return validate_config(config, sources)

@@ -202,6 +202,39 @@ class ResultStore:
         with np.load(path) as archive:
             return archive["images"], archive["ssim"]
 
+    # -- the run-folder marker ------------------------------------------------------------
+    @property
+    def marker_path(self) -> Path:
+        return self.folder / MARKER_FILE
+
+    def has_marker(self) -> bool:
+        return self.marker_path.is_file()
+
+    def write_marker(self) -> None:
+        """Mark the folder as the runner's (raises OSError where it cannot be written)."""
+        self.marker_path.write_text(
+            "This folder is a scramblebench run folder. `--no-resume` clears only the runner's own files here: "
+            + ", ".join(RUN_OUTPUTS) + ".\n"
+        )
+
+    def clear_run_files(self) -> list[Path]:
+        """Delete :data:`RUN_OUTPUTS` (nothing else) from a marked folder; returns what was removed."""
+        import shutil
+
+        if not self.has_marker():
+            raise ResultsSchemaError(f"{self.folder} has no {MARKER_FILE} marker: scramblebench did not make it; nothing cleared")
+        removed = []
+        for name in RUN_OUTPUTS:
+            path = self.folder / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            elif path.exists() or path.is_symlink():
+                path.unlink()
+            else:
+                continue
+            removed.append(path)
+        return removed
+
 
 def exact_int_string(value: int) -> str:
     """Decimal digits of an arbitrarily large int (key spaces such as ELE's 2^32186 exceed
@@ -231,3 +264,10 @@ def _strict(value: Any) -> Any:
 def dumps_strict(value: Any) -> str:
     """Strict JSON: NaN/inf as null, sorted keys, indented."""
     return json.dumps(_strict(value), sort_keys=True, indent=2, allow_nan=False) + "\n"
+
+
+#: written by the runner into every run folder it creates or uses; ``--no-resume`` clears only
+#: folders that hold it, and only :data:`RUN_OUTPUTS` there
+MARKER_FILE = ".scramblebench-run"
+#: the runner's own files in a run folder (``cache/`` of trained models is kept: ``--refresh-cache``)
+RUN_OUTPUTS = (RESULTS_FILE, RUN_FILE, "report.md", "errors.log", EXAMPLES_DIR, "figures")

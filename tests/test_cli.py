@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import math
+import os
 import shutil
+import stat
 from pathlib import Path
 
 import pytest
+import yaml
 
 from harness import bench
 from harness.cli import main
-from harness.results import ResultStore, ResultsSchemaError, rows_frame, validate_results
+from harness.results import MARKER_FILE, ResultStore, ResultsSchemaError, rows_frame, validate_results
 
 GOLDEN = Path(__file__).parent / "golden"
 TINY = {"n_train": 20, "n_test": 10, "n_attacker": 10, "image_size": [16, 16], "examples": 2}
@@ -184,3 +187,163 @@ def test_mean_rows_cap_infinite_psnr_and_give_an_interval() -> None:
     capped = bench._mean_row({}, "psnr", torch.tensor([20.0, float("inf")]))
     assert capped["value"] == pytest.approx(60.0) and "capped at 100" in capped["note"]
     assert math.isnan(capped["ci95_low"])
+
+
+# -- Runner v2: user errors, the run-folder marker, subcommands ----------------------------------
+def _one_line_error(err: str) -> None:
+    assert err.startswith("scramblebench: error: ") and err.count("\n") == 1 and "Traceback" not in err
+
+
+def _key_space_argv(config: Path, out: Path, *extra: str) -> list[str]:
+    return ["--config", str(config), "--ciphers", "plain,proposed", "--kinds", "key_space", "--out", str(out), "--progress", "none", *extra]
+
+
+@pytest.mark.parametrize("argv", [["--seed", "-1"], ["--seed", str(2**63)], ["--seed", "x"], ["--preset", "huge"], ["--bogus"]])
+def test_argument_errors_are_one_line(capsys, tmp_path, argv) -> None:
+    code, _, err = _run(capsys, *argv, "--out", str(tmp_path / "run"))
+    assert code == 2
+    _one_line_error(err)
+    assert not (tmp_path / "run").exists()
+
+
+def test_out_naming_a_file_is_a_user_error(capsys, tmp_path, tiny_config) -> None:
+    target = tmp_path / "results.txt"
+    target.write_text("mine")
+    for extra in ([], ["--dry-run"]):
+        code, _, err = _run(capsys, *_key_space_argv(tiny_config, target, *extra))
+        assert code == 2 and "is a file, not a folder" in err
+        _one_line_error(err)
+    assert target.read_text() == "mine"
+
+
+def test_out_that_cannot_be_created_is_a_user_error(capsys, tmp_path, tiny_config) -> None:
+    parent = tmp_path / "a_file"
+    parent.write_text("x")  # works as root too: nothing can be created under a regular file
+    code, _, err = _run(capsys, *_key_space_argv(tiny_config, parent / "run"))
+    assert code == 2 and "cannot create the run folder" in err
+    _one_line_error(err)
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root ignores folder permissions")
+def test_unwritable_out_is_a_user_error(capsys, tmp_path, tiny_config) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        code, _, err = _run(capsys, *_key_space_argv(tiny_config, locked / "run"))
+        assert code == 2 and "cannot create the run folder" in err
+        code, _, err = _run(capsys, *_key_space_argv(tiny_config, locked))
+        assert code == 2 and "not writable" in err
+    finally:
+        locked.chmod(0o700)
+
+
+def test_run_folder_is_owner_only_and_marked(capsys, tmp_path, tiny_config, monkeypatch) -> None:
+    monkeypatch.setattr(bench.Runner, "run_cell", _fake_rows)
+    out = tmp_path / "new" / "run"
+    assert _run(capsys, *_key_space_argv(tiny_config, out))[0] == 0
+    assert (out / MARKER_FILE).is_file()
+    assert stat.S_IMODE(out.stat().st_mode) == 0o700
+
+
+def _repo_like(tmp_path: Path) -> tuple[Path, list[Path]]:
+    repo = tmp_path / "repo"
+    (repo / "examples" / "channel_swap_plugin").mkdir(parents=True)
+    (repo / "examples" / "channel_swap_plugin" / "plugin.py").write_text("# mine\n")
+    (repo / "README.md").write_text("# mine\n")
+    return repo, sorted(repo.rglob("*"))
+
+
+def test_no_resume_in_a_folder_the_runner_did_not_make_deletes_nothing(capsys, tmp_path, tiny_config, monkeypatch) -> None:
+    monkeypatch.setattr(bench.Runner, "run_cell", _fake_rows)
+    repo, before = _repo_like(tmp_path)
+    code, _, err = _run(capsys, *_key_space_argv(tiny_config, repo, "--no-resume"))
+    assert code == 2 and "--no-resume refuses to clear" in err and MARKER_FILE in err
+    _one_line_error(err)
+    assert sorted(repo.rglob("*")) == before
+    # resuming into it is refused too: the runner writes only into folders it made
+    code, _, err = _run(capsys, *_key_space_argv(tiny_config, repo))
+    assert code == 2 and "not a scramblebench run folder" in err
+    assert sorted(repo.rglob("*")) == before
+
+
+def test_no_resume_clears_only_the_runners_own_files(capsys, tmp_path, tiny_config, monkeypatch) -> None:
+    monkeypatch.setattr(bench.Runner, "run_cell", _fake_rows)
+    out = tmp_path / "run"
+    assert _run(capsys, *_key_space_argv(tiny_config, out))[0] == 0
+    (out / "notes.txt").write_text("mine")
+    (out / "cache").mkdir(exist_ok=True)
+    (out / "cache" / "model.pt").write_text("cached")
+    (out / "errors.log").write_text("old")
+    (out / "examples").mkdir(exist_ok=True)
+    (out / "examples" / "stale.npz").write_text("old")
+    assert ResultStore(out).clear_run_files()  # what --no-resume calls, on a marked folder
+    assert sorted(p.name for p in out.iterdir()) == sorted([MARKER_FILE, "notes.txt", "cache"])
+    assert (out / "cache" / "model.pt").read_text() == "cached"
+    assert _run(capsys, *_key_space_argv(tiny_config, out, "--no-resume"))[0] == 0
+    assert (out / "notes.txt").read_text() == "mine" and len(ResultStore(out).load()) == 2
+    with pytest.raises(ResultsSchemaError, match="no .scramblebench-run marker"):
+        ResultStore(tmp_path).clear_run_files()
+
+
+def test_an_older_run_folder_without_marker_is_adopted_on_resume(capsys, tmp_path, tiny_config, monkeypatch) -> None:
+    monkeypatch.setattr(bench.Runner, "run_cell", _fake_rows)
+    out = tmp_path / "run"
+    assert _run(capsys, *_key_space_argv(tiny_config, out))[0] == 0
+    (out / MARKER_FILE).unlink()
+    assert _run(capsys, *_key_space_argv(tiny_config, out, "--no-resume"))[0] == 2
+    assert _run(capsys, *_key_space_argv(tiny_config, out))[0] == 0 and (out / MARKER_FILE).is_file()
+
+
+def test_subcommands_and_their_aliases(capsys, tmp_path, tiny_config, monkeypatch) -> None:
+    out = tmp_path / "run"
+    select = ["--config", str(tiny_config), "--ciphers", "plain,pro*", "--out", str(out)]
+    code, plan, _ = _run(capsys, "plan", *select)
+    assert code == 0 and "to do  key_space: natural / proposed / key space" in plan
+    assert _run(capsys, "run", *select, "--dry-run")[1] == plan == _run(capsys, *select, "--dry-run")[1]
+    assert not out.exists()
+    code, text, _ = _run(capsys, "validate", "--config", str(tiny_config))
+    assert code == 0 and not out.exists()
+    from harness.presets import resolve_config
+
+    assert yaml.safe_load(text) == resolve_config(None, tiny_config)
+    assert _run(capsys, "list")[1] == _run(capsys, "--list")[1]
+    monkeypatch.setattr(bench.Runner, "run_cell", _fake_rows)
+    assert _run(capsys, *_key_space_argv(tiny_config, out))[0] == 0  # no command: run
+    assert _run(capsys, "report", str(out))[1] == _run(capsys, "--report-only", str(out))[1] == f"report: {out / 'report.md'}"
+    code, _, err = _run(capsys, "report", str(tmp_path / "missing"))
+    assert code == 2
+    _one_line_error(err)
+
+
+def test_version_and_prog_name(capsys) -> None:
+    from importlib import metadata
+
+    from harness.cli import build_parser, version
+
+    assert main(["--version"]) == 0
+    printed = capsys.readouterr().out.strip()
+    try:
+        expected = metadata.version("scramblebench")
+    except metadata.PackageNotFoundError:
+        expected = "0.1.0"
+    assert printed == f"scramblebench {expected}" == f"scramblebench {version()}"
+    assert build_parser().prog == "scramblebench"
+    assert main(["--help"]) == 0
+    assert capsys.readouterr().out.startswith("usage: scramblebench")
+    assert main(["run", "--help"]) == 0
+    assert "--no-resume" in capsys.readouterr().out
+
+
+def test_version_falls_back_to_pyproject(monkeypatch) -> None:
+    from importlib import metadata
+
+    from harness import cli
+
+    def missing(name: str) -> str:
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(cli.metadata, "version", missing)
+    import tomllib
+
+    assert cli.version() == tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]["version"]

@@ -1,0 +1,443 @@
+"""The typed schema of a benchmark configuration, checked before any cell runs.
+
+A configuration is resolved as preset < YAML file < flags (:func:`harness.presets.resolve_config`)
+and then passed through :func:`validate_config`, which returns a normalised copy or raises a
+:class:`ConfigError` naming the key path and what is allowed.  The rules:
+
+- numbers are numbers: numeric strings (YAML 1.1 reads ``lr: 1e-3`` as the string ``"1e-3"``)
+  are coerced for numeric fields, anything else there is an error;
+- every nested key is known: classifier sections are :class:`harness.training.TrainConfig`
+  fields (``model_options`` the classifier's declared ``options``), attack sections are
+  :class:`attacks.base.AttackConfig` fields (``params`` the attack's constructor keywords),
+  cipher sections are ``block_size`` plus the options the cipher's ``from_seed`` accepts (a
+  cipher is built once at every image size it will run at, so a bad block size fails here);
+- plugin names are registered names: aliases are resolved to the registered name, unknown
+  names are errors with a did-you-mean hint;
+- a list field given as a string is a one-element (or comma-separated) list;
+- image sizes are pairs of positive integers.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import copy
+import dataclasses
+import difflib
+import inspect
+import math
+import re
+import types
+import typing
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+#: the largest master seed (seeds are 63-bit, as :func:`harness.keys.derive_seed` makes them)
+MAX_SEED = 2**63 - 1
+
+#: top-level sections keyed by plugin name, and the registry kind of their keys
+PLUGIN_SECTIONS = {
+    "ciphers": "cipher",
+    "cipher_image_size": "cipher",
+    "pairings": "cipher",
+    "classifiers": "classifier",
+    "classifier_image_size": "classifier",
+    "attacks": "attack",
+}
+
+
+class ConfigError(ValueError):
+    """A configuration error; its message is one line naming the key path and what is allowed."""
+
+
+def _registry(kind: str):
+    from harness.registry import attacks, ciphers, classifiers
+
+    return {"cipher": ciphers, "classifier": classifiers, "attack": attacks}[kind]
+
+
+def _hint(word: str, choices: typing.Iterable[str]) -> str:
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=3)
+    return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+
+
+def _allowed(choices: typing.Iterable[str]) -> str:
+    return ", ".join(sorted(choices)) or "none"
+
+
+# -- scalars ------------------------------------------------------------------------------------
+def _number_text(value: str) -> str:
+    return value.strip().replace("_", "")
+
+
+def to_int(value: Any, path: str, minimum: int | None = None, maximum: int | None = None) -> int:
+    """``value`` as an int (numeric strings and integral floats coerced), range-checked."""
+    bounds = ""
+    if minimum is not None and maximum is not None:
+        bounds = f" in [{minimum}, {maximum}]"
+    elif minimum is not None:
+        bounds = f" >= {minimum}"
+    problem = f"{path}: must be an integer{bounds}, got {value!r}"
+    result: int | None = None
+    if isinstance(value, bool):
+        raise ConfigError(problem)
+    if isinstance(value, int):
+        result = value
+    elif isinstance(value, float) and value.is_integer():
+        result = int(value)
+    elif isinstance(value, str):
+        text = _number_text(value)
+        try:
+            result = int(text)
+        except ValueError:
+            try:
+                number = float(text)
+            except ValueError:
+                raise ConfigError(problem) from None
+            if not number.is_integer():
+                raise ConfigError(problem)
+            result = int(number)
+    if result is None or (minimum is not None and result < minimum) or (maximum is not None and result > maximum):
+        raise ConfigError(problem)
+    return result
+
+
+def to_float(value: Any, path: str, minimum: float | None = None, maximum: float | None = None) -> float:
+    """``value`` as a finite float (numeric strings such as ``"1e-3"`` coerced), range-checked."""
+    bounds = f" in [{minimum}, {maximum}]" if minimum is not None and maximum is not None else ""
+    problem = f"{path}: must be a number{bounds}, got {value!r}"
+    if isinstance(value, bool):
+        raise ConfigError(problem)
+    if isinstance(value, (int, float)):
+        result = float(value)
+    elif isinstance(value, str):
+        try:
+            result = float(_number_text(value))
+        except ValueError:
+            raise ConfigError(problem) from None
+    else:
+        raise ConfigError(problem)
+    if not math.isfinite(result) or (minimum is not None and result < minimum) or (maximum is not None and result > maximum):
+        raise ConfigError(problem)
+    return result
+
+
+_TRUE = {"true", "yes", "on"}
+_FALSE = {"false", "no", "off"}
+
+
+def to_bool(value: Any, path: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ConfigError(f"{path}: must be true or false, got {value!r}")
+
+
+def to_list(value: Any, path: str) -> list[Any]:
+    """A list field: a string is a one-element list (or a comma-separated one), never its letters."""
+    if isinstance(value, str):
+        items = [part.strip() for part in value.split(",") if part.strip()]
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+    else:
+        raise ConfigError(f"{path}: must be a list (or one name), got {value!r}")
+    return items
+
+
+def to_mapping(value: Any, path: str, allow_none: bool = True) -> dict[str, Any]:
+    if value is None and allow_none:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{path}: must be a mapping of keys to values, got {value!r}")
+    for key in value:
+        if not isinstance(key, str):
+            raise ConfigError(f"{path}: keys must be names, got {key!r}")
+    return dict(value)
+
+
+def image_size(value: Any, path: str) -> list[int]:
+    """``[H, W]``: a pair of positive integers (``32`` alone is an error, not 32 x 32)."""
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        raise ConfigError(f"{path}: must be a pair [H, W] of positive integers, got {value!r}")
+    return [to_int(v, f"{path}[{i}]", minimum=1) for i, v in enumerate(value)]
+
+
+def plugin_name(kind: str, name: Any, path: str) -> str:
+    """The registered name of ``name`` (aliases resolved); unknown names get a did-you-mean."""
+    registry = _registry(kind)
+    if not isinstance(name, str):
+        raise ConfigError(f"{path}: must be a {kind} name, got {name!r}")
+    try:
+        return registry.entry(name).name
+    except KeyError as exc:
+        message = exc.args[0] if exc.args else str(exc)
+        raise ConfigError(f"{path}: {message}") from None
+
+
+def name_list(kind: str, value: Any, path: str) -> list[str]:
+    names: list[str] = []
+    for i, name in enumerate(to_list(value, path)):
+        canonical = plugin_name(kind, name, f"{path}[{i}]")
+        if canonical not in names:
+            names.append(canonical)
+    return names
+
+
+def canonical_sections(partial: Mapping[str, Any], where: str = "") -> dict[str, Any]:
+    """``partial`` (e.g. a YAML file, before it is merged into a preset) with the plugin names
+    keying its sections resolved to registered names, so ``vit_blockwise:`` merges into
+    ``proposed:`` instead of being a second, ignored entry."""
+    result = dict(partial)
+    for section, kind in PLUGIN_SECTIONS.items():
+        value = result.get(section)
+        if not isinstance(value, Mapping):
+            continue
+        resolved: dict[str, Any] = {}
+        for name, options in value.items():
+            canonical = plugin_name(kind, name, f"{section}.{name}")
+            if canonical in resolved:
+                raise ConfigError(f"{section}: {name!r} and {canonical!r} name the same {kind}{where}; keep one")
+            resolved[canonical] = options
+        result[section] = resolved
+    return result
+
+
+# -- typed dataclass sections -----------------------------------------------------------------------
+def _coerce(value: Any, hint: Any, path: str) -> Any:
+    """``value`` converted to the type ``hint`` of a dataclass field (int, float, bool, str,
+    ``X | None``, ``tuple[...]``, ``Mapping``); an unconvertible value is a ConfigError."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        options = [a for a in args if a is not type(None)]
+        return _coerce(value, options[0], path) if len(options) == 1 else value
+    if hint is bool:
+        return to_bool(value, path)
+    if hint is int:
+        maximum = MAX_SEED if path.endswith(".seed") else None
+        return to_int(value, path, maximum=maximum)
+    if hint is float:
+        return to_float(value, path)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{path}: must be a string, got {value!r}")
+        return value
+    if origin is tuple:
+        fixed = [a for a in args if a is not Ellipsis]
+        if not isinstance(value, (list, tuple)) or (Ellipsis not in args and len(value) != len(fixed)):
+            raise ConfigError(f"{path}: must be a list of {len(fixed)} values, got {value!r}")
+        item = fixed[0] if Ellipsis in args else None
+        return [_coerce(v, item or fixed[i], f"{path}[{i}]") for i, v in enumerate(value)]
+    if origin in (collections.abc.Mapping, dict) or hint in (Mapping, dict):
+        return to_mapping(value, path)
+    return value
+
+
+def dataclass_section(cls: type, section: Any, path: str, exclude: Mapping[str, str] = {}) -> dict[str, Any]:
+    """A section whose keys are ``cls``'s dataclass fields, with values coerced to their types.
+
+    ``exclude`` maps field names that may not be set here to the reason.
+    """
+    section = to_mapping(section, path)
+    hints = typing.get_type_hints(cls)
+    fields = [f.name for f in dataclasses.fields(cls)]
+    allowed = [f for f in fields if f not in exclude]
+    result: dict[str, Any] = {}
+    for key, value in section.items():
+        if key in exclude:
+            raise ConfigError(f"{path}.{key}: {exclude[key]}")
+        if key not in fields:
+            raise ConfigError(f"{path}.{key}: unknown key.{_hint(key, allowed)} Allowed keys: {_allowed(allowed)}")
+        result[key] = _coerce(value, hints[key], f"{path}.{key}")
+    return result
+
+
+def _check_keys(given: Mapping[str, Any], allowed: typing.Iterable[str], path: str, what: str) -> None:
+    allowed = sorted(allowed)
+    for key in given:
+        if key not in allowed:
+            raise ConfigError(f"{path}.{key}: unknown {what}.{_hint(key, allowed)} Allowed: {_allowed(allowed)}")
+
+
+def _build(factory: Callable[..., Any], options: dict[str, Any], path: str) -> None:
+    try:
+        factory(**options)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{path}: {exc}".replace("\n", " ")) from None
+
+
+def classifier_section(name: str, section: Any, path: str) -> dict[str, Any]:
+    from harness.training import TrainConfig
+
+    cls = _registry("classifier").get(name)
+    base = getattr(cls, "plain_base", None)
+    if base:
+        raise ConfigError(
+            f"{path}: {name} is derived from {base} without retraining and uses classifiers.{base}; "
+            f"set its training settings there"
+        )
+    result = dataclass_section(TrainConfig, section, path)
+    declared = getattr(cls, "options", None)
+    if "model_options" in result and isinstance(declared, Mapping):
+        _check_model_options(name, declared, result["model_options"], f"{path}.model_options")
+    _build(TrainConfig, result, path)
+    return result
+
+
+def _check_model_options(name: str, declared: Mapping[str, Any], given: Mapping[str, Any], path: str) -> None:
+    """Keys of ``given`` against a classifier's declared options; a ``<x>_options`` mapping
+    next to an option ``<x>`` naming a classifier (``backbone`` / ``backbone_options``) is
+    checked against that classifier's options in turn."""
+    _check_keys(given, declared, path, f"option of classifier {name}")
+    registry = _registry("classifier")
+    for key, value in given.items():
+        sibling = key.removesuffix("_options")
+        if key == sibling or not isinstance(value, Mapping):
+            continue
+        inner = given.get(sibling, declared.get(sibling))
+        if isinstance(inner, str) and inner in registry:
+            inner_declared = getattr(registry.get(inner), "options", None)
+            if isinstance(inner_declared, Mapping):
+                _check_model_options(inner, inner_declared, value, f"{path}.{key}")
+
+
+def attack_section(name: str, section: Any, path: str) -> dict[str, Any]:
+    from attacks.base import AttackConfig
+
+    cls = _registry("attack").get(name)
+    result = dataclass_section(
+        AttackConfig, section, path, exclude={"known_pairs": "set the top-level known_pairs (the runner overrides it per attack)"}
+    )
+    if "params" in result:
+        parameters = inspect.signature(cls.__init__).parameters.values()
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+            accepted = [p.name for p in parameters if p.name not in ("self", "seed", "device") and p.kind is not inspect.Parameter.VAR_POSITIONAL]
+            _check_keys(result["params"], accepted, f"{path}.params", f"parameter of attack {name}")
+    _build(AttackConfig, result, path)
+    return result
+
+
+_REJECTED = re.compile(r"does not accept option\(s\) (?P<unknown>.*?) \(accepted: (?P<accepted>.*?)\)")
+
+
+def cipher_section(name: str, section: Any, path: str, sizes: list[tuple[int, int]]) -> dict[str, Any]:
+    """``block_size`` plus the cipher's own ``from_seed`` options, checked by building the cipher
+    (with an arbitrary key) at every image size it runs at."""
+    result = to_mapping(section, path)
+    if "block_size" in result and result["block_size"] is not None:
+        result["block_size"] = to_int(result["block_size"], f"{path}.block_size", minimum=1)
+    options = {k: v for k, v in result.items() if k != "block_size"}
+    cls = _registry("cipher").get(name)
+    for size in sizes:
+        try:
+            cls.from_seed(0, size, result.get("block_size"), **options)
+        except Exception as exc:
+            text = str(exc).replace("\n", " ")
+            rejected = _REJECTED.search(text)
+            if rejected or (isinstance(exc, TypeError) and "unexpected keyword" in text):
+                accepted = ["block_size"]
+                if rejected and rejected["accepted"] != "none":
+                    accepted += [a.strip() for a in rejected["accepted"].split(",")]
+                unknown = rejected["unknown"].split(",")[0].strip() if rejected else next(iter(options), "?")
+                raise ConfigError(
+                    f"{path}.{unknown}: unknown key for cipher {name}.{_hint(unknown, accepted)} Allowed keys: {', '.join(accepted)}"
+                ) from None
+            raise ConfigError(f"{path}: {text} (at image size {size[0]} x {size[1]}; allowed keys: block_size and the cipher's own options)") from None
+    return result
+
+
+# -- the whole configuration -----------------------------------------------------------------------
+def _optional_count(value: Any, path: str) -> int | None:
+    return None if value is None else to_int(value, path, minimum=1)
+
+
+def validate_config(config: Mapping[str, Any], origin: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """A checked, normalised copy of a resolved configuration (numbers coerced, names resolved).
+
+    ``origin`` maps top-level keys to where they were set (e.g. ``{"seed": "--seed"}``) so an
+    error can say so.  Raises :class:`ConfigError` with a one-line message.
+    """
+    try:
+        return _validate(copy.deepcopy(dict(config)))
+    except ConfigError as exc:
+        message = str(exc)
+        top = re.split(r"[.\[:]", message, maxsplit=1)[0]
+        if origin and top in origin:
+            message = f"{message} (set by {origin[top]})"
+        raise ConfigError(message) from None
+
+
+def _validate(config: dict[str, Any]) -> dict[str, Any]:
+    from harness.data import DATASETS
+    from harness.presets import PRESETS
+
+    known = set(PRESETS["quick"])
+    unknown = sorted(set(config) - known)
+    if unknown:
+        raise ConfigError(f"{unknown[0]}: unknown key.{_hint(unknown[0], known)} Allowed keys: {_allowed(known)}")
+    missing = sorted(known - set(config))
+    if missing:
+        raise ConfigError(f"{missing[0]}: missing key")
+    if config["preset"] not in PRESETS:
+        raise ConfigError(f"preset: unknown preset {config['preset']!r}; allowed: {_allowed(PRESETS)}")
+
+    datasets = to_list(config["datasets"], "datasets")
+    if not datasets:
+        raise ConfigError(f"datasets: give at least one of {', '.join(DATASETS)}")
+    for i, name in enumerate(datasets):
+        if name not in DATASETS:
+            raise ConfigError(f"datasets[{i}]: unknown dataset {name!r}.{_hint(str(name), DATASETS)} Allowed: {', '.join(DATASETS)}")
+    config["datasets"] = list(dict.fromkeys(datasets))
+    if config["data_dir"] is not None:
+        if not isinstance(config["data_dir"], (str, Path)):
+            raise ConfigError(f"data_dir: must be a folder path, got {config['data_dir']!r}")
+        config["data_dir"] = str(config["data_dir"])
+    needs_dir = [d for d in config["datasets"] if d != "natural"]
+    if needs_dir and config["data_dir"] is None:
+        raise ConfigError(f"data_dir: dataset {needs_dir[0]} is read from a local folder; set data_dir (--data-dir)")
+    if needs_dir and not Path(config["data_dir"]).is_dir():
+        raise ConfigError(f"data_dir: {config['data_dir']} is not a folder (needed by dataset {needs_dir[0]})")
+
+    config["image_size"] = image_size(config["image_size"], "image_size")
+    for split in ("n_train", "n_test", "n_attacker"):
+        config[split] = _optional_count(config[split], split)
+        if config[split] is None and "natural" in config["datasets"]:
+            raise ConfigError(f"{split}: the natural dataset draws crops, so it needs a number of images (>= 1), not null")
+    config["seed"] = to_int(config["seed"], "seed", minimum=0, maximum=MAX_SEED)
+    config["known_pairs"] = to_int(config["known_pairs"], "known_pairs", minimum=1)
+    config["examples"] = to_int(config["examples"], "examples", minimum=1)
+    config["verdict_margin"] = to_float(config["verdict_margin"], "verdict_margin", minimum=0.0, maximum=1.0)
+    config["accuracy_seeds"] = to_int(config["accuracy_seeds"], "accuracy_seeds", minimum=1)
+    config["ciphertext_ladder"] = sorted(
+        {to_int(v, f"ciphertext_ladder[{i}]", minimum=1) for i, v in enumerate(to_list(config["ciphertext_ladder"], "ciphertext_ladder"))}
+    )
+
+    for section in PLUGIN_SECTIONS:
+        config[section] = canonical_sections({section: to_mapping(config[section], section)})[section]
+    for name, size in config["cipher_image_size"].items():
+        config["cipher_image_size"][name] = image_size(size, f"cipher_image_size.{name}")
+    for name, size in config["classifier_image_size"].items():
+        config["classifier_image_size"][name] = image_size(size, f"classifier_image_size.{name}")
+    for name, paired in config["pairings"].items():
+        config["pairings"][name] = name_list("classifier", paired, f"pairings.{name}")
+    config["default_classifiers"] = name_list("classifier", config["default_classifiers"], "default_classifiers")
+    for name, section in config["classifiers"].items():
+        config["classifiers"][name] = classifier_section(name, section, f"classifiers.{name}")
+    for name, section in config["attacks"].items():
+        config["attacks"][name] = attack_section(name, section, f"attacks.{name}")
+    for name, section in config["ciphers"].items():
+        config["ciphers"][name] = cipher_section(name, section, f"ciphers.{name}", _cipher_sizes(config, name))
+    return config
+
+
+def _cipher_sizes(config: Mapping[str, Any], cipher: str) -> list[tuple[int, int]]:
+    """Every image size ``cipher`` runs at: its own, and its paired classifiers' own sizes."""
+    classifiers = _registry("classifier")
+    sizes = [tuple(config["cipher_image_size"].get(cipher, config["image_size"]))]
+    for name in config["pairings"].get(cipher, config["default_classifiers"]):
+        trained = getattr(classifiers.get(name), "plain_base", None) or name
+        size = config["classifier_image_size"].get(trained)
+        if size and tuple(size) not in sizes:
+            sizes.append(tuple(size))
+    return sizes  # type: ignore[return-value]
