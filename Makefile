@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 bench: $(STAMP)
-	$(PY) run_bench.py $(ARGS)
+	$(PY) run_bench.py --workers 2 $(ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -m "not slow and not benchmark" $(ARGS)

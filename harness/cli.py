@@ -115,6 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="torch CPU threads for the run (default 1: the small networks of the quick preset train "
         "fastest single-threaded on 2 cores; 0 keeps torch's default)",
     )
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="cells run at once, each in its own process with --threads threads (default 1: serial; "
+        "`make bench` uses 2 on a 2-core machine)",
+    )
     run.add_argument("--refresh-cache", action="store_true", help="retrain cached models instead of loading them")
     run.add_argument("--progress", choices=["bar", "plain", "none"], default="bar")
     legacy = run.add_argument_group("aliases of other commands (kept for old scripts)")
@@ -218,6 +225,8 @@ def _dispatch(args: argparse.Namespace, stdout: Callable[[str], None]) -> int:
         args.device = _device(args.device)
         if args.threads < 0:
             raise UsageError(f"--threads must be 0 (torch's default) or a positive count, got {args.threads}")
+        if args.workers < 1:
+            raise UsageError(f"--workers must be a positive count, got {args.workers}")
     if command == "run" and args.list:
         command = "list"
     elif command == "run" and args.report_only:
@@ -326,7 +335,7 @@ def _run(args: argparse.Namespace, config: dict, cells: list[Cell], out: Path, s
     run = run_metadata(config, runner, cells, device, started)
     runner.store.write_run(run)
     try:
-        failed = runner.run(cells, on_cell_done=display.cell_done)
+        failed = runner.run(cells, on_cell_done=display.cell_done, workers=args.workers)
     finally:
         display.close()
         run["wall_s"] = time.perf_counter() - clock

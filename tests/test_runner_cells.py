@@ -63,3 +63,21 @@ def test_accuracy_cell_repeats_seeds_and_gives_a_bootstrap_interval(runner) -> N
     correct = correct[correct["metric"] == "correct"]["value"].to_numpy()
     assert correct.shape == (40,) and set(np.unique(correct)) <= {0.0, 0.5, 1.0}
     assert np.isclose(correct.mean(), accuracy["value"])
+
+
+def test_two_worker_processes_store_exactly_the_rows_of_a_serial_run(tmp_path) -> None:
+    from harness.cli import main
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text("n_train: 30\nn_test: 30\nn_attacker: 20\nimage_size: [16, 16]\nknown_pairs: 8\nciphertext_ladder: [10]\n")
+    frames = []
+    for name, workers in (("serial", "1"), ("parallel", "2")):
+        argv = ["--config", str(config), "--ciphers", "plain,proposed", "--attacks", "none,mean_colour,kpa,puzzle",
+                "--kinds", "key_space,security", "--out", str(tmp_path / name), "--progress", "none", "--workers", workers]
+        assert main(argv, stdout=lambda line: None) == 0
+        store = ResultStore(tmp_path / name)
+        rows = store.load().drop(columns=["elapsed_s"]).sort_values(["kind", "cipher", "attack", "metric", "n"]).reset_index(drop=True)
+        per_image = store.load_per_image().sort_values(["cipher", "attack", "metric", "image_id"]).reset_index(drop=True)
+        frames.append((rows, per_image))
+    (serial, serial_images), (parallel, parallel_images) = frames
+    assert serial.equals(parallel) and serial_images.equals(parallel_images)
