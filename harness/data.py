@@ -160,9 +160,7 @@ def _cifar(name: str, data_dir: Path, split: str):
     chunks, labels = [], []
     for file_name in layout[split]:
         batch = _read_pickle(root / file_name, (b"data", layout["labels"]), name)
-        data = np.asarray(batch[b"data"], dtype=np.uint8)
-        if data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
-            raise ValueError(f"{root / file_name}: 'data' must be [N, 3072] uint8 rows, got {data.shape}")
+        data = _pixel_rows(batch[b"data"], root / file_name)
         chunks.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
         labels.append(np.asarray(batch[layout["labels"]], dtype=np.int64))
     images, label_array = np.concatenate(chunks), np.concatenate(labels)
@@ -173,6 +171,26 @@ def _cifar(name: str, data_dir: Path, split: str):
     return images, label_array, classes
 
 
+#: the only globals a CIFAR batch may name: numpy's array reconstruction, and the bytes codec
+#: Python 2 pickles use; anything else (os.system, builtins.eval, ...) is refused before it runs
+SAFE_PICKLE_GLOBALS = frozenset({
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("_codecs", "encode"),
+})
+
+
+class SafeUnpickler(pickle.Unpickler):
+    """Unpickles numpy arrays, dicts, lists, bytes, strings and numbers, and nothing that runs code."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in SAFE_PICKLE_GLOBALS:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}: a CIFAR batch holds only arrays, lists, bytes and numbers")
+        return super().find_class(module, name)
+
+
 def _read_pickle(path: Path, keys: tuple[bytes, ...], name: str) -> dict:
     if not path.is_file():
         raise FileNotFoundError(
@@ -181,13 +199,25 @@ def _read_pickle(path: Path, keys: tuple[bytes, ...], name: str) -> dict:
         )
     try:
         with path.open("rb") as handle:
-            content = pickle.load(handle, encoding="bytes")
+            content = SafeUnpickler(handle, encoding="bytes").load()
     except Exception as exc:
         raise ValueError(f"{path} is not a readable {name} pickle: {type(exc).__name__}: {exc}") from exc
     missing = [k.decode() for k in keys if not isinstance(content, dict) or k not in content]
     if missing:
         raise ValueError(f"{path} is malformed: missing key(s) {missing} of the {name} format")
     return content
+
+
+def _pixel_rows(values: object, path: Path) -> np.ndarray:
+    """``values`` as ``[N, 3072]`` uint8 rows, refusing other shapes and values outside 0..255 (never wrapping)."""
+    data = np.asarray(values)
+    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+        raise ValueError(f"{path}: 'data' must be [N, 3072] rows of pixel values, got shape {data.shape}")
+    if not (np.issubdtype(data.dtype, np.integer) or data.dtype == bool):
+        raise ValueError(f"{path}: 'data' must hold integer pixel values, got dtype {data.dtype}")
+    if data.size and (data.min() < 0 or data.max() > 255):
+        raise ValueError(f"{path}: 'data' holds values outside 0..255 (min {data.min()}, max {data.max()})")
+    return data.astype(np.uint8)
 
 
 # -- folder: <data_dir>/<split>/<class>/<image> ---------------------------------------------

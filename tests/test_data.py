@@ -98,3 +98,34 @@ def test_bad_arguments() -> None:
         load_dataset("mnist", "train", n=3)
     with pytest.raises(ValueError, match="give n"):
         load_dataset("natural", "train")
+
+
+def test_cifar_pickles_that_would_run_code_are_refused(tmp_path) -> None:
+    import os
+
+    write_cifar10(tmp_path)
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    with (tmp_path / "cifar-10-batches-py" / "test_batch").open("wb") as handle:
+        pickle.dump({b"data": Exploit(), b"labels": [0]}, handle)
+    with pytest.raises(ValueError, match="refusing to load"):
+        load_dataset("cifar10", "test", (32, 32), data_dir=tmp_path)
+    assert not marker.exists()
+
+
+def test_cifar_values_outside_0_255_are_rejected_with_the_file(tmp_path) -> None:
+    write_cifar10(tmp_path)
+    rows = np.full((2, 3072), 300, dtype=np.int64)
+    path = tmp_path / "cifar-10-batches-py" / "test_batch"
+    with path.open("wb") as handle:
+        pickle.dump({b"data": rows, b"labels": [0, 1]}, handle)
+    with pytest.raises(ValueError, match=r"test_batch: 'data' holds values outside 0\.\.255"):
+        load_dataset("cifar10", "test", (32, 32), data_dir=tmp_path)
+    with path.open("wb") as handle:
+        pickle.dump({b"data": rows[:, :100], b"labels": [0, 1]}, handle)
+    with pytest.raises(ValueError, match=r"must be \[N, 3072\] rows"):
+        load_dataset("cifar10", "test", (32, 32), data_dir=tmp_path)
