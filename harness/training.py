@@ -39,6 +39,8 @@ from harness.registry import classifiers
 
 #: bump when a change to this module changes what a given configuration trains
 TRAINING_VERSION = 1
+#: optimiser steps between resumable checkpoints of a training cell (None or 0: none)
+DEFAULT_CHECKPOINT_STEPS = 200
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,9 @@ class TrainConfig:
             ``{"size": "nano", "patch_size": 4}`` for ``vit``.
         amp: bfloat16 autocast on CUDA (ignored on the CPU, which trains in float32).
         eval_batch_size: images per forward pass in evaluation (does not change the model).
+        accumulation_steps: micro-batches per optimiser step: a batch of ``batch_size`` is run
+            as that many equal parts whose gradients add up (batch 512 on a 24-80 GB card); the
+            same step up to float rounding for networks without batch statistics.
     """
 
     epochs: int = 10
@@ -82,10 +87,13 @@ class TrainConfig:
     model_options: Mapping[str, Any] = field(default_factory=dict)
     amp: bool = True
     eval_batch_size: int = 256
+    accumulation_steps: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "eval_batch_size"):
+        for name in ("epochs", "batch_size", "eval_batch_size", "accumulation_steps"):
             _check_int(name, getattr(self, name), 1)
+        if self.batch_size % self.accumulation_steps:
+            raise ValueError(f"batch_size {self.batch_size} must be a multiple of accumulation_steps {self.accumulation_steps}")
         _check_int("crop_padding", self.crop_padding, 0)
         _check_int("seed", self.seed, 0)
         for name in ("lr", "momentum", "weight_decay", "warmup_epochs"):
@@ -208,6 +216,7 @@ def run_accuracy_cell(
     device: str | torch.device = "cpu",
     refresh_cache: bool = False,
     progress: ProgressCallback | None = None,
+    checkpoint_every: int | None = DEFAULT_CHECKPOINT_STEPS,
 ) -> AccuracyResult:
     """Train (or load from ``cache_dir``) ``classifier`` for ``cipher`` and test it on encrypted test images.
 
@@ -225,7 +234,7 @@ def run_accuracy_cell(
     trained_name = cls.plain_base if derived else cls.registry_name
     model, train_seconds, cached, final_loss = _trained_model(
         trained_name, options, train, train_cipher, config,
-        cache_dir=cache_dir, device=device, refresh=refresh_cache, progress=progress,
+        cache_dir=cache_dir, device=device, refresh=refresh_cache, progress=progress, checkpoint_every=checkpoint_every,
     )
     started = time.perf_counter()
     # test images get ids after the training images', so no test image shares a per-image key with one
@@ -291,8 +300,14 @@ def _trained_model(
     device: torch.device,
     refresh: bool,
     progress: ProgressCallback | None,
+    checkpoint_every: int | None = None,
 ) -> tuple[nn.Module, float, bool, float]:
-    """(model, train seconds, came from cache, final epoch's mean loss), training only on a cache miss."""
+    """(model, train seconds, came from cache, final epoch's mean loss), training only on a cache miss.
+
+    With a cache, training writes a resumable checkpoint (``<entry>.partial``) every
+    ``checkpoint_every`` optimiser steps; a killed or preempted cell resumes from it and ends
+    with the same weights as an uninterrupted run.
+    """
     model = _build(name, data, cipher, options, config.seed)
     path = None
     if cache_dir is not None:
@@ -310,12 +325,15 @@ def _trained_model(
                     "delete it or rerun with --refresh-cache"
                 ) from exc
             return model.to(device).eval(), seconds, True, loss
-    started = time.perf_counter()
-    loss = _train(model, data, cipher, config, progress, device, label=_label(name, cipher))
-    seconds = time.perf_counter() - started
+    partial = None if path is None or not checkpoint_every else path.with_name(path.name + ".partial")
+    if partial is not None and refresh:
+        partial.unlink(missing_ok=True)
+    loss, seconds = _train(model, data, cipher, config, progress, device, label=_label(name, cipher), checkpoint=partial, every=checkpoint_every)
     if path is not None:
         state_dict = {k: v.detach().cpu() for k, v in model.state_dict().items()}
         save_checkpoint(path, {"state_dict": state_dict, "train_seconds": seconds, "final_loss": loss})
+    if partial is not None:
+        partial.unlink(missing_ok=True)
     return model, seconds, False, loss
 
 
@@ -327,8 +345,16 @@ def _train(
     progress: ProgressCallback | None,
     device: torch.device,
     label: str,
-) -> float:
-    """Train ``model`` in place; returns the mean loss of the last epoch."""
+    checkpoint: Path | None = None,
+    every: int | None = None,
+) -> tuple[float, float]:
+    """Train ``model`` in place; returns (the mean loss of the last epoch, training seconds).
+
+    ``checkpoint``: a file to resume from when it exists and to save to every ``every``
+    optimiser steps: model, optimiser, scheduler, the epoch's batch order and every random
+    generator the loop draws from, so a resumed run takes exactly the steps an uninterrupted one
+    would have taken.
+    """
     n = len(data)
     batch_size = min(config.batch_size, n)
     steps_per_epoch = n // batch_size
@@ -340,23 +366,52 @@ def _train(
     generator = torch.Generator().manual_seed(derive_seed(config.seed, "batches"))
     labels = data.labels.to(device)
     epoch_loss = math.nan
+    done, order, running_sum, elapsed = 0, None, 0.0, 0.0
     with seeded(derive_seed(config.seed, "layers"), device):
-        for epoch in range(config.epochs):
-            order = torch.randperm(n, generator=generator)
+        if checkpoint is not None and checkpoint.exists():
+            state = load_checkpoint(checkpoint)
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            generator.set_state(state["batches_rng"])
+            torch.set_rng_state(state["torch_rng"])
+            if device.type == "cuda" and "cuda_rng" in state:
+                torch.cuda.set_rng_state(state["cuda_rng"], device)
+            done, order, running_sum, elapsed = int(state["step"]), state["order"], float(state["running"]), float(state["elapsed"])
+        started = time.perf_counter() - elapsed
+        for epoch in range(done // steps_per_epoch, config.epochs):
+            if done % steps_per_epoch == 0:
+                order, running_sum = torch.randperm(n, generator=generator), 0.0
             running = torch.zeros((), device=device)
-            for step in range(steps_per_epoch):
+            for step in range(done % steps_per_epoch, steps_per_epoch):
                 index = order[step * batch_size : (step + 1) * batch_size]
                 plain = data.images[index].to(device)
                 running += train_step(model, optimizer, cipher, plain, labels[index.to(device)], index, config, generator)
                 scheduler.step()
-                report(progress, epoch * steps_per_epoch + step + 1, total, f"{label}: epoch {epoch + 1}/{config.epochs}")
-            epoch_loss = float(running) / steps_per_epoch
+                done += 1
+                report(progress, done, total, f"{label}: epoch {epoch + 1}/{config.epochs}")
+                if checkpoint is not None and every and done % every == 0 and done < total:
+                    state = {
+                        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(),
+                        "batches_rng": generator.get_state(),
+                        "torch_rng": torch.get_rng_state(),
+                        "step": done,
+                        "order": order,
+                        "running": running_sum + float(running),
+                        "elapsed": time.perf_counter() - started,
+                    }
+                    if device.type == "cuda":
+                        state["cuda_rng"] = torch.cuda.get_rng_state(device)
+                    save_checkpoint(checkpoint, state)
+            epoch_loss = (running_sum + float(running)) / steps_per_epoch
             if not math.isfinite(epoch_loss):
                 raise FloatingPointError(
                     f"{label}: training diverged (loss {epoch_loss}) in epoch {epoch + 1}; lower the learning rate"
                 )
     model.eval()
-    return epoch_loss
+    return epoch_loss, time.perf_counter() - started
 
 
 def prepare_model(model: nn.Module, device: torch.device) -> None:
@@ -395,17 +450,21 @@ def train_step(
     if config.augment:
         plain = random_crop_flip(plain, config.crop_padding, generator)
     images = _encrypt(cipher, plain, index, _channels_last(model, device))
-    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=config.amp and device.type == "cuda"):
-        loss = F.cross_entropy(model(images).float(), labels)
-        auxiliary = model.auxiliary_loss() if isinstance(model, ImageClassifier) else None
-        if auxiliary is not None:
-            loss = loss + auxiliary
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    parts = config.accumulation_steps if images.shape[0] % config.accumulation_steps == 0 else 1
+    total = torch.zeros((), device=device)
+    for part_images, part_labels in zip(images.chunk(parts), labels.chunk(parts)):
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=config.amp and device.type == "cuda"):
+            loss = F.cross_entropy(model(part_images).float(), part_labels)
+            auxiliary = model.auxiliary_loss() if isinstance(model, ImageClassifier) else None
+            if auxiliary is not None:
+                loss = loss + auxiliary
+        (loss / parts).backward()
+        total += loss.detach() / parts
     if config.grad_clip_norm is not None:
         nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip_norm)
     optimizer.step()
-    return loss.detach()
+    return total
 
 
 def warmup_cosine(step: int, total: int, warmup: int) -> float:
