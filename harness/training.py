@@ -350,6 +350,12 @@ def _train(
 ) -> tuple[float, float]:
     """Train ``model`` in place; returns (the mean loss of the last epoch, training seconds).
 
+    Inside a torch.distributed process group (``torchrun``; gloo on the CPU, NCCL on GPUs) every
+    rank draws the same batches and augmentation, encrypts the whole batch and trains on its
+    1/world share of it under DistributedDataParallel, so the averaged gradient is that of the
+    whole batch: the same training as one process up to float rounding (batch-norm statistics
+    are per rank, as usual for DDP).  Only rank 0 writes checkpoints.
+
     ``checkpoint``: a file to resume from when it exists and to save to every ``every``
     optimiser steps: model, optimiser, scheduler, the epoch's batch order and every random
     generator the loop draws from, so a resumed run takes exactly the steps an uninterrupted one
@@ -360,6 +366,14 @@ def _train(
     steps_per_epoch = n // batch_size
     total = steps_per_epoch * config.epochs
     prepare_model(model, device)
+    rank, world = _world()
+    if batch_size % world:
+        raise ValueError(f"batch_size {batch_size} must be a multiple of the {world} distributed processes")
+    trained = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        trained = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     optimizer = sgd(model, config, config.lr_for(cipher))
     warmup = round(config.warmup_epochs * steps_per_epoch)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: warmup_cosine(step, total, warmup))
@@ -386,11 +400,11 @@ def _train(
             for step in range(done % steps_per_epoch, steps_per_epoch):
                 index = order[step * batch_size : (step + 1) * batch_size]
                 plain = data.images[index].to(device)
-                running += train_step(model, optimizer, cipher, plain, labels[index.to(device)], index, config, generator)
+                running += train_step(trained, optimizer, cipher, plain, labels[index.to(device)], index, config, generator, (rank, world))
                 scheduler.step()
                 done += 1
                 report(progress, done, total, f"{label}: epoch {epoch + 1}/{config.epochs}")
-                if checkpoint is not None and every and done % every == 0 and done < total:
+                if checkpoint is not None and every and done % every == 0 and done < total and rank == 0:
                     state = {
                         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
                         "optimizer": optimizer.state_dict(),
@@ -405,6 +419,11 @@ def _train(
                     if device.type == "cuda":
                         state["cuda_rng"] = torch.cuda.get_rng_state(device)
                     save_checkpoint(checkpoint, state)
+            if world > 1:
+                import torch.distributed as dist
+
+                dist.all_reduce(running)
+                running /= world
             epoch_loss = (running_sum + float(running)) / steps_per_epoch
             if not math.isfinite(epoch_loss):
                 raise FloatingPointError(
@@ -412,6 +431,15 @@ def _train(
                 )
     model.eval()
     return epoch_loss, time.perf_counter() - started
+
+
+def _world() -> tuple[int, int]:
+    """(rank, world size) of the torch.distributed process group, (0, 1) without one."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
 
 
 def prepare_model(model: nn.Module, device: torch.device) -> None:
@@ -441,22 +469,28 @@ def train_step(
     index: torch.Tensor,
     config: TrainConfig,
     generator: torch.Generator,
+    shard: tuple[int, int] = (0, 1),
 ) -> torch.Tensor:
     """One optimiser step on a plain uint8 batch (augment, encrypt, forward, backward, update); the detached loss.
 
-    ``index`` holds the images' dataset indices (the image ids of per-image-key ciphers).
+    ``index`` holds the images' dataset indices (the image ids of per-image-key ciphers);
+    ``shard`` = (rank, world): this process trains on the rank-th of world equal parts of the batch.
     """
     device = plain.device
     if config.augment:
         plain = random_crop_flip(plain, config.crop_padding, generator)
     images = _encrypt(cipher, plain, index, _channels_last(model, device))
+    rank, world = shard
+    if world > 1:
+        images, labels = images.chunk(world)[rank], labels.chunk(world)[rank]
     optimizer.zero_grad(set_to_none=True)
     parts = config.accumulation_steps if images.shape[0] % config.accumulation_steps == 0 else 1
     total = torch.zeros((), device=device)
     for part_images, part_labels in zip(images.chunk(parts), labels.chunk(parts)):
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=config.amp and device.type == "cuda"):
             loss = F.cross_entropy(model(part_images).float(), part_labels)
-            auxiliary = model.auxiliary_loss() if isinstance(model, ImageClassifier) else None
+            core = getattr(model, "module", model)  # DistributedDataParallel wraps the classifier
+            auxiliary = core.auxiliary_loss() if isinstance(core, ImageClassifier) else None
             if auxiliary is not None:
                 loss = loss + auxiliary
         (loss / parts).backward()
@@ -483,7 +517,8 @@ def _encrypt(cipher: Any, images: torch.Tensor, index: torch.Tensor, channels_la
 
 
 def _channels_last(model: nn.Module, device: torch.device) -> bool:
-    return device.type == "cuda" and bool(getattr(model, "prefers_channels_last", False))
+    core = getattr(model, "module", model)  # through a DistributedDataParallel wrapper
+    return device.type == "cuda" and bool(getattr(core, "prefers_channels_last", False))
 
 
 def _cache_parts(
