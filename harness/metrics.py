@@ -22,13 +22,21 @@ def _check_pair(a: torch.Tensor, b: torch.Tensor) -> None:
         raise ValueError(f"a and b must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
 
 
-def ssim(a: torch.Tensor, b: torch.Tensor, win_size: int = 7, dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    """Per-image SSIM ``[B]`` of uint8 batches ``[B, C, H, W]`` (scikit-image defaults)."""
+#: images scored at once: float64 SSIM needs about 12 working copies of a chunk (bounded memory)
+METRIC_CHUNK = 64
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor, win_size: int = 7, dtype: torch.dtype = torch.float64, chunk: int = METRIC_CHUNK) -> torch.Tensor:
+    """Per-image SSIM ``[B]`` of uint8 batches ``[B, C, H, W]`` (scikit-image defaults), ``chunk`` images at a time."""
     _check_pair(a, b)
     if win_size % 2 == 0 or win_size < 3:
         raise ValueError(f"win_size must be odd and >= 3, got {win_size}")
     if min(a.shape[-2:]) < win_size:
         raise ValueError(f"images of {a.shape[-2]}x{a.shape[-1]} are smaller than win_size {win_size}")
+    return torch.cat([_ssim(x, y, win_size, dtype) for x, y in zip(a.split(chunk), b.split(chunk))])
+
+
+def _ssim(a: torch.Tensor, b: torch.Tensor, win_size: int, dtype: torch.dtype) -> torch.Tensor:
     x, y = a.to(dtype), b.to(dtype)
     n_pixels = win_size * win_size
     cov_norm = n_pixels / (n_pixels - 1)  # sample covariance, as scikit-image does by default
@@ -46,10 +54,10 @@ def ssim(a: torch.Tensor, b: torch.Tensor, win_size: int = 7, dtype: torch.dtype
     return s.mean(dim=(1, 2, 3))
 
 
-def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-image PSNR in dB ``[B]`` for uint8 batches (``inf`` where identical)."""
+def psnr(a: torch.Tensor, b: torch.Tensor, chunk: int = METRIC_CHUNK) -> torch.Tensor:
+    """Per-image PSNR in dB ``[B]`` for uint8 batches (``inf`` where identical), ``chunk`` images at a time."""
     _check_pair(a, b)
-    mse = (a.double() - b.double()).pow(2).mean(dim=(1, 2, 3))
+    mse = torch.cat([(x.double() - y.double()).pow(2).mean(dim=(1, 2, 3)) for x, y in zip(a.split(chunk), b.split(chunk))])
     return 10 * torch.log10(DATA_RANGE**2 / mse)
 
 
