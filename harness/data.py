@@ -20,7 +20,9 @@ import torch
 from harness.keys import derive_seed, rng
 
 SPLITS = ("train", "test", "attacker")
-DATASETS = ("natural", "cifar10", "cifar100", "folder")
+DATASETS = ("natural", "cifar10", "cifar100", "folder", "images")
+#: ``images``: how a folder of unlabeled photographs is shared out, in order of a seeded shuffle
+IMAGES_SPLITS = {"test": (0.0, 0.5), "train": (0.5, 0.75), "attacker": (0.75, 1.0)}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
 
@@ -67,6 +69,9 @@ def load_dataset(
     elif name == "folder":
         images, labels, classes = _folder(_require_dir(data_dir, name), split, (height, width))
         images, labels = _subset(images, labels, n, derive_seed(seed, name, split, "subset"))
+    elif name == "images":
+        images = _own_photographs(_require_dir(data_dir, name), split, (height, width), n, seed)
+        labels, classes = np.full(images.shape[0], -1), ()
     else:
         raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS}")
     return ImageDataset(
@@ -244,6 +249,36 @@ def _folder(data_dir: Path, split: str, size: tuple[int, int]):
     if not images:
         raise ValueError(f"{split_dir} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
     return np.stack(images), np.asarray(labels), classes
+
+
+# -- images: a folder of the user's own photographs, no labels ------------------------------
+def _own_photographs(data_dir: Path, split: str, size: tuple[int, int], n: int | None, seed: int) -> np.ndarray:
+    """The user's photographs under ``data_dir`` (any depth), for key-space and security cells.
+
+    Rule: every image file (by suffix, sorted by path) is one image; a shuffle seeded by the run
+    seed shares them out, the first half to ``test`` (the victim's images that are attacked),
+    the next quarter to ``train`` (more ciphertexts under the victim's key, as the provider holds
+    them) and the last quarter to ``attacker`` (the attacker's own images, disjoint from the
+    victim's); ``n`` keeps the first n of a split.  Each photograph is centre-cropped to a square
+    and resized to ``size`` (area averaging when shrinking, bicubic when enlarging).  There are no
+    labels: accuracy cells need a labelled dataset.
+    """
+    paths = sorted(p for p in data_dir.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if len(paths) < 4:
+        raise ValueError(f"{data_dir} holds {len(paths)} photographs ({', '.join(sorted(IMAGE_SUFFIXES))}); the images dataset needs at least 4")
+    order = rng(derive_seed(seed, "images", "split")).permutation(len(paths))
+    start, stop = IMAGES_SPLITS[split]
+    chosen = [paths[i] for i in order[round(start * len(paths)) : round(stop * len(paths))]][:n]
+    images = []
+    for path in chosen:
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise ValueError(f"{path} could not be read as an image")
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        side = min(rgb.shape[:2])
+        top, left = (rgb.shape[0] - side) // 2, (rgb.shape[1] - side) // 2
+        images.append(_resize(rgb[top : top + side, left : left + side], size))
+    return np.stack(images)
 
 
 # -- helpers ----------------------------------------------------------------------------------

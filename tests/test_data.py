@@ -129,3 +129,24 @@ def test_cifar_values_outside_0_255_are_rejected_with_the_file(tmp_path) -> None
         pickle.dump({b"data": rows[:, :100], b"labels": [0, 1]}, handle)
     with pytest.raises(ValueError, match=r"must be \[N, 3072\] rows"):
         load_dataset("cifar10", "test", (32, 32), data_dir=tmp_path)
+
+
+def test_own_photographs_are_shared_out_disjointly_without_labels(tmp_path) -> None:
+    from tests.photos import other_photographs
+
+    photos = other_photographs(12, size=40, seed=3).permute(0, 2, 3, 1).numpy()
+    (tmp_path / "holiday").mkdir()
+    for index, photo in enumerate(photos):
+        wide = np.concatenate([photo, photo[:, :8]], axis=1)  # 40 x 48: centre-cropped to 40 x 40
+        cv2.imwrite(str(tmp_path / ("holiday" if index % 2 else ".") / f"p{index:02d}.png"), cv2.cvtColor(wide, cv2.COLOR_RGB2BGR))
+    (tmp_path / "notes.txt").write_text("not a photograph")
+    splits = {split: load_dataset("images", split, (32, 32), seed=1, data_dir=tmp_path) for split in ("test", "train", "attacker")}
+    assert [len(splits[s]) for s in ("test", "train", "attacker")] == [6, 3, 3]
+    assert all(d.classes == () and (d.labels == -1).all() for d in splits.values())
+    flat = [img.numpy().tobytes() for d in splits.values() for img in d.images]
+    assert len(set(flat)) == 12  # every photograph in exactly one split
+    assert len(load_dataset("images", "test", (32, 32), n=2, seed=1, data_dir=tmp_path)) == 2
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError, match="needs at least 4"):
+        load_dataset("images", "test", (32, 32), data_dir=empty)
