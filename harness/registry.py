@@ -15,6 +15,8 @@ import importlib
 import pkgutil
 from dataclasses import dataclass
 from importlib import metadata
+from pathlib import Path
+from types import ModuleType
 from typing import Callable, Generic, TypeVar
 
 T = TypeVar("T")
@@ -110,6 +112,8 @@ class Registry(Generic[T]):
 
     def _import_builtins(self) -> None:
         package = importlib.import_module(self.home_package)
+        if self.home_package.partition(".")[0] in OWN_PACKAGES:
+            check_own_package(package)
         for info in pkgutil.iter_modules(package.__path__):
             if not info.name.startswith("_"):
                 importlib.import_module(f"{self.home_package}.{info.name}")
@@ -135,6 +139,24 @@ class Registry(Generic[T]):
                 )
             finally:
                 self._loading_origin = BUILTIN
+
+
+#: scramblebench's top-level packages, side by side in one folder (a checkout or site-packages)
+OWN_PACKAGES = ("harness", "ciphers", "attacks", "reports")
+OWN_ROOT = Path(__file__).resolve().parents[1]
+
+
+def check_own_package(package: ModuleType) -> None:
+    """Fail loudly when a home package is someone else's (e.g. a user project's own ``attacks/``
+    folder shadowing ours on ``sys.path``): its built-ins would silently be missing."""
+    locations = [Path(p).resolve() for p in getattr(package, "__path__", [])]
+    if not any(location.parent == OWN_ROOT for location in locations):
+        found = ", ".join(map(str, locations)) or "a namespace package"
+        raise ImportError(
+            f"'{package.__name__}' resolves to {found}, not scramblebench's own package in {OWN_ROOT}: a folder "
+            f"named '{package.__name__}' earlier on sys.path (often the current directory) shadows it; rename that "
+            "folder or run from another directory"
+        )
 
 
 ciphers: Registry = Registry("cipher", "ciphers", "scramblebench.ciphers")

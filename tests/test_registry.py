@@ -136,3 +136,15 @@ def test_example_plugin_package_registers_through_its_entry_point(tmp_path: Path
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "fakeplug True"
+
+
+def test_a_user_folder_shadowing_a_home_package_fails_loudly(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    (tmp_path / "attacks").mkdir()
+    (tmp_path / "attacks" / "__init__.py").write_text("")  # a user project's own attacks/ package
+    code = "from harness.registry import attacks; print(attacks.names())"
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "shadows it" in result.stderr and str(tmp_path / "attacks") in result.stderr
