@@ -150,7 +150,7 @@ def check_own_package(package: ModuleType) -> None:
     """Fail loudly when a home package is someone else's (e.g. a user project's own ``attacks/``
     folder shadowing ours on ``sys.path``): its built-ins would silently be missing."""
     locations = [Path(p).resolve() for p in getattr(package, "__path__", [])]
-    if not any(location.parent == OWN_ROOT for location in locations):
+    if OWN_ROOT.joinpath(*package.__name__.split(".")) not in locations:
         found = ", ".join(map(str, locations)) or "a namespace package"
         raise ImportError(
             f"'{package.__name__}' resolves to {found}, not scramblebench's own package in {OWN_ROOT}: a folder "

@@ -148,3 +148,16 @@ def test_a_user_folder_shadowing_a_home_package_fails_loudly(tmp_path) -> None:
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert result.returncode != 0
     assert "shadows it" in result.stderr and str(tmp_path / "attacks") in result.stderr
+
+
+def test_example_plugin_passes_the_shipped_conformance_suites(tmp_path: Path) -> None:
+    """The separate-package example, installed (as a fake dist-info), run through the installed suites."""
+    example = REPO / "examples" / "channel_swap_plugin"
+    _write_distribution(tmp_path, "scramblebench.ciphers", {"channel_swap": "scramblebench_channel_swap:ChannelSwapCipher"}, {})
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--pyargs", "harness.conformance.test_cipher_contract",
+               "harness.conformance.test_attack_contract", "-k", "channel_swap"]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=600,
+                            env={"PYTHONPATH": f"{tmp_path}:{example}", "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    passed = int(result.stdout.strip().splitlines()[-1].split(" passed")[0].split()[-1])
+    assert passed >= 15, result.stdout[-500:]
