@@ -1,11 +1,14 @@
 """Shared by tests/ and benchmarks/: the network guard and golden files (``--device`` and
-``single_thread`` come from scramblebench's pytest plugin, ``harness/conformance/plugin.py``)."""
+``single_thread`` come from scramblebench's pytest plugin, ``harness/conformance/plugin.py``,
+which plugin authors load with ``-p harness.conformance.plugin``)."""
 
 from __future__ import annotations
 
 import socket
 
 import pytest
+
+pytest_plugins = ["harness.conformance.plugin"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

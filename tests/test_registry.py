@@ -154,7 +154,8 @@ def test_example_plugin_passes_the_shipped_conformance_suites(tmp_path: Path) ->
     """The separate-package example, installed (as a fake dist-info), run through the installed suites."""
     example = REPO / "examples" / "channel_swap_plugin"
     _write_distribution(tmp_path, "scramblebench.ciphers", {"channel_swap": "scramblebench_channel_swap:ChannelSwapCipher"}, {})
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--pyargs", "harness.conformance.test_cipher_contract",
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "harness.conformance.plugin",
+               "--pyargs", "harness.conformance.test_cipher_contract",
                "harness.conformance.test_attack_contract", "-k", "channel_swap"]
     result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=600,
                             env={"PYTHONPATH": f"{tmp_path}:{example}", "PATH": "/usr/bin:/bin"})

@@ -3,8 +3,8 @@
 Each suite is parametrised over its registry, so a plugin is tested the moment it registers,
 and a plugin author runs them against an installed plugin with no checkout:
 
-    python -m pytest --pyargs harness.conformance -k my_cipher
+    python -m pytest -p harness.conformance.plugin --pyargs harness.conformance -k my_cipher
 
-The pytest plugin :mod:`harness.conformance.plugin` (registered through the ``pytest11`` entry
-point) provides their ``--device`` option and fixtures.
+The pytest plugin :mod:`harness.conformance.plugin` provides their ``--device`` option and
+fixtures; it is loaded only when asked for, never into other projects' test runs.
 """

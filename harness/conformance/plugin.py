@@ -1,4 +1,4 @@
-"""pytest plugin of scramblebench (entry point ``pytest11``): the fixtures the contract suites use.
+"""pytest plugin of scramblebench (``-p harness.conformance.plugin``): what the contract suites use.
 
 ``--device cuda`` runs the device-aware tests on a GPU; ``single_thread`` runs a module with one
 torch thread (tiny networks gain nothing from more, and a shared machine makes them far slower).
