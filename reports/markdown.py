@@ -22,6 +22,8 @@ from reports.tables import (
 )
 
 REPORT_FILE = "report.md"
+#: example images drawn as the seed's Fig. 4, one figure each
+FIGURE_EXAMPLES = 3
 FIGURES_DIR = "figures"
 
 
@@ -98,9 +100,12 @@ def render_report(folder: str | Path) -> Path:
     parts += ["## Key spaces", _table(*key_space_table(frame, run))]
     parts += ["## Figures"]
     for dataset in config["datasets"]:
-        grid = examples_figure(store, frame, dataset, figures / f"examples_{dataset}.png")
-        if grid:
-            parts.append(f"![plain, encrypted and restored images ({dataset})]({FIGURES_DIR}/{grid.name})")
+        # the seed's Fig. 4 for several example images (the run's `examples`, at most FIGURE_EXAMPLES)
+        for index in range(min(int(config.get("examples", 1)), FIGURE_EXAMPLES)):
+            suffix = "" if index == 0 else f"_{index}"
+            grid = examples_figure(store, frame, dataset, figures / f"examples_{dataset}{suffix}.png", index=index)
+            if grid:
+                parts.append(f"![plain, encrypted and restored images, example {index + 1} ({dataset})]({FIGURES_DIR}/{grid.name})")
         boxes = ssim_boxplots(per_image, run, dataset, figures / f"ssim_boxplots_{dataset}.png")
         if boxes:
             parts.append(f"![per-image SSIM of every attack per cipher ({dataset})]({FIGURES_DIR}/{boxes.name})")
