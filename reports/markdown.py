@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -65,16 +66,51 @@ def _protocol(run: dict[str, Any]) -> str:
     return "\n\n".join(sections)
 
 
+def paper_tables(frame, per_image, run: dict[str, Any]) -> list[tuple[str, tuple[list[str], list[list[str]]]]]:
+    """The tables a paper reuses: Table I with verdicts, and per dataset the verdicts and SSIM."""
+    tables = [("Accuracy and security verdicts (the seed's Table I)", accuracy_table(frame, per_image, run))]
+    for dataset in run["config"]["datasets"]:
+        tables.append((f"Security verdicts ({dataset})", verdict_table(frame, per_image, run, dataset)))
+        tables.append((f"Mean SSIM of restorations [95% interval] ({dataset})", security_table(frame, run, dataset)))
+        tables.append((f"Top-1 identification, % ({dataset})", security_table(frame, run, dataset, "identification", scale=100, digits=1)))
+    return tables
+
+
+#: symbols of the tables in plain LaTeX (\\checkmark needs amssymb; the rest is core LaTeX)
+LATEX_SYMBOLS = {"✓": "\\checkmark{}", "✗": "$\\times$", "≤": "$\\le$", "≥": "$\\ge$", "…": "\\dots{}", "–": "--"}
+
+
+def _latex(headers: list[str], body: list[list[str]]) -> str:
+    text = tabulate(body, headers=headers, tablefmt="latex_booktabs", disable_numparse=True)
+    for symbol, command in LATEX_SYMBOLS.items():
+        text = text.replace(symbol, command)
+    return text
+
+
+def write_paper_tables(folder: Path, tables: list[tuple[str, tuple[list[str], list[list[str]]]]]) -> None:
+    """``tables.tex`` (booktabs) and ``tables.html`` beside report.md, from the same rows."""
+    latex, html = [], ["<!doctype html>", "<meta charset='utf-8'>", "<title>scramblebench tables</title>"]
+    for title, (headers, body) in tables:
+        if not body:
+            continue
+        latex += [f"% {title} (booktabs, amssymb)", _latex(headers, body), ""]
+        html += [f"<h2>{escape(title)}</h2>", tabulate(body, headers=headers, tablefmt="html", disable_numparse=True)]
+    atomic_write_bytes(folder / "tables.tex", ("\n".join(latex) + "\n").encode())
+    atomic_write_bytes(folder / "tables.html", ("\n".join(html) + "\n").encode())
+
+
 def render_report(folder: str | Path) -> Path:
-    """Write ``report.md`` and its figures into ``folder``; returns the report's path."""
+    """Write ``report.md``, ``tables.tex``, ``tables.html`` and the figures into ``folder``; returns the report's path."""
     store = ResultStore(folder)
     frame, run, per_image = store.load(), store.read_run(), store.load_per_image()
     config = run["config"]
     figures = store.folder / FIGURES_DIR
+    write_paper_tables(store.folder, paper_tables(frame, per_image, run))
     parts = [
         "# scramblebench report",
         "How much accuracy each learnable image cipher costs, and how much of the image attackers restore.\n"
-        "Generated from `results.csv` and `run.json` in this folder; rerender with `run_bench.py --report-only`.",
+        "Generated from `results.csv`, `per_image.csv` and `run.json` in this folder; rerender with `scramblebench report DIR`. "
+        "The main tables are also in `tables.tex` (booktabs) and `tables.html`.",
         "## Accuracy (the seed's Table I)",
         _table(*accuracy_table(frame, per_image, run)),
         "## Security",
