@@ -31,6 +31,11 @@ def to_image(logits: torch.Tensor) -> torch.Tensor:
     return torch.sigmoid(logits).mul(255.0).round().to(torch.uint8)
 
 
+def tanh_to_image(output: torch.Tensor) -> torch.Tensor:
+    """A tanh generator's output in [-1, 1] to uint8 images (x 0.5 + 0.5, x 255, rounded)."""
+    return output.mul(0.5).add(0.5).clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8)
+
+
 def _conv_bn_relu(c_in: int, c_out: int, kernel: int, stride: int = 1) -> list[nn.Module]:
     return [nn.Conv2d(c_in, c_out, kernel, stride, padding=0, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
 
@@ -109,6 +114,73 @@ class Discriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x).flatten(1)
+
+
+def dcgan_init(module: nn.Module) -> None:
+    """DCGAN initialisation: conv weights N(0, 0.02) and biases 0, BatchNorm gamma N(1, 0.02), beta 0."""
+    if isinstance(module, nn.Conv2d):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.BatchNorm2d):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
+#: hidden widths of the field's pixel-wise (1x1) ITN, for block size 1
+PIXEL_WIDTHS = (64, 128, 256)
+
+
+class FieldGenerator(nn.Sequential):
+    """The generator of the field's simplified GAN attack: Ito et al.'s ITN with a tanh output.
+
+    Block size M > 1: conv (C -> C*M*M, kernel = stride = M) + BN + ReLU, 1x1 (C*M*M -> C*M*M)
+    + BN + ReLU, 1x1 (C*M*M -> M*M*32) + BN + ReLU, pixel shuffle(M), 1x1 (32 -> C), tanh
+    (48 and 512 channels for RGB and M = 4).  M = 1: the field's pixel-wise net, 1x1 convs
+    C -> 64 -> 128 -> 256 (+ BN + ReLU each) -> C, tanh.  DCGAN initialisation.
+    """
+
+    def __init__(self, channels: int, block: int) -> None:
+        if block > 1:
+            width = channels * block * block
+            layers = [
+                *_conv_bn_relu(channels, width, block, block),
+                *_conv_bn_relu(width, width, 1),
+                *_conv_bn_relu(width, block * block * SHUFFLE_CHANNELS, 1),
+                nn.PixelShuffle(block),
+                nn.Conv2d(SHUFFLE_CHANNELS, channels, 1),
+            ]
+        else:
+            widths = (channels, *PIXEL_WIDTHS)
+            layers = [m for c_in, c_out in zip(widths, widths[1:]) for m in _conv_bn_relu(c_in, c_out, 1)]
+            layers.append(nn.Conv2d(widths[-1], channels, 1))
+        super().__init__(*layers, nn.Tanh())
+        self.apply(dcgan_init)
+
+
+class PatchDiscriminator(nn.Module):
+    """The discriminator of the field's simplified GAN attack (a DCGAN patch critic).
+
+    Conv(C -> 64, 4, 2, 1) + LeakyReLU(0.2), spectrally normalised Conv(64 -> 128, 4, 2, 1) +
+    LeakyReLU(0.2), Conv(128 -> 1, 4, 1, 0), max-pool 3 (stride 3): one logit for a 32 x 32
+    image (the 5 x 5 patch map pooled over its top-left 3 x 3, as the field's code did); the
+    sigmoid is left to the BCE-with-logits loss.  Maps smaller than 3 are pooled whole.
+    DCGAN initialisation.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        first, second, last = nn.Conv2d(channels, 64, 4, 2, 1), nn.Conv2d(64, 128, 4, 2, 1), nn.Conv2d(128, 1, 4, 1, 0)
+        for conv in (first, second, last):
+            dcgan_init(conv)
+        self.features = nn.Sequential(
+            first, nn.LeakyReLU(0.2, inplace=True), spectral_norm(second), nn.LeakyReLU(0.2, inplace=True), last
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        patches = self.features(x)
+        kernel = min(3, patches.shape[-2], patches.shape[-1])
+        return nn.functional.max_pool2d(patches, kernel).flatten(1)
 
 
 def build_generator(arch: str, channels: int, block: int, image_size: tuple[int, int], width: int, unet_depth: int) -> nn.Module:

@@ -8,7 +8,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from attacks._nets import build_generator, to_image, to_input
+from attacks._nets import build_generator, tanh_to_image, to_image, to_input
 from attacks.base import Attack, AttackConfig
 from harness.keys import derive_seed
 
@@ -49,11 +49,27 @@ def image_loss(prediction: torch.Tensor, target: torch.Tensor, loss: str) -> tor
     return (prediction - target).pow(2).mean()
 
 
-def generate(net: nn.Module, ciphertexts: torch.Tensor) -> torch.Tensor:
-    """Run a generator in eval mode over uint8 ciphertexts, in batches: uint8 images."""
+def generate(net: nn.Module, ciphertexts: torch.Tensor, output: str = "logits") -> torch.Tensor:
+    """Run a generator in eval mode over uint8 ciphertexts, in batches: uint8 images.
+
+    ``output``: ``"logits"`` (sigmoid to [0, 1]) or ``"tanh"`` (the net ends in tanh; x 0.5 + 0.5).
+    """
+    convert = tanh_to_image if output == "tanh" else to_image
     net.eval()
     with torch.no_grad():
-        return torch.cat([to_image(net(to_input(chunk))) for chunk in ciphertexts.split(INFERENCE_BATCH)])
+        return torch.cat([convert(net(to_input(chunk))) for chunk in ciphertexts.split(INFERENCE_BATCH)])
+
+
+def index_stream(n: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+    """Endless batches of ``min(batch_size, n)`` indices into ``range(n)``: consecutive shuffled
+    passes, cut into equal batches (a batch may span the end of one pass and the start of the next)."""
+    size = min(batch_size, n)
+    pending = torch.empty(0, dtype=torch.long)
+    while True:
+        while pending.numel() < size:
+            pending = torch.cat([pending, torch.randperm(n, generator=generator)])
+        yield pending[:size]
+        pending = pending[size:]
 
 
 class GeneratorAttack(Attack):

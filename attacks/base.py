@@ -175,6 +175,12 @@ class AttackConfig:
       every epoch (more distinct keys seen, the same cost).
     - ``gan_loss``: ``"hinge"`` or ``"bce"``; ``lr_d``: discriminator learning rate (``None``:
       ``lr``); ``disc_width``: discriminator base width.
+    - ``steps``: optimiser steps of ``gan`` (``None``: ``epochs`` passes over the victim's
+      ciphertexts); when set it wins over ``epochs``, cycling over the ciphertexts as needed.
+    - ``gan_recipe``: ``"field"`` (the attack authors' simplified GAN: ITN block generator with a
+      tanh output, DCGAN patch discriminator, BCE; ``arch``, ``width``, ``disc_width`` and
+      ``gan_loss`` are ignored) or ``"custom"`` (generator from ``arch``/``width``, spectrally
+      normalised discriminator of ``disc_width``, ``gan_loss``).
     - ``known_pairs``: how many victim plain/cipher pairs the cell reserves for ``kpa`` (it
       reports the smallest number that determines the key).
     - ``params``: extra constructor keywords for the attack (e.g. ``{"mode": "basic"}`` for fr).
@@ -197,6 +203,8 @@ class AttackConfig:
     disc_width: int = 64
     known_pairs: int = 32
     params: Mapping[str, Any] = field(default_factory=dict)
+    steps: int | None = None
+    gan_recipe: str = "field"
 
     def __post_init__(self) -> None:
         for name in ("seed",):
@@ -205,6 +213,8 @@ class AttackConfig:
             _check_int(name, getattr(self, name), minimum=1)
         if self.train_keys is not None:
             _check_int("train_keys", self.train_keys, minimum=1)
+        if self.steps is not None:
+            _check_int("steps", self.steps, minimum=1)
         for name in ("lr",) + (("lr_d",) if self.lr_d is not None else ()):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
@@ -216,6 +226,7 @@ class AttackConfig:
         _check_choice("loss", self.loss, LOSSES)
         _check_choice("arch", self.arch, ARCHS)
         _check_choice("gan_loss", self.gan_loss, GAN_LOSSES)
+        _check_choice("gan_recipe", self.gan_recipe, ("field", "custom"))
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
         object.__setattr__(self, "params", dict(self.params))
 

@@ -45,6 +45,7 @@ def test_bad_family_raises(kwargs: dict, match: str) -> None:
         ("epochs", 0), ("batch_size", 1.5), ("lr", 0), ("lr", float("nan")), ("loss", "huber"), ("arch", "vit"),
         ("betas", (0.5,)), ("betas", (0.5, 1.0)), ("weight_decay", -1), ("gan_loss", "wasserstein"),
         ("seed", -1), ("train_keys", 0), ("known_pairs", 0), ("lr_d", -1.0),
+        ("steps", 0), ("steps", 2.5), ("steps", True), ("gan_recipe", "sia"),
     ],
 )
 def test_bad_config_field_raises_naming_it(field: str, value: object) -> None:

@@ -6,7 +6,20 @@ from __future__ import annotations
 import pytest
 import torch
 
-from attacks._nets import BlockNet, Discriminator, UNet, build_generator, to_image
+from torch import nn
+from torch.nn.utils import parametrize
+
+import attacks.gan as gan_module
+from attacks._nets import (
+    BlockNet,
+    Discriminator,
+    FieldGenerator,
+    PatchDiscriminator,
+    UNet,
+    build_generator,
+    tanh_to_image,
+    to_image,
+)
 from attacks.base import AttackConfig, CipherFamily
 from harness.data import load_dataset
 from harness.metrics import ssim
@@ -49,9 +62,11 @@ def test_gan_trains_on_the_victims_ciphertexts_and_reports_its_losses(attacker: 
     family = CipherFamily("le", (16, 16), 4)
     victim = family.draw(9).encrypt(attacker[:32])
     gan = attacks.get("gan")(seed=4)
-    gan.fit(attacker[32:], family, AttackConfig(epochs=2, batch_size=16, width=8, disc_width=8), victim_ciphertexts=victim)
-    assert set(gan.extra) == {"loss_d_last_epoch", "loss_g_last_epoch"}
-    assert gan.arch_name() == "block" and "32 victim ciphertexts" in gan.note
+    gan.fit(attacker[32:], family, AttackConfig(epochs=2, batch_size=16), victim_ciphertexts=victim)
+    assert set(gan.extra) == {"steps", "loss_d_first", "loss_g_first", "loss_d_last", "loss_g_last"}
+    assert all(isinstance(v, float) for v in gan.extra.values())
+    assert gan.extra["steps"] == 4  # 2 epochs of 32 ciphertexts at batch 16
+    assert gan.arch_name() == "block" and "32 victim ciphertexts" in gan.note and "field recipe" in gan.note
 
 
 def test_block_net_decodes_each_block_from_that_block_alone() -> None:
@@ -78,3 +93,132 @@ def test_generators_and_discriminator_keep_shapes() -> None:
 def test_to_image_rounds_the_sigmoid_output() -> None:
     logits = torch.tensor([-100.0, 0.0, 100.0]).view(1, 3, 1, 1)
     assert to_image(logits).flatten().tolist() == [0, 128, 255]
+
+
+def _layers(net: nn.Module) -> list[tuple]:
+    """(type, in, out, kernel, stride) per conv, (type, features) per BN, (type,) otherwise."""
+    out = []
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d):
+            out.append(("conv", m.in_channels, m.out_channels, m.kernel_size[0], m.stride[0], m.padding[0]))
+        elif isinstance(m, nn.BatchNorm2d):
+            out.append(("bn", m.num_features))
+        elif isinstance(m, (nn.ReLU, nn.Tanh, nn.PixelShuffle)):
+            out.append((type(m).__name__,))
+        elif isinstance(m, nn.LeakyReLU):
+            out.append(("lrelu", m.negative_slope))
+    return out
+
+
+def test_field_generator_is_the_itn_block_net_with_tanh_and_dcgan_init() -> None:
+    torch.manual_seed(0)
+    net = FieldGenerator(3, 4)
+    assert _layers(net) == [
+        ("conv", 3, 48, 4, 4, 0), ("bn", 48), ("ReLU",),
+        ("conv", 48, 48, 1, 1, 0), ("bn", 48), ("ReLU",),
+        ("conv", 48, 512, 1, 1, 0), ("bn", 512), ("ReLU",),
+        ("PixelShuffle",), ("conv", 32, 3, 1, 1, 0), ("Tanh",),
+    ]  # fmt: skip
+    assert net[9].upscale_factor == 4
+    weights = net[6].weight.detach()
+    assert abs(weights.mean()) < 2e-3 and 0.018 < weights.std() < 0.022
+    gamma = net[7].weight.detach()
+    assert abs(gamma.mean() - 1) < 5e-3 and 0.015 < gamma.std() < 0.025 and not net[7].bias.any()
+    assert [layer[2] for layer in _layers(FieldGenerator(3, 8)) if layer[0] == "conv"] == [192, 192, 2048, 3]
+    assert [layer[1:] for layer in _layers(FieldGenerator(3, 1)) if layer[0] == "conv"] == [
+        (3, 64, 1, 1, 0), (64, 128, 1, 1, 0), (128, 256, 1, 1, 0), (256, 3, 1, 1, 0),
+    ]  # fmt: skip
+    x = torch.randn(2, 3, 16, 16)
+    for block in (1, 2, 4, 8):
+        y = FieldGenerator(3, block)(x)
+        assert y.shape == x.shape and y.abs().max() <= 1
+
+
+def test_patch_discriminator_is_the_fields_dcgan_critic() -> None:
+    torch.manual_seed(0)
+    critic = PatchDiscriminator(3).eval()  # eval: the spectral norm's power iteration stands still
+    assert _layers(critic) == [
+        ("conv", 3, 64, 4, 2, 1), ("lrelu", 0.2), ("conv", 64, 128, 4, 2, 1), ("lrelu", 0.2), ("conv", 128, 1, 4, 1, 0),
+    ]  # fmt: skip
+    first, second, last = critic.features[0], critic.features[2], critic.features[4]
+    assert parametrize.is_parametrized(second, "weight")  # spectral norm on the middle conv only
+    assert not parametrize.is_parametrized(first) and not parametrize.is_parametrized(last)
+    assert 0.018 < first.weight.std() < 0.022 and not first.bias.any()
+    x = torch.randn(2, 3, 32, 32)
+    patches = critic.features(x)
+    assert patches.shape == (2, 1, 5, 5)
+    assert torch.equal(critic(x), patches[:, :, :3, :3].amax((2, 3)))  # MaxPool(3), logits before the sigmoid
+    assert critic(torch.randn(2, 3, 16, 16)).shape == (2, 1)  # a 1 x 1 map is pooled whole
+
+
+def test_tanh_to_image_maps_minus_one_to_one_onto_0_255() -> None:
+    assert tanh_to_image(torch.tensor([-1.0, 0.0, 1.0]).view(1, 3, 1, 1)).flatten().tolist() == [0, 128, 255]
+
+
+@pytest.fixture()
+def counted_optimisers(monkeypatch: pytest.MonkeyPatch) -> list[torch.optim.Optimizer]:
+    made: list[torch.optim.Optimizer] = []
+    original = gan_module.adam
+
+    def adam(*args, **kwargs):
+        made.append(original(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(gan_module, "adam", adam)
+    return made
+
+
+def _adam_steps(optimiser: torch.optim.Optimizer) -> set[int]:
+    return {int(state["step"]) for state in optimiser.state.values()}
+
+
+@pytest.mark.parametrize(("config", "expected"), [(AttackConfig(steps=7, epochs=50, batch_size=8), 7), (AttackConfig(epochs=2, batch_size=8), 6)])
+def test_gan_takes_exactly_its_steps_cycling_over_the_ciphertexts(
+    attacker: torch.Tensor, counted_optimisers: list, config: AttackConfig, expected: int
+) -> None:
+    family = CipherFamily("le", (16, 16), 4)
+    victim = family.draw(9).encrypt(attacker[:20])  # 7 steps of 8 = 56 draws: cycles over the 20
+    seen = []
+    gan = attacks.get("gan")(seed=4)
+    gan.fit(attacker[20:], family, config, lambda done, total, _: seen.append((done, total)), victim_ciphertexts=victim)
+    opt_g, opt_d = counted_optimisers
+    assert _adam_steps(opt_g) == {expected} and _adam_steps(opt_d) == {expected}
+    assert gan.extra["steps"] == expected and seen[-1] == (expected, expected)
+    assert f"trained {expected} steps" in gan.note
+
+
+def test_gan_is_deterministic_given_its_seed(attacker: torch.Tensor) -> None:
+    family = CipherFamily("le", (16, 16), 4)
+    victim = family.draw(9).encrypt(attacker[:24])
+    config = AttackConfig(steps=5, batch_size=8, lr=2e-4, betas=(0.5, 0.999))
+
+    def run(seed: int):
+        gan = attacks.get("gan")(seed=seed)
+        gan.fit(attacker[24:], family, config, victim_ciphertexts=victim)
+        return gan.restore(victim), gan.extra
+
+    first, again, other = run(1), run(1), run(2)
+    assert torch.equal(first[0], again[0]) and first[1] == again[1]
+    assert not torch.equal(first[0], other[0])
+
+
+def test_gan_discriminator_learns_on_le(attacker: torch.Tensor) -> None:
+    """The BCE discriminator loss falls from its chance value (2 ln 2) within a few dozen steps."""
+    family = CipherFamily("le", (16, 16), 4)
+    victim = family.draw(9).encrypt(attacker[:48])
+    gan = attacks.get("gan")(seed=0)
+    gan.fit(attacker[48:], family, AttackConfig(steps=40, batch_size=16, lr=2e-4, betas=(0.5, 0.999)), victim_ciphertexts=victim)
+    assert gan.extra["loss_d_last"] < gan.extra["loss_d_first"] - 0.1
+
+
+def test_gan_custom_recipe_keeps_the_hinge_loss_and_config_architectures(attacker: torch.Tensor) -> None:
+    family = CipherFamily("le", (16, 16), 4)
+    victim = family.draw(9).encrypt(attacker[:16])
+    config = AttackConfig(steps=2, batch_size=8, width=8, disc_width=8, gan_recipe="custom", arch="unet", unet_depth=1)
+    gan = attacks.get("gan")(seed=0)
+    gan.fit(attacker[16:], family, config, victim_ciphertexts=victim)
+    assert isinstance(gan.net, UNet) and gan.arch_name() == "unet" and "custom hinge" in gan.note
+    restored = gan.restore(victim)
+    loaded = attacks.get("gan")()
+    loaded.load_state_dict(gan.state_dict())
+    assert torch.equal(loaded.restore(victim), restored)
