@@ -61,7 +61,9 @@ QUICK: dict[str, Any] = {
     #: ITN and GAN train per cipher; the other attacks need no settings (docs/attacks.md)
     "attacks": {
         "itn": {"epochs": 3, "batch_size": 32, "lr": 3e-3, "width": 32, "train_keys": 100},
-        "gan": {"epochs": 8, "batch_size": 32, "lr": 2e-4, "betas": [0.5, 0.999], "width": 32, "disc_width": 32},
+        # the attack authors' simplified GAN (docs/attacks.md); 60 steps is what 5 minutes allow, and
+        # it restores nothing yet there (measured: LE signed SSIM 0.03, |SSIM| 0.16)
+        "gan": {"steps": 60, "batch_size": 32, "lr": 2e-4, "betas": [0.5, 0.999]},
     },
     #: victim test images held out as the known-plaintext pool (kpa draws from them; no attack is
     #: scored on them, so every attack is scored on the same images)
@@ -114,7 +116,8 @@ PAPER: dict[str, Any] = {
     # the field's attack settings (Ito et al. ITN; SIA-GAN with a DCGAN discriminator)
     "attacks": {
         "itn": {"epochs": 50, "batch_size": 128, "lr": 1e-3, "loss": "mse", "width": 64},
-        "gan": {"epochs": 25, "batch_size": 64, "lr": 2e-4, "betas": [0.5, 0.999], "gan_loss": "bce", "width": 64, "disc_width": 64},
+        # the field's budget: 25 epochs of 50,000 ciphertexts at batch 64
+        "gan": {"steps": 19500, "batch_size": 64, "lr": 2e-4, "betas": [0.5, 0.999]},
     },
 }
 
