@@ -1,0 +1,357 @@
+"""``nibble``: ciphertext-only key recovery for LE and ELE (nibble shuffles with derived flips).
+
+An LE key moves the 2d nibble slots of a block (d = M*M*C) by one permutation P and flips
+(``n -> 15 - n``) output slot i exactly when one of i, P[i] carries a high nibble
+(F = {i : P[i] > d}).  Statistics pooled over every block of every ciphertext (LE) or over every
+ciphertext at each block position (ELE) expose P:
+
+1. *Which slots carry high nibbles.*  High nibbles of natural images are smooth, so the high
+   slots of a block are strongly correlated with each other; low nibbles are near noise.  The
+   d slots with the largest summed squared correlation are the high ones.
+2. *Their relative signs.*  All high nibbles of a block are positively correlated in the plain
+   image, so the signs of the leading eigenvector of their correlation give each slot's flip up
+   to one global sign.
+3. *Their layout.*  Because the flip of output slot i is ``H(i) xor H(P[i])`` (H: "carries a
+   high nibble", known from step 1), each relative sign names the set of source slots the slot
+   may come from (up to the global sign).  The layout is a quadratic assignment: match the
+   sign-corrected correlation matrix to the correlation of high nibbles in the attacker's own
+   plain images (same layout for every block position), with the flip consistency as a linear
+   term; pairwise-swap descent from random starts, for both global signs.
+4. *The low nibbles.*  With the high nibbles decoded, each byte's low nibble is predicted by how
+   far its neighbours' coarse values sit from its own (a neighbour one high-nibble step up means
+   the low nibble is probably large): the low slots are assigned to bytes by the largest
+   correlation with that prediction (linear assignment), signed by the flip the key implies.
+5. *ELE.*  Steps 1-4 run per block position (the scrambled position keeps its key), then the
+   per-position keys are undone and the blocks are reassembled by ``puzzle``'s jigsaw.
+
+The recovered key is applied with the cipher's own ``decrypt``.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+import torch
+from scipy.optimize import linear_sum_assignment
+
+from attacks.base import Attack, AttackConfig, CipherFamily
+from attacks.puzzle import block_statistics, dihedral, estimate_block_perm
+from ciphers.base import Cipher
+from harness.keys import derive_seed
+from harness.progress import ProgressCallback, report
+from harness.registry import attacks
+
+
+def block_nibbles(images: torch.Tensor, block: int) -> torch.Tensor:
+    """Nibble vectors of every block: ``[N, n, 2d]`` (N block positions), float64.
+
+    Slot order as in the cipher: all low nibbles, then all high ones, bytes in (row, col, channel).
+    """
+    n, channels, height, width = images.shape
+    grid = images.view(n, channels, height // block, block, width // block, block)
+    blocks = grid.permute(2, 4, 0, 3, 5, 1).reshape((height // block) * (width // block), n, -1)
+    return torch.cat([blocks & 15, blocks >> 4], dim=2).double()
+
+
+class Moments:
+    """Streamed first and second moments of feature vectors, per group: ``[G, n, F]`` chunks."""
+
+    def __init__(self) -> None:
+        self.total: torch.Tensor | float = 0.0
+        self.gram: torch.Tensor | float = 0.0
+        self.count = 0
+
+    def add(self, x: torch.Tensor) -> None:
+        self.total = self.total + x.sum(1)
+        self.gram = self.gram + x.transpose(1, 2) @ x
+        self.count += x.shape[1]
+
+    def covariance(self) -> torch.Tensor:
+        assert isinstance(self.gram, torch.Tensor), "add at least one chunk"
+        mean = self.total / self.count
+        return self.gram / self.count - mean.unsqueeze(2) * mean.unsqueeze(1)
+
+    def correlation(self) -> torch.Tensor:
+        cov = self.covariance()
+        std = cov.diagonal(dim1=1, dim2=2).clamp_min(1e-12).sqrt()
+        return cov / (std.unsqueeze(2) * std.unsqueeze(1))
+
+
+def qap_descent(a: np.ndarray, b: np.ndarray, linear: np.ndarray, start: np.ndarray) -> tuple[np.ndarray, float]:
+    """Pairwise-swap ascent of ``sum_ik a[i,k] b[p[i],p[k]] + sum_i linear[i,p[i]]`` from ``start``.
+
+    ``a``, ``b`` symmetric with zero diagonals; ``p[i]`` is the cell of item i.  (``puzzle``'s
+    ``descend`` scores edges with one cost matrix per edge set; here every cell pair has its own
+    weight, so the swap gains are computed in closed form: one matrix product per step.)
+    """
+    p = start.copy()
+    n = len(p)
+    upper = np.triu(np.ones((n, n), dtype=bool), 1)
+    while True:
+        bp = b[np.ix_(p, p)]
+        m = a @ bp.T
+        diag = np.diag(m)
+        quad = 2 * (m + m.T - diag[:, None] - diag[None, :] + 2 * a * bp)
+        lin_now = linear[np.arange(n), p]
+        lin = linear[:, p]  # lin[i, j] = linear[i, p[j]]
+        gain = quad + lin + lin.T - lin_now[:, None] - lin_now[None, :]
+        gain = np.where(upper, gain, -np.inf)
+        best = int(gain.argmax())
+        i, j = divmod(best, n)
+        if gain[i, j] <= 1e-10:
+            score = float((a * b[np.ix_(p, p)]).sum() + lin_now.sum())
+            return p, score
+        p[i], p[j] = p[j], p[i]
+
+
+def high_layout(
+    corr: np.ndarray, prior: np.ndarray, block: int, channels: int, restarts: int, rng: np.random.Generator,
+    flip_weight: float,
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """P restricted to the high slots, from one block position's slot correlation ``[2d, 2d]``.
+
+    Returns ``(high, source, score)``: the ciphertext slots carrying high nibbles (sorted) and
+    the source slot (d..2d-1) of each.
+    """
+    d = block * block * channels
+    strength = (corr**2).sum(1) - 1
+    high = np.sort(np.argsort(-strength)[:d])
+    carries = np.zeros(2 * d, dtype=bool)
+    carries[high] = True
+    sub = corr[np.ix_(high, high)]
+    vector = np.linalg.eigh(sub)[1][:, -1]
+    signs = np.where(vector >= 0, 1.0, -1.0)
+    a = sub * np.outer(signs, signs)
+    np.fill_diagonal(a, 0.0)
+    b = prior.copy()
+    np.fill_diagonal(b, 0.0)
+    # a high slot i from source s (d..2d-1) is flipped iff slot s carries no high nibble
+    # (H(i) = 1); observed sign +1 means "not flipped" under global sign +1
+    expected = np.where(carries[d:], 1.0, -1.0)  # [cells]: sign a slot from source d + cell shows
+    moves = cell_symmetries(block, channels)
+    best = (None, -np.inf)
+    for sigma in (1.0, -1.0):
+        linear = flip_weight * sigma * np.outer(signs, expected)
+        for _ in range(restarts):
+            p, score = qap_descent(a, b, linear, rng.permutation(d))
+            # the prior is nearly symmetric under the block's dihedral group and channel swaps,
+            # so a descent often ends in a mirrored layout: try every symmetric image of it
+            while True:
+                tried = [qap_descent(a, b, linear, move[p]) for move in moves]
+                q, q_score = max(tried, key=lambda r: r[1])
+                if q_score <= score + 1e-9:
+                    break
+                p, score = q, q_score
+            if score > best[1]:
+                best = (p, score)
+    return high, best[0] + d, float(best[1])
+
+
+def cell_symmetries(block: int, channels: int) -> list[np.ndarray]:
+    """Maps of byte cells (pixel * C + channel) under the block's 8 symmetries x channel orders."""
+    from itertools import permutations
+
+    out = []
+    for pixel_map in dihedral(block, torch.device("cpu")):
+        for order in permutations(range(channels)):
+            out.append((pixel_map.numpy()[:, None] * channels + np.array(order)[None, :]).reshape(-1))
+    return out
+
+
+def low_targets(high_values: torch.Tensor, block: int, channels: int) -> torch.Tensor:
+    """Predicted low nibbles (up to scale) from decoded high nibbles ``[n, d]`` of blocks.
+
+    For each byte: mean over its in-block 4-neighbours (same channel) of ``16 (h_q - h_b)``,
+    i.e. where the neighbours' coarse values sit relative to this byte's high nibble.
+    """
+    n = high_values.shape[0]
+    h = high_values.view(n, block, block, channels)
+    total = torch.zeros_like(h)
+    count = torch.zeros_like(h)
+    for axis in (1, 2):
+        for step in (1, -1):
+            shifted = h.roll(step, axis)
+            valid = torch.ones_like(h)
+            index = [slice(None)] * 4
+            index[axis] = 0 if step == 1 else -1
+            valid[tuple(index)] = 0
+            total += (shifted - h) * valid
+            count += valid
+    return (total / count.clamp_min(1)).reshape(n, -1)
+
+
+class CrossMoments:
+    """Streamed correlation between two feature streams, per group: ``[G, n, F1]``, ``[G, n, F2]``."""
+
+    def __init__(self) -> None:
+        self.sx: torch.Tensor | float = 0.0
+        self.sy: torch.Tensor | float = 0.0
+        self.sxx: torch.Tensor | float = 0.0
+        self.syy: torch.Tensor | float = 0.0
+        self.sxy: torch.Tensor | float = 0.0
+        self.count = 0
+
+    def add(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.sx, self.sy = self.sx + x.sum(1), self.sy + y.sum(1)
+        self.sxx, self.syy = self.sxx + (x * x).sum(1), self.syy + (y * y).sum(1)
+        self.sxy = self.sxy + x.transpose(1, 2) @ y
+        self.count += x.shape[1]
+
+    def correlation(self) -> torch.Tensor:
+        n = self.count
+        mx, my = self.sx / n, self.sy / n
+        cov = self.sxy / n - mx.unsqueeze(2) * my.unsqueeze(1)
+        vx = (self.sxx / n - mx * mx).clamp_min(1e-12)
+        vy = (self.syy / n - my * my).clamp_min(1e-12)
+        return cov / (vx.sqrt().unsqueeze(2) * vy.sqrt().unsqueeze(1))
+
+
+def perm_from_parts(high: np.ndarray, high_source: np.ndarray, low: np.ndarray, low_source: np.ndarray, d: int) -> np.ndarray:
+    perm = np.empty(2 * d, dtype=np.int64)
+    perm[high] = high_source
+    perm[low] = low_source
+    return perm
+
+
+@attacks.register("nibble", "le_keyrec")
+class NibbleAttack(Attack):
+    """Recover a fixed LE key (or ELE's per-position keys and block scramble) from ciphertexts."""
+
+    uses_victim_ciphertexts = True
+    restores_positions = True
+
+    def __init__(
+        self,
+        *,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+        restarts: int = 6,
+        max_ciphertexts: int = 5000,
+        chunk: int = 256,
+        flip_weight: float = 1.0,
+    ) -> None:
+        super().__init__(seed=seed, device=device)
+        for name, value, minimum in (("restarts", restarts, 1), ("max_ciphertexts", max_ciphertexts, 1), ("chunk", chunk, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        if isinstance(flip_weight, bool) or not isinstance(flip_weight, (int, float)) or not flip_weight >= 0:
+            raise ValueError(f"flip_weight must be a number >= 0, got {flip_weight!r}")
+        self.restarts, self.max_ciphertexts, self.chunk = restarts, max_ciphertexts, chunk
+        self.flip_weight = float(flip_weight)
+        self.key: dict[str, np.ndarray] | None = None
+        self.recovered_cipher: Cipher | None = None
+
+    @classmethod
+    def applies_to(cls, family: CipherFamily) -> str | None:
+        if family.per_image_key:
+            return "every image has its own key: there are no shared statistics to pool"
+        traits = family.template.traits
+        if traits.within_block != "nibble_shuffle":
+            return "the within-block transform is not a nibble shuffle with derived flips"
+        if traits.per_position_key and not traits.block_scrambling:
+            return "per-position nibble keys without block scrambling are not modelled"
+        if traits.block_scrambling and not traits.per_position_key:
+            return "a shared nibble key under block scrambling is not modelled"
+        if traits.negative_positive or traits.channel_shuffle or traits.colour_space != "rgb":
+            return "extra value or colour transforms besides the nibble shuffle are not modelled"
+        return super().applies_to(family)
+
+    def _fit(
+        self,
+        attacker_images: torch.Tensor,
+        config: AttackConfig,
+        progress: ProgressCallback | None,
+        *,
+        victim: torch.Tensor | None,
+        pairs: tuple[torch.Tensor, torch.Tensor] | None,
+    ) -> None:
+        assert self.family is not None and victim is not None
+        template = self.family.template
+        block = template.block_size
+        used = victim[: self.max_ciphertexts].cpu()
+        n, channels, height, width = used.shape
+        rows, cols = height // block, width // block
+        d = block * block * channels
+        per_position = bool(template.traits.per_position_key)
+        rng = np.random.default_rng(derive_seed(self.seed, "nibble", "restarts"))
+
+        def chunks() -> Iterator[torch.Tensor]:
+            for part in used.split(self.chunk):
+                slots = block_nibbles(part, block)  # [N, n, 2d]
+                yield slots if per_position else slots.reshape(1, -1, 2 * d)
+
+        # prior: correlation of high nibbles in the attacker's plain images (canonical layout)
+        prior_moments = Moments()
+        for part in attacker_images.cpu().split(self.chunk):
+            prior_moments.add(block_nibbles(part, block).reshape(1, -1, 2 * d)[:, :, d:])
+        prior = prior_moments.correlation()[0].numpy()
+
+        moments = Moments()
+        for slots in chunks():
+            moments.add(slots)
+        corr = moments.correlation().numpy()
+        groups = corr.shape[0]
+        parts = [high_layout(corr[g], prior, block, channels, self.restarts, rng, self.flip_weight) for g in range(groups)]
+        report(progress, 1, 3, "nibble: high-nibble slots placed")
+
+        # low nibbles: correlate low slots with the prediction from decoded high nibbles
+        cross = CrossMoments()
+        lows = [np.setdiff1d(np.arange(2 * d), high) for high, _, _ in parts]
+        for slots in chunks():
+            xs, ys = [], []
+            for g, (high, source, _) in enumerate(parts):
+                values = torch.empty(slots.shape[1], d, dtype=slots.dtype)
+                values[:, torch.from_numpy(source - d)] = slots[g][:, torch.from_numpy(high)]
+                xs.append(slots[g][:, torch.from_numpy(lows[g])])
+                ys.append(values)
+            signs_fixed = [self._orient(v, parts[g], d) for g, v in enumerate(ys)]
+            targets = torch.stack([low_targets(v, block, channels) for v in signs_fixed])
+            cross.add(torch.stack(xs), targets)
+        low_corr = cross.correlation().numpy()  # [G, low slots, bytes]
+        perms = []
+        for g, (high, source, _) in enumerate(parts):
+            carries = np.zeros(2 * d, dtype=bool)
+            carries[high] = True
+            # a low slot from byte b is flipped iff slot b carries a high nibble
+            expected = np.where(carries[:d], -1.0, 1.0)
+            rows_, cols_ = linear_sum_assignment(-(low_corr[g] * expected[None, :]))
+            perms.append(perm_from_parts(high, source, lows[g][rows_], cols_, d))
+        report(progress, 2, 3, "nibble: low-nibble slots placed")
+
+        if per_position:
+            within = np.stack(perms)
+            unshuffle = template.rebuild(perms=within, block_perm=np.arange(rows * cols)).decrypt
+            pi = estimate_block_perm(*block_statistics((unshuffle(p).double() for p in used.split(self.chunk)), block), rows, cols)
+            pi = pi.cpu().numpy()
+            self.key = {"perms": within[pi], "block_perm": np.argsort(pi)}
+        else:
+            self.key = {"perm": perms[0]}
+        report(progress, 3, 3, "nibble: key rebuilt")
+        self.recovered_cipher = template.rebuild(**self.key)
+        self.extra = {"ciphertexts_used": float(n)}
+        self.note = f"nibble key{'s and block scramble' if per_position else ''} estimated from {n} ciphertexts of one key"
+
+    @staticmethod
+    def _orient(values: torch.Tensor, part: tuple[np.ndarray, np.ndarray, float], d: int) -> torch.Tensor:
+        """High nibbles with the flips the placed layout implies undone (``values`` by source)."""
+        high, source, _ = part
+        carries = np.zeros(2 * d, dtype=bool)
+        carries[high] = True
+        flipped = ~carries[source]  # slot from source s is flipped iff slot s carries a low nibble
+        mask = torch.zeros(d, dtype=torch.bool)
+        mask[torch.from_numpy(source - d)] = torch.from_numpy(flipped)
+        return torch.where(mask, 15 - values, values)
+
+    def _restore(self, ciphertexts: torch.Tensor) -> torch.Tensor:
+        assert self.recovered_cipher is not None
+        return self.recovered_cipher.decrypt(ciphertexts.cpu()).to(ciphertexts.device)
+
+    def _state(self) -> dict[str, object]:
+        assert self.key is not None
+        return {"key": {name: torch.from_numpy(np.asarray(v)) for name, v in self.key.items()}}
+
+    def _load_state(self, state) -> None:
+        assert self.family is not None
+        self.key = {name: value.numpy() for name, value in state["key"].items()}
+        self.recovered_cipher = self.family.template.rebuild(**self.key)
