@@ -78,31 +78,43 @@ class Moments:
         return cov / (std.unsqueeze(2) * std.unsqueeze(1))
 
 
-def qap_descent(a: np.ndarray, b: np.ndarray, linear: np.ndarray, start: np.ndarray) -> tuple[np.ndarray, float]:
-    """Pairwise-swap ascent of ``sum_ik a[i,k] b[p[i],p[k]] + sum_i linear[i,p[i]]`` from ``start``.
+def qap_descent(a: np.ndarray, b: np.ndarray, linear: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pairwise-swap ascent of ``sum_ik a[i,k] b[p[i],p[k]] + sum_i linear[i,p[i]]``, batched.
 
-    ``a``, ``b`` symmetric with zero diagonals; ``p[i]`` is the cell of item i.  (``puzzle``'s
-    ``descend`` scores edges with one cost matrix per edge set; here every cell pair has its own
-    weight, so the swap gains are computed in closed form: one matrix product per step.)
+    ``a``, ``b`` symmetric with zero diagonals; ``starts`` ``[K, n]`` arrangements (``p[i]``: the
+    cell of item i), all descended at once to local maxima: returns them and their scores.
+    (``puzzle``'s ``descend`` scores edges with one cost matrix per edge set; here every cell
+    pair has its own weight, so the swap gains are computed in closed form: one batched matrix
+    product per step.)
     """
-    p = start.copy()
-    n = len(p)
+    p = starts.copy()
+    k, n = p.shape
     upper = np.triu(np.ones((n, n), dtype=bool), 1)
-    while True:
-        bp = b[np.ix_(p, p)]
-        m = a @ bp.T
-        diag = np.diag(m)
-        quad = 2 * (m + m.T - diag[:, None] - diag[None, :] + 2 * a * bp)
-        lin_now = linear[np.arange(n), p]
-        lin = linear[:, p]  # lin[i, j] = linear[i, p[j]]
-        gain = quad + lin + lin.T - lin_now[:, None] - lin_now[None, :]
-        gain = np.where(upper, gain, -np.inf)
-        best = int(gain.argmax())
-        i, j = divmod(best, n)
-        if gain[i, j] <= 1e-10:
-            score = float((a * b[np.ix_(p, p)]).sum() + lin_now.sum())
-            return p, score
-        p[i], p[j] = p[j], p[i]
+    items = np.arange(n)
+    active = np.ones(k, dtype=bool)
+    while active.any():
+        rows = np.flatnonzero(active)
+        q = p[rows]
+        bp = b[q[:, :, None], q[:, None, :]]  # [K, n, n]
+        m = a[None] @ bp.transpose(0, 2, 1)
+        diag = np.diagonal(m, axis1=1, axis2=2)
+        quad = 2 * (m + m.transpose(0, 2, 1) - diag[:, :, None] - diag[:, None, :] + 2 * a[None] * bp)
+        lin = linear[items[None, :, None], q[:, None, :]]  # lin[r, i, j] = linear[i, q[r, j]]
+        lin_now = np.diagonal(lin, axis1=1, axis2=2)
+        gain = quad + lin + lin.transpose(0, 2, 1) - lin_now[:, :, None] - lin_now[:, None, :]
+        gain = np.where(upper[None], gain, -np.inf).reshape(len(rows), -1)
+        best = gain.argmax(1)
+        improving = gain[np.arange(len(rows)), best] > 1e-10
+        active[rows[~improving]] = False
+        i, j = np.divmod(best[improving], n)
+        moved = rows[improving]
+        p[moved, i], p[moved, j] = p[moved, j], p[moved, i]
+    return p, np.array([qap_score(a, b, linear, row) for row in p])
+
+
+def qap_score(a: np.ndarray, b: np.ndarray, linear: np.ndarray, p: np.ndarray) -> float:
+    """The objective :func:`qap_descent` maximises, at arrangement ``p``."""
+    return float((a * b[np.ix_(p, p)]).sum() + linear[np.arange(len(p)), p].sum())
 
 
 def high_layout(
@@ -129,22 +141,22 @@ def high_layout(
     # a high slot i from source s (d..2d-1) is flipped iff slot s carries no high nibble
     # (H(i) = 1); observed sign +1 means "not flipped" under global sign +1
     expected = np.where(carries[d:], 1.0, -1.0)  # [cells]: sign a slot from source d + cell shows
-    moves = cell_symmetries(block, channels)
+    moves = np.stack(cell_symmetries(block, channels))  # [S, d]
     best = (None, -np.inf)
     for sigma in (1.0, -1.0):
         linear = flip_weight * sigma * np.outer(signs, expected)
-        for _ in range(restarts):
-            p, score = qap_descent(a, b, linear, rng.permutation(d))
-            # the prior is nearly symmetric under the block's dihedral group and channel swaps,
-            # so a descent often ends in a mirrored layout: try every symmetric image of it
-            while True:
-                tried = [qap_descent(a, b, linear, move[p]) for move in moves]
-                q, q_score = max(tried, key=lambda r: r[1])
-                if q_score <= score + 1e-9:
-                    break
-                p, score = q, q_score
-            if score > best[1]:
-                best = (p, score)
+        p, scores = qap_descent(a, b, linear, np.stack([rng.permutation(d) for _ in range(restarts)]))
+        # the prior is nearly symmetric under the block's dihedral group and channel swaps, so a
+        # descent often ends in a mirrored layout: descend from every symmetric image of the best
+        while True:
+            top = int(scores.argmax())
+            images = moves[:, p[top]]
+            q, q_scores = qap_descent(a, b, linear, images)
+            if q_scores.max() <= scores[top] + 1e-9:
+                break
+            p, scores = q, q_scores
+        if scores.max() > best[1]:
+            best = (p[scores.argmax()], float(scores.max()))
     return high, best[0] + d, float(best[1])
 
 
