@@ -200,26 +200,37 @@ def cell_symmetries(block: int, channels: int) -> list[np.ndarray]:
     return out
 
 
-def low_targets(high_values: torch.Tensor, block: int, channels: int) -> torch.Tensor:
-    """Predicted low nibbles (up to scale) from decoded high nibbles ``[n, d]`` of blocks.
+def low_targets(high: torch.Tensor, low: torch.Tensor, block: int, channels: int) -> torch.Tensor:
+    """Predicted low nibbles of blocks from their decoded nibbles ``[n, d]`` (high, low estimates).
 
-    For each byte: mean over its in-block 4-neighbours (same channel) of ``16 (h_q - h_b)``,
-    i.e. where the neighbours' coarse values sit relative to this byte's high nibble.
+    For each byte: the mean over its in-block 4-neighbours (same channel) of ``16 h_q + l_q``,
+    minus ``16 h_b``: where the neighbours' values sit above this byte's high nibble.
     """
-    n = high_values.shape[0]
-    h = high_values.view(n, block, block, channels)
+    n = high.shape[0]
+    h = high.reshape(n, block, block, channels)
+    value = (16 * high + low).reshape(n, block, block, channels)
     total = torch.zeros_like(h)
     count = torch.zeros_like(h)
     for axis in (1, 2):
         for step in (1, -1):
-            shifted = h.roll(step, axis)
             valid = torch.ones_like(h)
             index = [slice(None)] * 4
             index[axis] = 0 if step == 1 else -1
             valid[tuple(index)] = 0
-            total += (shifted - h) * valid
+            total += value.roll(step, axis) * valid
             count += valid
-    return (total / count.clamp_min(1)).reshape(n, -1)
+    return (total / count.clamp_min(1) - 16 * h).reshape(n, -1)
+
+
+def decode_slots(slots: torch.Tensor, perm: np.ndarray) -> torch.Tensor:
+    """Plain nibble vectors ``[n, 2d]`` from cipher slots ``[n, 2d]`` under LE permutation ``perm``."""
+    d = len(perm) // 2
+    in_f = perm > d
+    flipped = torch.from_numpy(in_f ^ in_f[perm])
+    values = torch.where(flipped, 15 - slots, slots)
+    plain = torch.empty_like(slots)
+    plain[:, torch.from_numpy(perm)] = values
+    return plain
 
 
 class CrossMoments:
@@ -271,15 +282,16 @@ class NibbleAttack(Attack):
         max_ciphertexts: int = 5000,
         chunk: int = 256,
         flip_weight: float = 1.0,
+        refine: int = 1,
     ) -> None:
         super().__init__(seed=seed, device=device)
-        for name, value, minimum in (("restarts", restarts, 1), ("max_ciphertexts", max_ciphertexts, 1), ("chunk", chunk, 1)):
+        for name, value, minimum in (("restarts", restarts, 1), ("max_ciphertexts", max_ciphertexts, 1), ("chunk", chunk, 1), ("refine", refine, 0)):
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
         if isinstance(flip_weight, bool) or not isinstance(flip_weight, (int, float)) or not flip_weight >= 0:
             raise ValueError(f"flip_weight must be a number >= 0, got {flip_weight!r}")
         self.restarts, self.max_ciphertexts, self.chunk = restarts, max_ciphertexts, chunk
-        self.flip_weight = float(flip_weight)
+        self.flip_weight, self.refine = float(flip_weight), refine
         self.key: dict[str, np.ndarray] | None = None
         self.recovered_cipher: Cipher | None = None
 
@@ -336,28 +348,35 @@ class NibbleAttack(Attack):
         parts = [high_layout(corr[g], prior, block, channels, self.restarts, rng, self.flip_weight) for g in range(groups)]
         report(progress, 1, 3, "nibble: high-nibble slots placed")
 
-        # low nibbles: correlate low slots with the prediction from decoded high nibbles
-        cross = CrossMoments()
+        # low nibbles: correlate low slots with their prediction from the decoded neighbours (first
+        # from the high nibbles alone, then from the full bytes of the previous estimate)
         lows = [np.setdiff1d(np.arange(2 * d), high) for high, _, _ in parts]
-        for slots in chunks():
-            xs, ys = [], []
+        perms: list[np.ndarray] | None = None
+        for _ in range(1 + self.refine):
+            cross = CrossMoments()
+            for slots in chunks():
+                xs, targets = [], []
+                for g, (high, source, _) in enumerate(parts):
+                    xs.append(slots[g][:, torch.from_numpy(lows[g])])
+                    if perms is None:
+                        values = torch.full((slots.shape[1], d), 7.5, dtype=slots.dtype)
+                        coarse = torch.empty(slots.shape[1], d, dtype=slots.dtype)
+                        coarse[:, torch.from_numpy(source - d)] = slots[g][:, torch.from_numpy(high)]
+                        high_values = self._orient(coarse, parts[g], d)
+                    else:
+                        plain = decode_slots(slots[g], perms[g])
+                        values, high_values = plain[:, :d], plain[:, d:]
+                    targets.append(low_targets(high_values, values, block, channels))
+                cross.add(torch.stack(xs), torch.stack(targets))
+            low_corr = cross.correlation().numpy()  # [G, low slots, bytes]
+            perms = []
             for g, (high, source, _) in enumerate(parts):
-                values = torch.empty(slots.shape[1], d, dtype=slots.dtype)
-                values[:, torch.from_numpy(source - d)] = slots[g][:, torch.from_numpy(high)]
-                xs.append(slots[g][:, torch.from_numpy(lows[g])])
-                ys.append(values)
-            signs_fixed = [self._orient(v, parts[g], d) for g, v in enumerate(ys)]
-            targets = torch.stack([low_targets(v, block, channels) for v in signs_fixed])
-            cross.add(torch.stack(xs), targets)
-        low_corr = cross.correlation().numpy()  # [G, low slots, bytes]
-        perms = []
-        for g, (high, source, _) in enumerate(parts):
-            carries = np.zeros(2 * d, dtype=bool)
-            carries[high] = True
-            # a low slot from byte b is flipped iff slot b carries a high nibble
-            expected = np.where(carries[:d], -1.0, 1.0)
-            rows_, cols_ = linear_sum_assignment(-(low_corr[g] * expected[None, :]))
-            perms.append(perm_from_parts(high, source, lows[g][rows_], cols_, d))
+                carries = np.zeros(2 * d, dtype=bool)
+                carries[high] = True
+                # a low slot from byte b is flipped iff slot b carries a high nibble
+                expected = np.where(carries[:d], -1.0, 1.0)
+                rows_, cols_ = linear_sum_assignment(-(low_corr[g] * expected[None, :]))
+                perms.append(perm_from_parts(high, source, lows[g][rows_], cols_, d))
         report(progress, 2, 3, "nibble: low-nibble slots placed")
 
         if per_position:
