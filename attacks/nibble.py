@@ -169,6 +169,7 @@ def high_layout(
     # a high slot i from source s (d..2d-1) is flipped iff slot s carries no high nibble
     # (H(i) = 1); observed sign +1 means "not flipped" under global sign +1
     expected = np.where(carries[d:], 1.0, -1.0)  # [cells]: sign a slot from source d + cell shows
+    expected[0] *= -1  # the slot carrying source d is not in F itself (P[i] = d is not > d)
     moves = np.stack(cell_symmetries(block, channels))  # [S, d]
     best = (None, -np.inf)
     for sigma in (1.0, -1.0):
@@ -257,6 +258,17 @@ class CrossMoments:
         vx = (self.sxx / n - mx * mx).clamp_min(1e-12)
         vy = (self.syy / n - my * my).clamp_min(1e-12)
         return cov / (vx.sqrt().unsqueeze(2) * vy.sqrt().unsqueeze(1))
+
+
+def flip_set(high: np.ndarray, source: np.ndarray, d: int) -> np.ndarray:
+    """F = {i : P[i] > d} over the 2d slots, from the high slots and their sources.
+
+    Every slot carrying a high nibble is in F except the one carrying slot d itself (the high
+    nibble of byte 0): the cipher's ``>`` leaves it out.
+    """
+    in_f = np.zeros(2 * d, dtype=bool)
+    in_f[high[source > d]] = True
+    return in_f
 
 
 def perm_from_parts(high: np.ndarray, high_source: np.ndarray, low: np.ndarray, low_source: np.ndarray, d: int) -> np.ndarray:
@@ -371,10 +383,8 @@ class NibbleAttack(Attack):
             low_corr = cross.correlation().numpy()  # [G, low slots, bytes]
             perms = []
             for g, (high, source, _) in enumerate(parts):
-                carries = np.zeros(2 * d, dtype=bool)
-                carries[high] = True
-                # a low slot from byte b is flipped iff slot b carries a high nibble
-                expected = np.where(carries[:d], -1.0, 1.0)
+                # a low slot from byte b is flipped iff slot b is in F
+                expected = np.where(flip_set(high, source, d)[:d], -1.0, 1.0)
                 rows_, cols_ = linear_sum_assignment(-(low_corr[g] * expected[None, :]))
                 perms.append(perm_from_parts(high, source, lows[g][rows_], cols_, d))
         report(progress, 2, 3, "nibble: low-nibble slots placed")
@@ -396,9 +406,8 @@ class NibbleAttack(Attack):
     def _orient(values: torch.Tensor, part: tuple[np.ndarray, np.ndarray, float], d: int) -> torch.Tensor:
         """High nibbles with the flips the placed layout implies undone (``values`` by source)."""
         high, source, _ = part
-        carries = np.zeros(2 * d, dtype=bool)
-        carries[high] = True
-        flipped = ~carries[source]  # slot from source s is flipped iff slot s carries a low nibble
+        in_f = flip_set(high, source, d)
+        flipped = in_f[high] ^ in_f[source]  # output slot i is flipped iff one of i, P[i] is in F
         mask = torch.zeros(d, dtype=torch.bool)
         mask[torch.from_numpy(source - d)] = torch.from_numpy(flipped)
         return torch.where(mask, 15 - values, values)

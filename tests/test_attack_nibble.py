@@ -31,6 +31,7 @@ def test_le_key_recovered_from_100_ciphertexts(photographs, key_seed: int) -> No
     d = perm.shape[0] // 2
     assert np.array_equal(recovered >= d, perm >= d)  # which slots carry high nibbles
     assert np.array_equal(recovered[perm >= d], perm[perm >= d])  # their layout and flips
+    assert np.array_equal(recovered, perm)  # and the low nibbles: the whole key
     restored = attack.restore(cipher.encrypt(victim))
     assert float(ssim(restored, victim).mean()) >= 0.95
     assert attack.extra["ciphertexts_used"] == 100.0
