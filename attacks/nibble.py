@@ -15,8 +15,11 @@ ciphertext at each block position (ELE) expose P:
    high nibble", known from step 1), each relative sign names the set of source slots the slot
    may come from (up to the global sign).  The layout is a quadratic assignment: match the
    sign-corrected correlation matrix to the correlation of high nibbles in the attacker's own
-   plain images (same layout for every block position), with the flip consistency as a linear
-   term; pairwise-swap descent from random starts, for both global signs.
+   plain images (both as z-scores), with the flip consistency as a linear term; scipy's FAQ
+   relaxation gives the starts, pairwise-swap descent polishes them, and the descent restarts
+   from the 8 x 6 images of the best under the block's symmetries and channel orders (the prior
+   is nearly invariant under them; the flips are not), for both global signs.  The one slot
+   carrying source slot d is not in F (the cipher's ``P[i] > d``), which the flip rules honour.
 4. *The low nibbles.*  With the high nibbles decoded, each byte's low nibble is predicted by how
    far its neighbours' coarse values sit from its own (a neighbour one high-nibble step up means
    the low nibble is probably large): the low slots are assigned to bytes by the largest
