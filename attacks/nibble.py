@@ -174,22 +174,23 @@ def high_layout(
     expected = np.where(carries[d:], 1.0, -1.0)  # [cells]: sign a slot from source d + cell shows
     expected[0] *= -1  # the slot carrying source d is not in F itself (P[i] = d is not > d)
     moves = np.stack(cell_symmetries(block, channels))  # [S, d]
+    linears = {sigma: flip_weight * sigma * np.outer(signs, expected) for sigma in (1.0, -1.0)}
     best = (None, -np.inf)
-    for sigma in (1.0, -1.0):
-        linear = flip_weight * sigma * np.outer(signs, expected)
+    for sigma, linear in linears.items():
         starts = [faq_start(a, b, flip_weight * sigma * signs, expected, rng) for _ in range(restarts)]
         p, scores = qap_descent(a, b, linear, np.stack(starts))
-        # the prior is nearly symmetric under the block's dihedral group and channel swaps, so a
-        # descent often ends in a mirrored layout: descend from every symmetric image of the best
-        while True:
-            top = int(scores.argmax())
-            images = moves[:, p[top]]
-            q, q_scores = qap_descent(a, b, linear, images)
-            if q_scores.max() <= scores[top] + 1e-9:
-                break
-            p, scores = q, q_scores
         if scores.max() > best[1]:
             best = (p[scores.argmax()], float(scores.max()))
+    # the prior is nearly symmetric under the block's dihedral group and channel swaps, so a
+    # descent often ends in a mirrored layout: descend from every symmetric image of the best,
+    # under both global signs, until nothing improves
+    while True:
+        images = moves[:, best[0]]
+        tried = [qap_descent(a, b, linear, images) for linear in linears.values()]
+        q, q_scores = max(tried, key=lambda r: r[1].max())
+        if q_scores.max() <= best[1] + 1e-9:
+            break
+        best = (q[q_scores.argmax()], float(q_scores.max()))
     return high, best[0] + d, float(best[1])
 
 
