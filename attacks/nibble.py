@@ -294,7 +294,7 @@ class NibbleAttack(Attack):
         *,
         seed: int = 0,
         device: str | torch.device = "cpu",
-        restarts: int = 4,
+        restarts: int = 8,
         max_ciphertexts: int = 5000,
         chunk: int = 256,
         flip_weight: float = 1.0,
