@@ -17,7 +17,7 @@ over many ciphertexts expose it (the extended jigsaw of Chuman & Kiya; the metho
    :mod:`attacks.puzzle`, whose ``energy``/``descend``/``grid_edges``/``shifts`` it reuses).
 3. *Global symmetry.*  Edge costs depend only on relative transforms, so the solution is fixed
    only up to one whole-image symmetry (rotation/flip of the square grid, negation, R <-> B).  A
-   multinomial logistic regression trained on the attacker's own images, each shown in all the
+   linear discriminant (Gaussian classes, shared covariance) fitted to the attacker's own images, each shown in all the
    symmetric variants, scores ``log p(upright | variant)``; the variant with the largest total
    over all victim ciphertexts is chosen (maximum likelihood under the attacker's image prior).
    Its quality depends on the attacker's images being of the same kind as the victim's.
@@ -44,7 +44,6 @@ from attacks.base import Attack, AttackConfig, CipherFamily
 from attacks.puzzle import descend, energy, grid_edges, shifts
 from ciphers._common import CHANNEL_PERMUTATIONS
 from ciphers.etc import dihedral_source
-from harness.keys import derive_seed
 from harness.progress import ProgressCallback, report
 from harness.registry import attacks
 
@@ -173,14 +172,15 @@ def greedy_states(
     every = torch.arange(n_starts)
     placed[:, 0] = starts
     used[every, starts // per_piece] = True
-    finite = lambda c: torch.nan_to_num(c, posinf=1e30)  # noqa: E731
+    beside = torch.nan_to_num(beside.float(), posinf=1e30)
+    below = torch.nan_to_num(below.float(), posinf=1e30)
     for cell in range(1, rows * cols):
         row, col = divmod(cell, cols)
         cost = torch.zeros(n_starts, n_states, dtype=beside.dtype)
         if col and (open_left is None or not bool(open_left[cell])):
-            cost += finite(beside[placed[:, cell - 1]])
+            cost += beside[placed[:, cell - 1]]
         if row:
-            cost += finite(below[placed[:, cell - cols]])
+            cost += below[placed[:, cell - cols]]
         blocked = used.repeat_interleave(per_piece, 1)
         if allowed is not None:
             blocked = blocked | ~allowed[cell]
@@ -233,7 +233,12 @@ def solve_grid(
         keep = ~open_left[cells_b]
         edges = [(cells_a[keep], cells_b[keep], cost), edges[1]]
     finite_edges = [(a, b, torch.nan_to_num(c, posinf=1e30)) for a, b, c in edges]
-    starts = torch.arange(beside.shape[0]) if allowed is None else allowed[0].nonzero().squeeze(1)
+    # whole-image negation and R <-> B map a fill onto an equally good one: start from
+    # positive, unswapped states only (the first 8 local transforms, negation bit 0)
+    states = torch.arange(beside.shape[0])
+    starts = states[((states % per_piece) < 16) & (states % 2 == 0)]
+    if allowed is not None:
+        starts = starts[allowed[0, starts]]
     fills = torch.cat([
         greedy_states(rows, cols, beside, below, per_piece, part, allowed, open_left) for part in starts.split(1024)
     ])
@@ -264,44 +269,37 @@ def apply_symmetry(images: torch.Tensor, symmetry: tuple[int, int, int, int], ne
 
 
 def prior_features(images: torch.Tensor) -> torch.Tensor:
-    """Orientation-sensitive features: 8 x 8 thumbnails, channel histograms, and their squares' means."""
-    x = images.double() / 255.0
+    """Symmetry-sensitive features: 8 x 8 thumbnails, channel value tails, row and column profiles."""
+    x = images.float() / 255.0
     thumb = torch.nn.functional.adaptive_avg_pool2d(x, 8).flatten(1)
-    bins = torch.linspace(0, 1, 9, dtype=x.dtype)[1:-1]
-    hist = torch.stack([(x > b).double().mean((-2, -1)) for b in bins], -1).flatten(1)
+    levels = (images.flatten(2).long() * 8) // 256  # eighths of the range
+    hist = torch.nn.functional.one_hot(levels, 8).float().mean(2)[..., 1:].flatten(1)  # [B, C * 7]
     rows = x.mean(-1).flatten(1)  # row profile (light from above, sky at the top)
     cols = x.mean(-2).flatten(1)
     return torch.cat([thumb, hist, rows, cols], 1)
 
 
 class SymmetryPrior:
-    """Multinomial logistic regression: which symmetry was applied to an attacker image."""
+    """Which symmetry was applied to an image: linear discriminant analysis on :func:`prior_features`.
 
-    def __init__(self, images: torch.Tensor, group: list, seed: int, steps: int = 200) -> None:
+    Every attacker image is shown in every variant of ``group``; each variant is a Gaussian class
+    with its own mean and a shared (ridge-regularised) covariance.  ``upright_log_likelihood``
+    is the summed log posterior of the identity class (equal class priors).
+    """
+
+    def __init__(self, images: torch.Tensor, group: list, ridge: float = 1e-2) -> None:
         self.group = group
-        feats = torch.cat([prior_features(apply_symmetry(images, s)) for s in group])
-        labels = torch.arange(len(group)).repeat_interleave(images.shape[0])
-        self.mean, self.std = feats.mean(0), feats.std(0).clamp_min(1e-6)
-        z = (feats - self.mean) / self.std
-        generator = torch.Generator().manual_seed(seed)
-        self.weight = (0.01 * torch.randn(z.shape[1], len(group), generator=generator, dtype=z.dtype)).requires_grad_()
-        self.bias = torch.zeros(len(group), dtype=z.dtype, requires_grad=True)
-        optimiser = torch.optim.LBFGS([self.weight, self.bias], max_iter=steps, line_search_fn="strong_wolfe")
-
-        def closure():
-            optimiser.zero_grad()
-            loss = torch.nn.functional.cross_entropy(z @ self.weight + self.bias, labels)
-            loss = loss + 1e-3 * (self.weight**2).sum()
-            loss.backward()
-            return loss
-
-        with torch.enable_grad():
-            optimiser.step(closure)
-        self.weight, self.bias = self.weight.detach(), self.bias.detach()
+        feats = torch.stack([prior_features(apply_symmetry(images, s)) for s in group]).double()  # [K, n, F]
+        self.means = feats.mean(1)
+        centred = (feats - self.means.unsqueeze(1)).reshape(-1, feats.shape[-1])
+        cov = centred.T @ centred / centred.shape[0]
+        cov = cov + ridge * cov.diagonal().mean() * torch.eye(cov.shape[0], dtype=cov.dtype)
+        self.precision_means = torch.linalg.solve(cov, self.means.T)  # [F, K]
+        self.offsets = -0.5 * (self.means * self.precision_means.T).sum(1)
 
     def upright_log_likelihood(self, images: torch.Tensor) -> float:
-        z = (prior_features(images) - self.mean) / self.std
-        return float(torch.log_softmax(z @ self.weight + self.bias, 1)[:, 0].sum())
+        logits = prior_features(images).double() @ self.precision_means + self.offsets
+        return float(torch.log_softmax(logits, 1)[:, 0].sum())
 
 
 # -- key bookkeeping -------------------------------------------------------------------------
@@ -360,7 +358,7 @@ class ExtendedJigsawAttack(Attack):
         max_ciphertexts: int = 5000,
         chunk: int = 128,
         refine_top: int = 4,
-        prior_images: int = 2000,
+        prior_images: int = 500,
     ) -> None:
         super().__init__(seed=seed, device=device)
         for name, value, minimum in (
@@ -450,7 +448,6 @@ class ExtendedJigsawAttack(Attack):
 
         # 3. the global symmetry, by maximum likelihood under a prior fitted to the attacker's images
         prior_n = min(self.prior_images, attacker_images.shape[0])
-        prior_seed = derive_seed(self.seed, "extended_jigsaw", "prior")
         plain_h, plain_w = self.family.image_size
         group = symmetries(3 if not gray else 1, plain_h == plain_w)
         sample = used[: min(n, 1000)].reshape(min(n, 1000), -1)
@@ -463,10 +460,10 @@ class ExtendedJigsawAttack(Attack):
             # the prior sees the Y plane (grayscale): negation and geometry of the whole Y plane
             group = symmetries(1, plain_h == plain_w)
             y_plane = self.layout.from_plain_colour(attacker_images[:prior_n].cpu())[:, :1]
-            prior = SymmetryPrior(y_plane, group, prior_seed)
+            prior = SymmetryPrior(y_plane, group)
             scores = [prior.upright_log_likelihood(restored_under(s)[:, :, :, :plain_w]) for s in group]
         else:
-            prior = SymmetryPrior(attacker_images[:prior_n].cpu(), group, prior_seed)
+            prior = SymmetryPrior(attacker_images[:prior_n].cpu(), group)
             scores = [prior.upright_log_likelihood(restored_under(s)) for s in group]
         best = int(np.argmax(scores))
         ranked = sorted(scores, reverse=True)
