@@ -29,9 +29,14 @@ def _fit(name: str, key_seed: int, n: int, block: int = 4):
     return attack, cipher, images
 
 
-@pytest.mark.parametrize("key_seed", [int(np.random.default_rng(7).integers(1 << 30))])
-def test_etc_key_is_recovered_from_ciphertexts_alone(key_seed: int) -> None:
-    attack, cipher, images = _fit("etc", key_seed, 200)
+@pytest.fixture(scope="module")
+def etc_fit():
+    """One fit shared by the fast tests: a key drawn from a random seed, 200 ciphertexts."""
+    return _fit("etc", int(np.random.default_rng(7).integers(1 << 30)), 200)
+
+
+def test_etc_key_is_recovered_from_ciphertexts_alone(etc_fit) -> None:
+    attack, cipher, images = etc_fit
     restored = attack.restore(cipher.encrypt(images))
     exact = all(np.array_equal(cipher.key()[k], attack.key[k]) for k in cipher.key())
     assert exact or float(ssim(restored, images).mean()) >= 0.95
@@ -59,8 +64,8 @@ def test_etc_gray_recovers_the_luminance_plane() -> None:
     assert float(ssim(attack.restore(cipher.encrypt(images)), images).mean()) >= 0.6
 
 
-def test_state_round_trip_restores_the_same_images() -> None:
-    attack, cipher, images = _fit("etc", 5, 60)
+def test_state_round_trip_restores_the_same_images(etc_fit) -> None:
+    attack, cipher, images = etc_fit
     copy = attacks.get("extended_jigsaw")()
     copy.load_state_dict(attack.state_dict())
     ciphertexts = cipher.encrypt(images[:8])
