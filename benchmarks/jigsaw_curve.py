@@ -39,8 +39,8 @@ def main() -> None:
     sets = {}
     for data in args.data:
         if data == "natural":
-            sets[data] = (load_dataset("natural", "train", (32, 32), n=most, seed=0),
-                          load_dataset("natural", "attacker", (32, 32), n=500, seed=0))
+            sets[data] = (load_dataset("natural", "train", (32, 32), n=most, seed=0).images,
+                          load_dataset("natural", "attacker", (32, 32), n=500, seed=0).images)
         else:
             sets[data] = (other_photographs(most, 32, seed=0), other_photographs(500, 32, seed=1))
     print("cipher    data     n      ssim   positions  blocks  fit_s")
