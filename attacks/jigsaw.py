@@ -248,6 +248,77 @@ def solve_grid(
     return min(results, key=lambda r: r[1])[0]
 
 
+# -- etc_gray: chroma pieces ----------------------------------------------------------------
+def chroma_scores(
+    used: torch.Tensor, block: int, y_states: torch.Tensor, chroma: torch.Tensor, maps: torch.Tensor, per_piece: int,
+    chunk: int,
+) -> torch.Tensor:
+    """``[Q, L, cells]``: how well chroma piece q under geometry l lines up with the Y block of a cell.
+
+    Within a block, colour edges sit where luminance edges are, with an image-dependent sign: the
+    score is the pooled weighted mean of cos^2 between the mean-removed blocks,
+    ``sum_i (u_i . v_i)^2 / sum_i |u_i|^2 |v_i|^2`` (negation does not change it).
+    """
+    y_piece, y_local = y_states // per_piece, (y_states % per_piece) // 2
+    n_local = maps.shape[0]
+    cross: torch.Tensor | float = 0.0
+    norms: torch.Tensor | float = 0.0
+    for part in used.split(chunk):
+        pieces = _pieces(part.float(), block)  # [N, n, M*M]
+        n = pieces.shape[1]
+        u = torch.gather(pieces[y_piece], 2, maps[y_local].unsqueeze(1).expand(-1, n, -1))  # [cells, n, MM]
+        v = pieces[chroma][:, :, maps].permute(0, 2, 1, 3)  # [Q, L, n, MM]
+        u = u - u.mean(-1, keepdim=True)
+        v = v - v.mean(-1, keepdim=True)
+        uu = (u.unsqueeze(-1) * u.unsqueeze(-2)).reshape(u.shape[0], -1)
+        vv = (v.unsqueeze(-1) * v.unsqueeze(-2)).reshape(-1, uu.shape[1])
+        cross = cross + (vv @ uu.T).double()
+        norms = norms + ((v * v).sum(-1).reshape(-1, n) @ (u * u).sum(-1).T).double()
+    return (cross / torch.as_tensor(norms).clamp_min(1e-9)).view(chroma.shape[0], n_local, -1)
+
+
+def label_chroma(base: torch.Tensor, beside: torch.Tensor, below: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+    """Per cell, which of its two chroma pieces is in the first plane and their negations (8 labels).
+
+    ``base[cell]``: the positive states of the cell's two pieces.  The labels minimise the edge
+    costs inside both chroma planes: a raster fill, then sweeps of single-cell changes.
+    """
+    labels = torch.arange(8)
+    swap, neg_a, neg_b = labels // 4, (labels // 2) % 2, labels % 2
+    first = torch.where(swap == 0, base[:, :1] + neg_a, base[:, 1:] + neg_b)  # [cells, 8]
+    second = torch.where(swap == 0, base[:, 1:] + neg_b, base[:, :1] + neg_a)
+    finite = lambda c: torch.nan_to_num(c, posinf=1e30)  # noqa: E731
+
+    def pair(costs, a, b):  # [8, 8] cost between labels of cells a and b (b right of / below a)
+        return finite(costs[first[a]][:, first[b]]) + finite(costs[second[a]][:, second[b]])
+
+    neighbours = []
+    for cell in range(rows * cols):
+        r, c = divmod(cell, cols)
+        for other, costs, after in ((cell - 1, beside, False), (cell + 1, beside, True), (cell - cols, below, False), (cell + cols, below, True)):
+            if (other == cell - 1 and c == 0) or (other == cell + 1 and c == cols - 1) or not 0 <= other < rows * cols:
+                continue
+            neighbours.append((cell, other, pair(costs, cell, other) if after else pair(costs, other, cell).T))
+    by_cell: dict[int, list] = {}
+    for cell, other, table in neighbours:
+        by_cell.setdefault(cell, []).append((other, table))  # table[label of cell, label of other]
+    out = torch.zeros(rows * cols, dtype=torch.long)
+    for cell in range(1, rows * cols):  # raster fill from label 0 at the corner (a global choice)
+        known = [(o, t) for o, t in by_cell.get(cell, []) if o < cell]
+        if known:
+            out[cell] = int(sum(t[:, out[o]] for o, t in known).argmin())
+    for _ in range(20):
+        changed = False
+        for cell in range(rows * cols):
+            local = sum(t[:, out[o]] for o, t in by_cell.get(cell, []))
+            choice = int(local.argmin())
+            if choice != int(out[cell]) and float(local[choice]) < float(local[out[cell]]) - 1e-9:
+                out[cell], changed = choice, True
+        if not changed:
+            break
+    return out
+
+
 # -- global symmetry prior -------------------------------------------------------------------
 def symmetries(channels: int, square: bool) -> list[tuple[int, int, int, int]]:
     """Whole-image symmetries (quarter turns, mirror, R <-> B, negation) left by the jigsaw."""
@@ -266,6 +337,15 @@ def apply_symmetry(images: torch.Tensor, symmetry: tuple[int, int, int, int], ne
     if neg and negate:
         out = 255 - out
     return out
+
+
+def chroma_variant(planes: torch.Tensor, variant: tuple[int, int, int]) -> torch.Tensor:
+    """YCbCr planes ``[B, 3, H, W]`` with Cb and Cr exchanged and/or negated."""
+    swap, neg_cb, neg_cr = variant
+    y, cb, cr = planes[:, :1], planes[:, 1:2], planes[:, 2:]
+    if swap:
+        cb, cr = cr, cb
+    return torch.cat([y, 255 - cb if neg_cb else cb, 255 - cr if neg_cr else cr], 1)
 
 
 def prior_features(images: torch.Tensor) -> torch.Tensor:
@@ -287,9 +367,10 @@ class SymmetryPrior:
     is the summed log posterior of the identity class (equal class priors).
     """
 
-    def __init__(self, images: torch.Tensor, group: list, ridge: float = 1e-2) -> None:
+    def __init__(self, images: torch.Tensor, group: list, ridge: float = 1e-2, transform=None) -> None:
         self.group = group
-        feats = torch.stack([prior_features(apply_symmetry(images, s)) for s in group]).double()  # [K, n, F]
+        transform = apply_symmetry if transform is None else transform
+        feats = torch.stack([prior_features(transform(images, s)) for s in group]).double()  # [K, n, F]
         self.means = feats.mean(1)
         centred = (feats - self.means.unsqueeze(1)).reshape(-1, feats.shape[-1])
         cov = centred.T @ centred / centred.shape[0]
@@ -359,15 +440,17 @@ class ExtendedJigsawAttack(Attack):
         chunk: int = 128,
         refine_top: int = 4,
         prior_images: int = 500,
+        chroma_ciphertexts: int = 1000,
     ) -> None:
         super().__init__(seed=seed, device=device)
         for name, value, minimum in (
             ("max_ciphertexts", max_ciphertexts, 1), ("chunk", chunk, 1), ("refine_top", refine_top, 1),
-            ("prior_images", prior_images, 1),
+            ("prior_images", prior_images, 1), ("chroma_ciphertexts", chroma_ciphertexts, 1),
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
         self.max_ciphertexts, self.chunk, self.refine_top, self.prior_images = max_ciphertexts, chunk, refine_top, prior_images
+        self.chroma_ciphertexts = chroma_ciphertexts
         self.key: dict[str, np.ndarray] | None = None
         self.recovered_cipher = None
 
@@ -423,7 +506,7 @@ class ExtendedJigsawAttack(Attack):
         beside, below = state_costs(same, flipped, n_pieces, as_right)
 
         if gray:
-            states = self._solve_gray(used, beside, below, rows, cols, per_piece, block)
+            states = self._solve_gray(used, beside, below, rows, cols, per_piece, block, maps)
         else:
             states = solve_grid(rows, cols, beside, below, per_piece, self.refine_top)
         report(progress, 2, 3, "extended_jigsaw: pieces assembled")
@@ -468,6 +551,16 @@ class ExtendedJigsawAttack(Attack):
         best = int(np.argmax(scores))
         ranked = sorted(scores, reverse=True)
         index, mask = self._symmetric_maps(plain_of, mask_of, group[best], gray)
+        if gray:  # then Cb <-> Cr and the chroma negations, by a prior on the attacker's YCbCr planes
+            variants = list(itertools.product((0, 1), repeat=3))
+            planes = self.layout.from_plain_colour(attacker_images[:prior_n].cpu())
+            colour_prior = SymmetryPrior(planes, variants, transform=chroma_variant)
+            chroma_scores_ = []
+            for variant in variants:
+                v_index, v_mask = self._chroma_variant(index, mask, variant)
+                restored = (sample[:, v_index.reshape(-1)] ^ v_mask.reshape(-1).to(torch.uint8)).view(-1, *v_index.shape)
+                chroma_scores_.append(colour_prior.upright_log_likelihood(self.layout.view(restored)))
+            index, mask = self._chroma_variant(index, mask, variants[int(np.argmax(chroma_scores_))])
         encrypt_index = torch.argsort(index.reshape(-1))
         encrypt_mask = mask.reshape(-1)[encrypt_index]
         self.key = key_from_maps(encrypt_index.numpy(), encrypt_mask.numpy(), channels, height, width, block)
@@ -475,6 +568,7 @@ class ExtendedJigsawAttack(Attack):
         assert np.array_equal(self.recovered_cipher.index_map(channels, height, width), encrypt_index.numpy())
         report(progress, 3, 3, "extended_jigsaw: global symmetry chosen")
         self.extra = {
+            **self.extra,
             "ciphertexts_used": float(n),
             "symmetry_margin": float(ranked[0] - ranked[1]) / max(1, sample.shape[0]) if len(ranked) > 1 else 0.0,
         }
@@ -485,51 +579,65 @@ class ExtendedJigsawAttack(Attack):
 
     @staticmethod
     def _symmetric_maps(plain_of, mask_of, symmetry, gray):
-        """The decryption gather and mask after a whole-image symmetry (Y plane only for etc_gray)."""
+        """The decryption gather and mask after a whole-image symmetry (etc_gray: geometry on all
+        three planes, which the chroma assignment ties to the Y plane; negation on Y only)."""
         turns, mirror, swap, neg = symmetry
         if gray:
             width = plain_of.shape[-1] // 3
-            y_index, y_mask = plain_of[..., :width], mask_of[..., :width]
-            y_index = apply_symmetry(y_index, (turns, mirror, 0, 0), negate=False)
-            y_mask = apply_symmetry(y_mask, (turns, mirror, 0, 0), negate=False)
+            index = torch.cat([apply_symmetry(p, (turns, mirror, 0, 0), False) for p in plain_of.split(width, -1)], -1)
+            mask = torch.cat([apply_symmetry(p, (turns, mirror, 0, 0), False) for p in mask_of.split(width, -1)], -1)
             if neg:
-                y_mask = 255 - y_mask
-            return torch.cat([y_index, plain_of[..., width:]], -1), torch.cat([y_mask, mask_of[..., width:]], -1)
+                mask[..., :width] = 255 - mask[..., :width]
+            return index, mask
         index = apply_symmetry(plain_of, symmetry, negate=False)
         mask = apply_symmetry(mask_of, symmetry, negate=False)
         return index, (255 - mask) if neg else mask
 
-    def _solve_gray(self, used, beside, below, rows, cols, per_piece, block):
-        """Luminance pieces on the Y plane, chroma pieces on the Cb | Cr planes."""
-        pieces_var: torch.Tensor | float = 0.0
+    @staticmethod
+    def _chroma_variant(plain_of, mask_of, variant):
+        """Exchange the Cb and Cr planes and/or negate either: the chroma symmetry left for etc_gray."""
+        swap, neg_cb, neg_cr = variant
+        width = plain_of.shape[-1] // 3
+        y, cb, cr = plain_of.split(width, -1)
+        my, mcb, mcr = mask_of.split(width, -1)
+        if swap:
+            cb, cr, mcb, mcr = cr, cb, mcr, mcb
+        mcb = 255 - mcb if neg_cb else mcb
+        mcr = 255 - mcr if neg_cr else mcr
+        return torch.cat([y, cb, cr], -1), torch.cat([my, mcb, mcr], -1)
+
+    def _solve_gray(self, used, beside, below, rows, cols, per_piece, block, maps):
+        """Luminance pieces as a jigsaw on the Y plane; chroma pieces assigned to Y cells, then labelled."""
+        texture: torch.Tensor | float = 0.0
         for part in used.split(self.chunk):
-            pieces = _pieces(part.double(), block)  # [N, n, M*M]
-            pieces_var = pieces_var + pieces.var(2).sum(1)  # texture within blocks
+            texture = texture + _pieces(part.double(), block).var(2).sum(1)  # [N]: chroma is smooth
         n_pieces = rows * cols
-        plane = n_pieces // 3
-        order = torch.as_tensor(pieces_var).argsort(descending=True)
+        plane_cols = cols // 3
         luminance = torch.zeros(n_pieces, dtype=torch.bool)
-        luminance[order[:plane]] = True
-        width_cells = cols // 3
-        cell_plane = (torch.arange(n_pieces) % cols) // width_cells
+        luminance[torch.as_tensor(texture).argsort(descending=True)[: n_pieces // 3]] = True
         piece_of_state = torch.arange(beside.shape[0]) // per_piece
-        allowed = (cell_plane.unsqueeze(1) == 0) == luminance[piece_of_state].unsqueeze(0)
-        open_left = (torch.arange(n_pieces) % cols) % width_cells == 0
-        # solve the Y plane and the chroma planes as separate grids
-        y_cells = (cell_plane == 0).nonzero().squeeze(1)
-        c_cells = (cell_plane != 0).nonzero().squeeze(1)
-        y_states = (luminance[piece_of_state]).nonzero().squeeze(1)
-        c_states = (~luminance[piece_of_state]).nonzero().squeeze(1)
-        y_solution = solve_grid(rows, width_cells, beside[y_states][:, y_states], below[y_states][:, y_states], per_piece, self.refine_top)
-        c_open = open_left.view(rows, cols)[:, width_cells:].reshape(-1)
-        c_solution = solve_grid(
-            rows, 2 * width_cells, beside[c_states][:, c_states], below[c_states][:, c_states], per_piece, self.refine_top,
-            allowed=None, open_left=c_open,
-        )
-        states = torch.empty(n_pieces, dtype=torch.long)
-        states[y_cells] = y_states[y_solution]
-        states[c_cells] = c_states[c_solution]
-        del allowed
+        y_states = luminance[piece_of_state].nonzero().squeeze(1)
+        y_solution = y_states[
+            solve_grid(rows, plane_cols, beside[y_states][:, y_states], below[y_states][:, y_states], per_piece, self.refine_top)
+        ]  # Y cell (raster over rows x plane_cols) -> state
+        chroma = (~luminance).nonzero().squeeze(1)
+        score = chroma_scores(used[: self.chroma_ciphertexts], block, y_solution, chroma, maps, per_piece, 32)
+        best, best_local = score.max(1)  # [Q, cells]
+        from scipy.optimize import linear_sum_assignment
+
+        pieces_at, slots = linear_sum_assignment(-torch.cat([best, best], 1).numpy())
+        cell_pieces = torch.empty(rows * plane_cols, 2, dtype=torch.long)
+        slot = torch.as_tensor(slots)
+        cell_pieces[slot % (rows * plane_cols), slot // (rows * plane_cols)] = torch.as_tensor(pieces_at)
+        local = best_local[cell_pieces, torch.arange(rows * plane_cols).unsqueeze(1)]  # [cells, 2]
+        base = chroma[cell_pieces] * per_piece + local * 2  # positive states of the two pieces
+        labels = label_chroma(base, beside, below, rows, plane_cols)
+        swap, neg_a, neg_b = labels // 4, (labels // 2) % 2, labels % 2
+        first = torch.where(swap == 0, base[:, 0] + neg_a, base[:, 1] + neg_b)
+        second = torch.where(swap == 0, base[:, 1] + neg_b, base[:, 0] + neg_a)
+        grid = lambda x: x.view(rows, plane_cols)  # noqa: E731
+        states = torch.cat([grid(y_solution), grid(first), grid(second)], 1).reshape(-1)
+        self.extra["chroma_match"] = float(best.max(1).values.mean())
         return states
 
     def _restore(self, ciphertexts: torch.Tensor) -> torch.Tensor:
