@@ -23,11 +23,19 @@ over many ciphertexts expose it (the extended jigsaw of Chuman & Kiya; the metho
    Its quality depends on the attacker's images being of the same kind as the victim's.
 
 ``etc_gray`` puts Y, Cb and Cr side by side as one gray image of 3N blocks.  Pieces are split
-into luminance and chroma by their pooled variance (chroma is smooth and near 128); the N
-luminance pieces are solved as a jigsaw on the Y plane, the 2N chroma pieces as one jigsaw on
-the Cb | Cr planes (no edges across the plane border), and the global symmetry of the Y plane
-is chosen as above on the restored images.  Chroma carries little edge signal, so its recovery
-is much weaker (see the report numbers in ``extra``).
+into luminance and chroma by their pooled within-block variance (chroma is smooth); the N
+luminance pieces are solved as the jigsaw above on the Y plane.  Chroma pieces carry little edge
+signal, so each is assigned to a Y cell (and oriented) by how well its mean-removed content lines
+up with that cell's luminance detail (pooled cos^2, blind to sign; an assignment puts two chroma
+pieces on every cell); which of the two is Cb and their negations come from the edge costs inside
+the chroma planes (raster fill, then single-cell sweeps).  The Y plane's symmetry is chosen by the
+prior on the attacker's Y planes, then Cb <-> Cr and the chroma negations by a prior on their
+YCbCr planes.
+
+Known limit: the prior's features (8 x 8 thumbnails, value histograms, row/column profiles) only
+help when the attacker's images look like the victim's.  On the quick preset's ``natural`` data
+(attacker crops come from other bands of the same photographs) it picks the wrong whole-image
+geometry although every piece is placed right relative to the others.
 
 The recovered key is applied with the cipher's own ``decrypt``.
 """

@@ -52,7 +52,7 @@ def test_etc_key_is_recovered_for_other_keys(key_seed: int) -> None:
 
 @pytest.mark.slow
 def test_etc_gray_recovers_the_luminance_plane() -> None:
-    """Measured (200 ciphertexts, block 4): every Y block placed and oriented, chroma mostly wrong, SSIM ~0.75."""
+    """Measured (200 ciphertexts, block 4, one key): every Y block placed and oriented, about half the chroma blocks, SSIM 0.84."""
     attack, cipher, images = _fit("etc_gray", 99, 200)
     true, found = cipher.key(), attack.key
     cols = 3 * 32 // 4
@@ -61,7 +61,7 @@ def test_etc_gray_recovers_the_luminance_plane() -> None:
     placed = found["block_perm"][luminance] == sources
     oriented = (found["geometry"][sources] == true["geometry"][sources]) & (found["negpos"][sources] == true["negpos"][sources])
     assert (placed & oriented).mean() >= 0.9
-    assert float(ssim(attack.restore(cipher.encrypt(images)), images).mean()) >= 0.6
+    assert float(ssim(attack.restore(cipher.encrypt(images)), images).mean()) >= 0.7
 
 
 def test_state_round_trip_restores_the_same_images(etc_fit) -> None:
