@@ -20,19 +20,19 @@ def _photos(n: int, seed: int) -> torch.Tensor:
     return other_photographs(n, 32, seed=seed)
 
 
-def _fit(name: str, key_seed: int, n: int, block: int = 4):
+def _fit(name: str, key_seed: int, n: int, block: int = 4, attacker: int = 300):
     family = CipherFamily(name, (32, 32), block)
     cipher = family.draw(key_seed)
     images = _photos(n, 11)
     attack = attacks.get("extended_jigsaw")()
-    attack.fit(_photos(300, 12), family, AttackConfig(seed=0), victim_ciphertexts=cipher.encrypt(images))
+    attack.fit(_photos(attacker, 12), family, AttackConfig(seed=0), victim_ciphertexts=cipher.encrypt(images))
     return attack, cipher, images
 
 
 @pytest.fixture(scope="module")
 def etc_fit():
     """One fit shared by the fast tests: a key drawn from a random seed, 200 ciphertexts."""
-    return _fit("etc", int(np.random.default_rng(7).integers(1 << 30)), 200)
+    return _fit("etc", int(np.random.default_rng(7).integers(1 << 30)), 200, attacker=150)
 
 
 def test_etc_key_is_recovered_from_ciphertexts_alone(etc_fit) -> None:
@@ -84,10 +84,10 @@ def test_key_bookkeeping_inverts_the_ciphers_own_maps() -> None:
 
 
 def test_symmetry_prior_prefers_upright_images() -> None:
-    photos = _photos(300, 12)
+    photos = _photos(150, 12)
     group = symmetries(3, True)
-    prior = SymmetryPrior(photos[:200], group)
-    scores = [prior.upright_log_likelihood(apply_symmetry(photos[200:], s)) for s in group]
+    prior = SymmetryPrior(photos[:100], group)
+    scores = [prior.upright_log_likelihood(apply_symmetry(photos[100:], s)) for s in group]
     assert int(np.argmax(scores)) == 0
 
 
