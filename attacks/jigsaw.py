@@ -1,0 +1,662 @@
+"""``extended_jigsaw``: ciphertext-only key recovery for fixed-key EtC (``etc``, ``etc_gray``).
+
+EtC transforms the block at every position with its own (geometry, negative-positive, colour
+order) and then scrambles the blocks; the key is the same for every image, so statistics pooled
+over many ciphertexts expose it (the extended jigsaw of Chuman & Kiya; the method here is our own):
+
+1. *Colour order, up to R <-> B* (``etc``).  In natural images G is the channel most correlated
+   with the other two; per ciphertext block position, the channel whose summed correlation with
+   the others (pooled over all ciphertexts and pixels) is largest is taken as G, and the block's
+   channels are put in the order (a, G, b).  Negation does not change correlations.
+2. *Extended jigsaw.*  Every piece may still need one of L = 8 geometries (x 2 for swapping the
+   outer channels) and a negation: S = 2 N L piece states.  Edge costs (mean squared difference
+   across a shared edge, pooled over all ciphertexts) are computed once for all directed edges
+   of all pieces from one streamed Gram matrix; negation only enters as a relative bit, with the
+   linear sums.  The grid is filled greedily in raster order from every state, the best fill is
+   refined by cell swaps, state changes in place and cyclic shifts (the moves of
+   :mod:`attacks.puzzle`, whose ``energy``/``descend``/``grid_edges``/``shifts`` it reuses).
+3. *Global symmetry.*  Edge costs depend only on relative transforms, so the solution is fixed
+   only up to one whole-image symmetry (rotation/flip of the square grid, negation, R <-> B).  A
+   linear discriminant (Gaussian classes, shared covariance) fitted to the attacker's own images, each shown in all the
+   symmetric variants, scores ``log p(upright | variant)``; the variant with the largest total
+   over all victim ciphertexts is chosen (maximum likelihood under the attacker's image prior).
+   Its quality depends on the attacker's images being of the same kind as the victim's.
+
+``etc_gray`` puts Y, Cb and Cr side by side as one gray image of 3N blocks.  Pieces are split
+into luminance and chroma by their pooled within-block variance (chroma is smooth); the N
+luminance pieces are solved as the jigsaw above on the Y plane.  Chroma pieces carry little edge
+signal, so each is assigned to a Y cell (and oriented) by how well its mean-removed content lines
+up with that cell's luminance detail (pooled cos^2, blind to sign; an assignment puts two chroma
+pieces on every cell); which of the two is Cb and their negations come from the edge costs inside
+the chroma planes (raster fill, then single-cell sweeps).  The Y plane's symmetry is chosen by the
+prior on the attacker's Y planes, then Cb <-> Cr and the chroma negations by a prior on their
+YCbCr planes.
+
+Known limit: the prior's features (8 x 8 thumbnails, value histograms, row/column profiles) only
+help when the attacker's images look like the victim's.  On the quick preset's ``natural`` data
+(attacker crops come from other bands of the same photographs) it picks the wrong whole-image
+geometry although every piece is placed right relative to the others.
+
+The recovered key is applied with the cipher's own ``decrypt``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from attacks.base import Attack, AttackConfig, CipherFamily
+from attacks.puzzle import descend, energy, grid_edges, shifts
+from ciphers._common import CHANNEL_PERMUTATIONS
+from ciphers.etc import dihedral_source
+from harness.progress import ProgressCallback, report
+from harness.registry import attacks
+
+
+# -- local transforms -----------------------------------------------------------------------
+def local_maps(channels: int, block: int, swap: bool) -> torch.Tensor:
+    """``[L, C*M*M]`` gathers (output element <- input element) of the in-place transforms tried.
+
+    L = 8 geometries, times 2 when ``swap`` (outer channels exchanged: (a, G, b) -> (b, G, a)).
+    """
+    mm = block * block
+    geometries = torch.from_numpy(dihedral_source(block))  # [8, M*M]
+    orders = [[0, 1, 2], [2, 1, 0]] if swap else [list(range(channels))]
+    maps = []
+    for order in orders:
+        for g in range(8):
+            maps.append(torch.cat([order[ch] * mm + geometries[g] for ch in range(channels)]))
+    return torch.stack(maps)
+
+
+def _side_indices(channels: int, block: int) -> dict[str, torch.Tensor]:
+    """Elements of the right column / left column / bottom row / top row of a ``[C, M, M]`` block."""
+    grid = torch.arange(channels * block * block).view(channels, block, block)
+    return {
+        "right": grid[:, :, -1].reshape(-1), "left": grid[:, :, 0].reshape(-1),
+        "bottom": grid[:, -1, :].reshape(-1), "top": grid[:, 0, :].reshape(-1),
+    }
+
+
+def _side_as_right(maps: torch.Tensor, sides: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """For every transform l and side, the transform l' whose right column lists the same elements."""
+    right = {tuple(m[sides["right"]].tolist()): index for index, m in enumerate(maps)}
+    return {
+        name: torch.tensor([right[tuple(m[sides[name]].tolist())] for m in maps])
+        for name in ("right", "left", "bottom", "top")
+    }
+
+
+# -- statistics -----------------------------------------------------------------------------
+def _pieces(chunk: torch.Tensor, block: int) -> torch.Tensor:
+    """``[n, C, H, W]`` -> ``[N, n, C*M*M]`` pieces in raster order."""
+    n, channels, height, width = chunk.shape
+    grid = chunk.view(n, channels, height // block, block, width // block, block)
+    return grid.permute(2, 4, 0, 1, 3, 5).reshape(-1, n, channels * block * block)
+
+
+def green_channel(chunks: Iterator[torch.Tensor], block: int) -> torch.Tensor:
+    """Per piece, the channel most correlated with the other two (pooled): ``[N]``."""
+    s1: torch.Tensor | float = 0.0
+    s2: torch.Tensor | float = 0.0
+    count = 0
+    for chunk in chunks:
+        pieces = _pieces(chunk, block)  # [N, n, 3*M*M]
+        n_pieces, n = pieces.shape[:2]
+        values = pieces.view(n_pieces, n, 3, -1).permute(0, 2, 1, 3).reshape(n_pieces, 3, -1) - 128.0
+        s1 = s1 + values.sum(-1)
+        s2 = s2 + values @ values.transpose(1, 2)
+        count += values.shape[-1]
+    mean = s1 / count
+    cov = s2 / count - mean.unsqueeze(2) * mean.unsqueeze(1)
+    std = cov.diagonal(dim1=1, dim2=2).clamp_min(1e-9).sqrt()
+    corr = cov / (std.unsqueeze(2) * std.unsqueeze(1))
+    return (corr.sum(2) - 1).argmax(1)
+
+
+class EdgeGram:
+    """Gram matrix and sums of the right columns of every piece under every local transform."""
+
+    def __init__(self) -> None:
+        self.gram: torch.Tensor | float = 0.0
+        self.linear: torch.Tensor | float = 0.0
+        self.square: torch.Tensor | float = 0.0
+        self.features = 0
+
+    def add(self, rights: torch.Tensor) -> None:  # [rows, F]
+        rights = rights.double()
+        self.gram = self.gram + rights @ rights.T
+        self.linear = self.linear + rights.sum(1)
+        self.square = self.square + (rights * rights).sum(1)
+        self.features += rights.shape[1]
+
+    def distances(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean squared edge difference ``[rows, rows]``: same polarity, and one side negated."""
+        assert isinstance(self.gram, torch.Tensor), "add at least one chunk"
+        sq = self.square.unsqueeze(1) + self.square
+        same = (sq - 2 * self.gram).clamp_min(0) / self.features
+        lin = self.linear.unsqueeze(1) + self.linear
+        flipped = (255.0**2 * self.features - 510 * lin + sq + 2 * self.gram).clamp_min(0) / self.features
+        return same, flipped
+
+
+def state_costs(
+    same: torch.Tensor, flipped: torch.Tensor, n_pieces: int, as_right: dict[str, torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``beside[a, b]``, ``below[a, b]`` over states ``a = (piece, l, neg)`` flattened in that order."""
+    n_local = as_right["right"].shape[0]
+    piece = torch.arange(n_pieces).repeat_interleave(2 * n_local)
+    local = torch.arange(n_local).repeat_interleave(2).repeat(n_pieces)
+    neg = torch.arange(2).repeat(n_pieces * n_local)
+    relative = neg.unsqueeze(1) != neg.unsqueeze(0)
+
+    def cost(first: str, second: str) -> torch.Tensor:
+        rows = piece * n_local + as_right[first][local]
+        cols = piece * n_local + as_right[second][local]
+        out = torch.where(relative, flipped[rows][:, cols], same[rows][:, cols])
+        return out.masked_fill(piece.unsqueeze(1) == piece.unsqueeze(0), float("inf"))
+
+    return cost("right", "left"), cost("bottom", "top")
+
+
+# -- the grid solver -------------------------------------------------------------------------
+def greedy_states(
+    rows: int, cols: int, beside: torch.Tensor, below: torch.Tensor, per_piece: int, starts: torch.Tensor,
+    allowed: torch.Tensor | None = None, open_left: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Raster fills over piece states (``per_piece`` consecutive states per piece), one per start.
+
+    ``allowed`` ``[cells, S]`` restricts which states a cell may take; ``open_left`` ``[cells]``
+    marks cells whose left neighbour is not an edge (a plane border).
+    """
+    n_states = beside.shape[0]
+    n_pieces = n_states // per_piece
+    n_starts = starts.shape[0]
+    placed = torch.empty(n_starts, rows * cols, dtype=torch.long)
+    used = torch.zeros(n_starts, n_pieces, dtype=torch.bool)
+    every = torch.arange(n_starts)
+    placed[:, 0] = starts
+    used[every, starts // per_piece] = True
+    beside = torch.nan_to_num(beside.float(), posinf=1e30)
+    below = torch.nan_to_num(below.float(), posinf=1e30)
+    for cell in range(1, rows * cols):
+        row, col = divmod(cell, cols)
+        cost = torch.zeros(n_starts, n_states, dtype=beside.dtype)
+        if col and (open_left is None or not bool(open_left[cell])):
+            cost += beside[placed[:, cell - 1]]
+        if row:
+            cost += below[placed[:, cell - cols]]
+        blocked = used.repeat_interleave(per_piece, 1)
+        if allowed is not None:
+            blocked = blocked | ~allowed[cell]
+        choice = cost.masked_fill(blocked, float("inf")).argmin(1)
+        placed[:, cell] = choice
+        used[every, choice // per_piece] = True
+    return placed
+
+
+def refine(arrangement: torch.Tensor, edges, per_piece: int, rows: int, cols: int, allowed=None) -> tuple[torch.Tensor, float]:
+    """Alternate swap descent, in-place state changes and cyclic shifts until nothing improves."""
+    arrangement, current = descend(arrangement.clone(), edges)
+    cells = arrangement.shape[0]
+    offsets = torch.arange(per_piece)
+    while True:
+        improved = False
+        # every cell tries every state of its own piece
+        base = (arrangement // per_piece) * per_piece
+        trial = arrangement.repeat(cells * per_piece, 1)
+        rows_index = torch.arange(cells * per_piece)
+        cell_index = torch.arange(cells).repeat_interleave(per_piece)
+        trial[rows_index, cell_index] = base[cell_index] + offsets.repeat(cells)
+        if allowed is not None:
+            ok = allowed[cell_index, trial[rows_index, cell_index]]
+            trial = trial[ok]
+        scores = energy(trial, edges)
+        best = int(scores.argmin())
+        if float(scores[best]) < current - 1e-9 * max(1.0, abs(current)):
+            arrangement, current = descend(trial[best], edges)
+            improved = True
+        if allowed is None:
+            moved = shifts(arrangement, rows, cols)
+            scores = energy(moved, edges)
+            best = int(scores.argmin())
+            if float(scores[best]) < current - 1e-9 * max(1.0, abs(current)):
+                arrangement, current = descend(moved[best], edges)
+                improved = True
+        if not improved:
+            return arrangement, current
+
+
+def solve_grid(
+    rows: int, cols: int, beside: torch.Tensor, below: torch.Tensor, per_piece: int, top: int,
+    allowed: torch.Tensor | None = None, open_left: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """cell -> state minimising the summed edge costs (greedy fills from every state, then refine)."""
+    edges = grid_edges(rows, cols, beside, below)
+    if open_left is not None:  # drop the horizontal edges that cross a plane border
+        cells_a, cells_b, cost = edges[0]
+        keep = ~open_left[cells_b]
+        edges = [(cells_a[keep], cells_b[keep], cost), edges[1]]
+    finite_edges = [(a, b, torch.nan_to_num(c, posinf=1e30)) for a, b, c in edges]
+    # whole-image negation and R <-> B map a fill onto an equally good one: start from
+    # positive, unswapped states only (the first 8 local transforms, negation bit 0)
+    states = torch.arange(beside.shape[0])
+    starts = states[((states % per_piece) < 16) & (states % 2 == 0)]
+    if allowed is not None:
+        starts = starts[allowed[0, starts]]
+    fills = torch.cat([
+        greedy_states(rows, cols, beside, below, per_piece, part, allowed, open_left) for part in starts.split(1024)
+    ])
+    scores = energy(fills, finite_edges)
+    order = scores.argsort()[:top]
+    results = [refine(fills[i], finite_edges, per_piece, rows, cols, allowed) for i in order]
+    return min(results, key=lambda r: r[1])[0]
+
+
+# -- etc_gray: chroma pieces ----------------------------------------------------------------
+def chroma_scores(
+    used: torch.Tensor, block: int, y_states: torch.Tensor, chroma: torch.Tensor, maps: torch.Tensor, per_piece: int,
+    chunk: int,
+) -> torch.Tensor:
+    """``[Q, L, cells]``: how well chroma piece q under geometry l lines up with the Y block of a cell.
+
+    Within a block, colour edges sit where luminance edges are, with an image-dependent sign: the
+    score is the pooled weighted mean of cos^2 between the mean-removed blocks,
+    ``sum_i (u_i . v_i)^2 / sum_i |u_i|^2 |v_i|^2`` (negation does not change it).
+    """
+    y_piece, y_local = y_states // per_piece, (y_states % per_piece) // 2
+    n_local = maps.shape[0]
+    cross: torch.Tensor | float = 0.0
+    norms: torch.Tensor | float = 0.0
+    for part in used.split(chunk):
+        pieces = _pieces(part.float(), block)  # [N, n, M*M]
+        n = pieces.shape[1]
+        u = torch.gather(pieces[y_piece], 2, maps[y_local].unsqueeze(1).expand(-1, n, -1))  # [cells, n, MM]
+        v = pieces[chroma][:, :, maps].permute(0, 2, 1, 3)  # [Q, L, n, MM]
+        u = u - u.mean(-1, keepdim=True)
+        v = v - v.mean(-1, keepdim=True)
+        uu = (u.unsqueeze(-1) * u.unsqueeze(-2)).reshape(u.shape[0], -1)
+        vv = (v.unsqueeze(-1) * v.unsqueeze(-2)).reshape(-1, uu.shape[1])
+        cross = cross + (vv @ uu.T).double()
+        norms = norms + ((v * v).sum(-1).reshape(-1, n) @ (u * u).sum(-1).T).double()
+    return (cross / torch.as_tensor(norms).clamp_min(1e-9)).view(chroma.shape[0], n_local, -1)
+
+
+def label_chroma(base: torch.Tensor, beside: torch.Tensor, below: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+    """Per cell, which of its two chroma pieces is in the first plane and their negations (8 labels).
+
+    ``base[cell]``: the positive states of the cell's two pieces.  The labels minimise the edge
+    costs inside both chroma planes: a raster fill, then sweeps of single-cell changes.
+    """
+    labels = torch.arange(8)
+    swap, neg_a, neg_b = labels // 4, (labels // 2) % 2, labels % 2
+    first = torch.where(swap == 0, base[:, :1] + neg_a, base[:, 1:] + neg_b)  # [cells, 8]
+    second = torch.where(swap == 0, base[:, 1:] + neg_b, base[:, :1] + neg_a)
+    finite = lambda c: torch.nan_to_num(c, posinf=1e30)  # noqa: E731
+
+    def pair(costs, a, b):  # [8, 8] cost between labels of cells a and b (b right of / below a)
+        return finite(costs[first[a]][:, first[b]]) + finite(costs[second[a]][:, second[b]])
+
+    neighbours = []
+    for cell in range(rows * cols):
+        r, c = divmod(cell, cols)
+        for other, costs, after in ((cell - 1, beside, False), (cell + 1, beside, True), (cell - cols, below, False), (cell + cols, below, True)):
+            if (other == cell - 1 and c == 0) or (other == cell + 1 and c == cols - 1) or not 0 <= other < rows * cols:
+                continue
+            neighbours.append((cell, other, pair(costs, cell, other) if after else pair(costs, other, cell).T))
+    by_cell: dict[int, list] = {}
+    for cell, other, table in neighbours:
+        by_cell.setdefault(cell, []).append((other, table))  # table[label of cell, label of other]
+    out = torch.zeros(rows * cols, dtype=torch.long)
+    for cell in range(1, rows * cols):  # raster fill from label 0 at the corner (a global choice)
+        known = [(o, t) for o, t in by_cell.get(cell, []) if o < cell]
+        if known:
+            out[cell] = int(sum(t[:, out[o]] for o, t in known).argmin())
+    for _ in range(20):
+        changed = False
+        for cell in range(rows * cols):
+            local = sum(t[:, out[o]] for o, t in by_cell.get(cell, []))
+            choice = int(local.argmin())
+            if choice != int(out[cell]) and float(local[choice]) < float(local[out[cell]]) - 1e-9:
+                out[cell], changed = choice, True
+        if not changed:
+            break
+    return out
+
+
+# -- global symmetry prior -------------------------------------------------------------------
+def symmetries(channels: int, square: bool) -> list[tuple[int, int, int, int]]:
+    """Whole-image symmetries (quarter turns, mirror, R <-> B, negation) left by the jigsaw."""
+    turns = range(4) if square else (0, 2)
+    swaps = (0, 1) if channels == 3 else (0,)
+    return list(itertools.product(turns, (0, 1), swaps, (0, 1)))
+
+
+def apply_symmetry(images: torch.Tensor, symmetry: tuple[int, int, int, int], negate: bool = True) -> torch.Tensor:
+    turns, mirror, swap, neg = symmetry
+    out = torch.rot90(images, turns, dims=(-2, -1))
+    if mirror:
+        out = out.flip(-1)
+    if swap:
+        out = out[..., [2, 1, 0], :, :]
+    if neg and negate:
+        out = 255 - out
+    return out
+
+
+def chroma_variant(planes: torch.Tensor, variant: tuple[int, int, int]) -> torch.Tensor:
+    """YCbCr planes ``[B, 3, H, W]`` with Cb and Cr exchanged and/or negated."""
+    swap, neg_cb, neg_cr = variant
+    y, cb, cr = planes[:, :1], planes[:, 1:2], planes[:, 2:]
+    if swap:
+        cb, cr = cr, cb
+    return torch.cat([y, 255 - cb if neg_cb else cb, 255 - cr if neg_cr else cr], 1)
+
+
+def prior_features(images: torch.Tensor) -> torch.Tensor:
+    """Symmetry-sensitive features: 8 x 8 thumbnails, channel value tails, row and column profiles."""
+    x = images.float() / 255.0
+    thumb = torch.nn.functional.adaptive_avg_pool2d(x, 8).flatten(1)
+    levels = (images.flatten(2).long() * 8) // 256  # eighths of the range
+    hist = torch.nn.functional.one_hot(levels, 8).float().mean(2)[..., 1:].flatten(1)  # [B, C * 7]
+    rows = x.mean(-1).flatten(1)  # row profile (light from above, sky at the top)
+    cols = x.mean(-2).flatten(1)
+    return torch.cat([thumb, hist, rows, cols], 1)
+
+
+class SymmetryPrior:
+    """Which symmetry was applied to an image: linear discriminant analysis on :func:`prior_features`.
+
+    Every attacker image is shown in every variant of ``group``; each variant is a Gaussian class
+    with its own mean and a shared (ridge-regularised) covariance.  ``upright_log_likelihood``
+    is the summed log posterior of the identity class (equal class priors).
+    """
+
+    def __init__(self, images: torch.Tensor, group: list, ridge: float = 1e-2, transform=None) -> None:
+        self.group = group
+        transform = apply_symmetry if transform is None else transform
+        feats = torch.stack([prior_features(transform(images, s)) for s in group]).double()  # [K, n, F]
+        self.means = feats.mean(1)
+        centred = (feats - self.means.unsqueeze(1)).reshape(-1, feats.shape[-1])
+        cov = centred.T @ centred / centred.shape[0]
+        cov = cov + ridge * cov.diagonal().mean() * torch.eye(cov.shape[0], dtype=cov.dtype)
+        self.precision_means = torch.linalg.solve(cov, self.means.T)  # [F, K]
+        self.offsets = -0.5 * (self.means * self.precision_means.T).sum(1)
+
+    def upright_log_likelihood(self, images: torch.Tensor) -> float:
+        logits = prior_features(images).double() @ self.precision_means + self.offsets
+        return float(torch.log_softmax(logits, 1)[:, 0].sum())
+
+
+# -- key bookkeeping -------------------------------------------------------------------------
+def forward_table(channels: int, block: int) -> dict[tuple[int, ...], tuple[int, int]]:
+    """Local forward map of each (geometry, colour order) as the cipher defines it -> the pair."""
+    mm = block * block
+    source = dihedral_source(block)
+    orders = range(6) if channels == 3 else (None,)
+    table = {}
+    for g in range(8):
+        for c in orders:
+            perm = CHANNEL_PERMUTATIONS[c] if c is not None else [0]
+            key = tuple(int(perm[ch]) * mm + int(s) for ch in range(channels) for s in source[g])
+            table.setdefault(key, (g, -1 if c is None else c))
+    return table
+
+
+def key_from_maps(index: np.ndarray, mask: np.ndarray, channels: int, height: int, width: int, block: int) -> dict:
+    """The EtC key whose encryption gather is ``index`` (cipher elem <- plain elem) with XOR ``mask``."""
+    cols = width // block
+    n_blocks = (height // block) * cols
+    plane = height * width
+    idx = index.reshape(channels, height // block, block, cols, block).transpose(1, 3, 0, 2, 4).reshape(n_blocks, -1)
+    msk = mask.reshape(channels, height // block, block, cols, block).transpose(1, 3, 0, 2, 4).reshape(n_blocks, -1)
+    ch, pix = np.divmod(idx, plane)
+    row, col = np.divmod(pix, width)
+    source = (row // block) * cols + col // block
+    local = ch * block * block + (row % block) * block + col % block
+    table = forward_table(channels, block)
+    geometry, negpos = np.zeros(n_blocks, np.int64), np.zeros(n_blocks, np.int64)
+    channel_perm = np.zeros(n_blocks, np.int64)
+    block_perm = source[:, 0].copy()
+    for j in range(n_blocks):
+        s = block_perm[j]
+        geometry[s], c = table[tuple(local[j].tolist())]
+        channel_perm[s] = max(c, 0)
+        negpos[s] = int(msk[j, 0] != 0)
+    key = {"geometry": geometry, "negpos": negpos, "block_perm": block_perm}
+    if channels == 3:
+        key["channel_perm"] = channel_perm
+    return key
+
+
+@attacks.register("extended_jigsaw", "etc_jigsaw")
+class ExtendedJigsawAttack(Attack):
+    """Recover a fixed EtC key (block order, geometry, negation, colour order) from ciphertexts."""
+
+    uses_victim_ciphertexts = True
+    restores_positions = True
+
+    def __init__(
+        self,
+        *,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+        max_ciphertexts: int = 5000,
+        chunk: int = 128,
+        refine_top: int = 4,
+        prior_images: int = 500,
+        chroma_ciphertexts: int = 1000,
+    ) -> None:
+        super().__init__(seed=seed, device=device)
+        for name, value, minimum in (
+            ("max_ciphertexts", max_ciphertexts, 1), ("chunk", chunk, 1), ("refine_top", refine_top, 1),
+            ("prior_images", prior_images, 1), ("chroma_ciphertexts", chroma_ciphertexts, 1),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        self.max_ciphertexts, self.chunk, self.refine_top, self.prior_images = max_ciphertexts, chunk, refine_top, prior_images
+        self.chroma_ciphertexts = chroma_ciphertexts
+        self.key: dict[str, np.ndarray] | None = None
+        self.recovered_cipher = None
+
+    @classmethod
+    def applies_to(cls, family: CipherFamily) -> str | None:
+        if family.per_image_key:
+            return "every image has its own key: there are no shared statistics to pool"
+        traits = family.template.traits
+        if traits.within_block != "dihedral":
+            return f"within-block movement is {traits.within_block!r}, not per-block dihedral geometries"
+        return super().applies_to(family)
+
+    # -- fitting ------------------------------------------------------------------------
+    def _fit(self, attacker_images, config: AttackConfig, progress: ProgressCallback | None, *, victim, pairs) -> None:
+        assert self.family is not None and self.layout is not None and victim is not None
+        template = self.family.template
+        block = template.block_size
+        used = self.layout.unview(victim[: self.max_ciphertexts].cpu()).contiguous()
+        gray = used.shape[1] == 1 and self.layout.kind == "planes"
+        n, channels, height, width = used.shape
+        rows, cols = height // block, width // block
+        n_pieces = rows * cols
+
+        def chunks(transform=lambda x: x) -> Iterator[torch.Tensor]:
+            return (transform(part).double() for part in used.split(self.chunk))
+
+        # 1. colour order up to R <-> B: G is the channel most correlated with the others
+        if channels == 3:
+            green = green_channel(chunks(), block)
+            canon = torch.tensor([[1, 0, 2], [0, 1, 2], [0, 2, 1]])[green]  # [N, 3]: (a, G, b)
+        else:
+            canon = torch.zeros(n_pieces, 1, dtype=torch.long)
+        mm = block * block
+        canon_elems = (canon.unsqueeze(2) * mm + torch.arange(mm)).reshape(n_pieces, -1)  # [N, C*M*M]
+        maps = local_maps(channels, block, swap=channels == 3)
+        n_local = maps.shape[0]
+        sides = _side_indices(channels, block)
+        as_right = _side_as_right(maps, sides)
+        right_elems = canon_elems[:, maps[:, sides["right"]]]  # [N, L, C*M] cipher elements
+        report(progress, 1, 3, "extended_jigsaw: colour orders estimated")
+
+        # 2. edge statistics over all directed edges, streamed
+        gram = EdgeGram()
+        for chunk in chunks():
+            pieces = _pieces(chunk, block)  # [N, n, C*M*M]
+            gathered = torch.gather(
+                pieces.unsqueeze(1).expand(-1, n_local, -1, -1), 3,
+                right_elems.unsqueeze(2).expand(-1, -1, pieces.shape[1], -1),
+            )  # [N, L, n, C*M]
+            gram.add(gathered.reshape(n_pieces * n_local, -1) - 0.0)
+        same, flipped = gram.distances()
+        per_piece = 2 * n_local
+        beside, below = state_costs(same, flipped, n_pieces, as_right)
+
+        if gray:
+            states = self._solve_gray(used, beside, below, rows, cols, per_piece, block, maps)
+        else:
+            states = solve_grid(rows, cols, beside, below, per_piece, self.refine_top)
+        report(progress, 2, 3, "extended_jigsaw: pieces assembled")
+
+        # the canonical solution as a full-image decryption gather (plain elem <- cipher elem) + mask
+        piece, rest = states // per_piece, states % per_piece
+        local, neg = rest // 2, rest % 2
+        plain_of = torch.empty(channels * height * width, dtype=torch.long)
+        mask_of = torch.empty(channels * height * width, dtype=torch.long)
+        cell_r, cell_c = torch.arange(n_pieces) // cols, torch.arange(n_pieces) % cols
+        elems = canon_elems[piece][torch.arange(n_pieces).unsqueeze(1), maps[local]]  # [cells, C*M*M] local cipher elems
+        e_ch, e_pos = elems // mm, elems % mm
+        p_r, p_c = piece // cols, piece % cols
+        cipher_flat = e_ch * height * width + (p_r.unsqueeze(1) * block + e_pos // block) * width + p_c.unsqueeze(1) * block + e_pos % block
+        out_local = torch.arange(channels * mm)
+        o_ch, o_pos = out_local // mm, out_local % mm
+        plain_flat = o_ch * height * width + (cell_r.unsqueeze(1) * block + o_pos // block) * width + cell_c.unsqueeze(1) * block + o_pos % block
+        plain_of[plain_flat.reshape(-1)] = cipher_flat.reshape(-1)
+        mask_of[plain_flat.reshape(-1)] = (neg * 255).unsqueeze(1).expand(-1, channels * mm).reshape(-1)
+        plain_of = plain_of.view(channels, height, width)
+        mask_of = mask_of.view(channels, height, width)
+
+        # 3. the global symmetry, by maximum likelihood under a prior fitted to the attacker's images
+        prior_n = min(self.prior_images, attacker_images.shape[0])
+        plain_h, plain_w = self.family.image_size
+        group = symmetries(3 if not gray else 1, plain_h == plain_w)
+        sample = used[: min(n, 1000)].reshape(min(n, 1000), -1)
+
+        def restored_under(symmetry):
+            index, mask = self._symmetric_maps(plain_of, mask_of, symmetry, gray)
+            return (sample[:, index.reshape(-1)] ^ mask.reshape(-1).to(torch.uint8)).view(-1, *index.shape)
+
+        if gray:
+            # the prior sees the Y plane (grayscale): negation and geometry of the whole Y plane
+            group = symmetries(1, plain_h == plain_w)
+            y_plane = self.layout.from_plain_colour(attacker_images[:prior_n].cpu())[:, :1]
+            prior = SymmetryPrior(y_plane, group)
+            scores = [prior.upright_log_likelihood(restored_under(s)[:, :, :, :plain_w]) for s in group]
+        else:
+            prior = SymmetryPrior(attacker_images[:prior_n].cpu(), group)
+            scores = [prior.upright_log_likelihood(restored_under(s)) for s in group]
+        best = int(np.argmax(scores))
+        ranked = sorted(scores, reverse=True)
+        index, mask = self._symmetric_maps(plain_of, mask_of, group[best], gray)
+        if gray:  # then Cb <-> Cr and the chroma negations, by a prior on the attacker's YCbCr planes
+            variants = list(itertools.product((0, 1), repeat=3))
+            planes = self.layout.from_plain_colour(attacker_images[:prior_n].cpu())
+            colour_prior = SymmetryPrior(planes, variants, transform=chroma_variant)
+            chroma_scores_ = []
+            for variant in variants:
+                v_index, v_mask = self._chroma_variant(index, mask, variant)
+                restored = (sample[:, v_index.reshape(-1)] ^ v_mask.reshape(-1).to(torch.uint8)).view(-1, *v_index.shape)
+                chroma_scores_.append(colour_prior.upright_log_likelihood(self.layout.view(restored)))
+            index, mask = self._chroma_variant(index, mask, variants[int(np.argmax(chroma_scores_))])
+        encrypt_index = torch.argsort(index.reshape(-1))
+        encrypt_mask = mask.reshape(-1)[encrypt_index]
+        self.key = key_from_maps(encrypt_index.numpy(), encrypt_mask.numpy(), channels, height, width, block)
+        self.recovered_cipher = template.rebuild(**self.key)
+        assert np.array_equal(self.recovered_cipher.index_map(channels, height, width), encrypt_index.numpy())
+        report(progress, 3, 3, "extended_jigsaw: global symmetry chosen")
+        self.extra = {
+            **self.extra,
+            "ciphertexts_used": float(n),
+            "symmetry_margin": float(ranked[0] - ranked[1]) / max(1, sample.shape[0]) if len(ranked) > 1 else 0.0,
+        }
+        self.note = (
+            f"per-block geometry, negation{', colour order' if channels == 3 else ''} and block order estimated "
+            f"from {n} ciphertexts; global symmetry chosen by a prior fitted to {prior_n} attacker images"
+        )
+
+    @staticmethod
+    def _symmetric_maps(plain_of, mask_of, symmetry, gray):
+        """The decryption gather and mask after a whole-image symmetry (etc_gray: geometry on all
+        three planes, which the chroma assignment ties to the Y plane; negation on Y only)."""
+        turns, mirror, swap, neg = symmetry
+        if gray:
+            width = plain_of.shape[-1] // 3
+            index = torch.cat([apply_symmetry(p, (turns, mirror, 0, 0), False) for p in plain_of.split(width, -1)], -1)
+            mask = torch.cat([apply_symmetry(p, (turns, mirror, 0, 0), False) for p in mask_of.split(width, -1)], -1)
+            if neg:
+                mask[..., :width] = 255 - mask[..., :width]
+            return index, mask
+        index = apply_symmetry(plain_of, symmetry, negate=False)
+        mask = apply_symmetry(mask_of, symmetry, negate=False)
+        return index, (255 - mask) if neg else mask
+
+    @staticmethod
+    def _chroma_variant(plain_of, mask_of, variant):
+        """Exchange the Cb and Cr planes and/or negate either: the chroma symmetry left for etc_gray."""
+        swap, neg_cb, neg_cr = variant
+        width = plain_of.shape[-1] // 3
+        y, cb, cr = plain_of.split(width, -1)
+        my, mcb, mcr = mask_of.split(width, -1)
+        if swap:
+            cb, cr, mcb, mcr = cr, cb, mcr, mcb
+        mcb = 255 - mcb if neg_cb else mcb
+        mcr = 255 - mcr if neg_cr else mcr
+        return torch.cat([y, cb, cr], -1), torch.cat([my, mcb, mcr], -1)
+
+    def _solve_gray(self, used, beside, below, rows, cols, per_piece, block, maps):
+        """Luminance pieces as a jigsaw on the Y plane; chroma pieces assigned to Y cells, then labelled."""
+        texture: torch.Tensor | float = 0.0
+        for part in used.split(self.chunk):
+            texture = texture + _pieces(part.double(), block).var(2).sum(1)  # [N]: chroma is smooth
+        n_pieces = rows * cols
+        plane_cols = cols // 3
+        luminance = torch.zeros(n_pieces, dtype=torch.bool)
+        luminance[torch.as_tensor(texture).argsort(descending=True)[: n_pieces // 3]] = True
+        piece_of_state = torch.arange(beside.shape[0]) // per_piece
+        y_states = luminance[piece_of_state].nonzero().squeeze(1)
+        y_solution = y_states[
+            solve_grid(rows, plane_cols, beside[y_states][:, y_states], below[y_states][:, y_states], per_piece, self.refine_top)
+        ]  # Y cell (raster over rows x plane_cols) -> state
+        chroma = (~luminance).nonzero().squeeze(1)
+        score = chroma_scores(used[: self.chroma_ciphertexts], block, y_solution, chroma, maps, per_piece, 32)
+        best, best_local = score.max(1)  # [Q, cells]
+        from scipy.optimize import linear_sum_assignment
+
+        pieces_at, slots = linear_sum_assignment(-torch.cat([best, best], 1).numpy())
+        cell_pieces = torch.empty(rows * plane_cols, 2, dtype=torch.long)
+        slot = torch.as_tensor(slots)
+        cell_pieces[slot % (rows * plane_cols), slot // (rows * plane_cols)] = torch.as_tensor(pieces_at)
+        local = best_local[cell_pieces, torch.arange(rows * plane_cols).unsqueeze(1)]  # [cells, 2]
+        base = chroma[cell_pieces] * per_piece + local * 2  # positive states of the two pieces
+        labels = label_chroma(base, beside, below, rows, plane_cols)
+        swap, neg_a, neg_b = labels // 4, (labels // 2) % 2, labels % 2
+        first = torch.where(swap == 0, base[:, 0] + neg_a, base[:, 1] + neg_b)
+        second = torch.where(swap == 0, base[:, 1] + neg_b, base[:, 0] + neg_a)
+        grid = lambda x: x.view(rows, plane_cols)  # noqa: E731
+        states = torch.cat([grid(y_solution), grid(first), grid(second)], 1).reshape(-1)
+        self.extra["chroma_match"] = float(best.max(1).values.mean())
+        return states
+
+    def _restore(self, ciphertexts: torch.Tensor) -> torch.Tensor:
+        assert self.recovered_cipher is not None and self.layout is not None
+        return self.recovered_cipher.decrypt(self.layout.unview(ciphertexts).contiguous())
+
+    def _state(self) -> dict[str, object]:
+        assert self.key is not None
+        return {"key": {name: torch.from_numpy(np.asarray(v)) for name, v in self.key.items()}}
+
+    def _load_state(self, state) -> None:
+        assert self.family is not None
+        self.key = {name: value.numpy() for name, value in state["key"].items()}
+        self.recovered_cipher = self.family.template.rebuild(**self.key)
