@@ -438,6 +438,7 @@ class ExtendedJigsawAttack(Attack):
 
     uses_victim_ciphertexts = True
     restores_positions = True
+    statistical = True
 
     def __init__(
         self,

@@ -288,6 +288,7 @@ class NibbleAttack(Attack):
 
     uses_victim_ciphertexts = True
     restores_positions = True
+    statistical = True
 
     def __init__(
         self,

@@ -291,7 +291,7 @@ class PuzzleAttack(Attack):
         if not (traits.identity or (shared_shuffle and values_kept)):
             return (
                 f"{family.canonical_name} is not block scrambling with one pixel shuffle shared by all sub-blocks "
-                "(nibble, dihedral, colour and negative-positive keys have their own statistical attacks)"
+                "(nibble keys: nibble; dihedral blocks: extended_jigsaw)"
             )
         return super().applies_to(family)
 

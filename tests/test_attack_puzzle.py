@@ -81,7 +81,7 @@ def test_recovers_most_positions_of_a_proposed_key_from_thousands_of_ciphertexts
 def test_other_ciphers_get_a_reason() -> None:
     puzzle = attacks.get("puzzle")
     assert "own key" in puzzle.applies_to(CipherFamily("pe", (32, 32), 1))
-    assert "own statistical attacks" in puzzle.applies_to(CipherFamily("etc", (32, 32), 4))
+    assert "extended_jigsaw" in puzzle.applies_to(CipherFamily("etc", (32, 32), 4))
     assert puzzle.applies_to(CipherFamily("proposed", (32, 32), 4)) is None
 
 
