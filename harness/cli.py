@@ -327,6 +327,7 @@ def _merge(out: Path, shards: list[Path], stdout: Callable[[str], None]) -> int:
     run = store.read_run()
     runner = Runner(run["config"], out, device=run.get("device", "cpu"))
     copied = 0
+    store.cells_dir.mkdir(parents=True, exist_ok=True)
     for shard in shards:
         source = ResultStore(shard)
         for path in sorted(source.cells_dir.glob("*.json")) if source.cells_dir.is_dir() else []:
