@@ -305,3 +305,13 @@ def test_shard_folders_merge_into_the_serial_rows(tmp_path, serial_grid, capsys)
     assert_same_rows(serial, tmp_path / "merged")
     code = main(["merge", str(tmp_path / "merged2"), str(tmp_path / "missing")], **quiet)
     assert code == 2 and "not a run folder" in capsys.readouterr().err
+
+
+def test_executor_ray_without_ray_is_a_one_line_user_error(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
+    code = main(_tiny_argv(tmp_path, "--executor", "ray"), stdout=lambda line: None)
+    err = capsys.readouterr().err
+    assert code == 2 and "pip install 'scramblebench[ray]'" in err and err.count("\n") == 1
+    assert main(_tiny_argv(tmp_path, "--address", "auto"), stdout=lambda line: None) == 2
+    assert "--address is for --executor ray" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
