@@ -1,8 +1,13 @@
 """The benchmark runner: expand a configuration into cells, run the missing ones, store rows.
 
 A cell is (dataset, cipher, classifier) for accuracy, (dataset, cipher, attack) for security and
-(dataset, cipher) for the key space and example images.  Finished cells found in the results
-store are skipped (resume); a failing cell is recorded with its error and the run goes on.
+(dataset, cipher) for the key space and example images.  A cell's identity (:func:`cell_hash`)
+is a digest of its coordinates, the configuration parts it reads (:func:`cell_inputs`) and the
+code it runs (:func:`code_version`); a cell with a verified record of its identity in the run
+folder is skipped (resume), any other is computed.  Every result is one checksummed record
+(``cells/<hash>.json``); results.csv and per_image.csv are compiled from the records.  A
+failing cell is recorded with its error and the run goes on.  Executors: local (serial or
+``workers`` processes) and Ray (:mod:`harness.executors`); :func:`shard_cells` splits a grid.
 """
 
 from __future__ import annotations

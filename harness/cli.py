@@ -249,6 +249,8 @@ def _dispatch(args: argparse.Namespace, stdout: Callable[[str], None]) -> int:
             raise UsageError(f"--workers must be a positive count, got {args.workers}")
         if args.address is not None and args.executor != "ray":
             raise UsageError("--address is for --executor ray")
+        if args.workers > 1 and args.executor != "local":
+            raise UsageError("--workers is for --executor local (Ray schedules its tasks on the cluster's CPUs and GPUs)")
         if args.executor == "ray" and not (args.list or args.report_only or args.dry_run):
             from harness.executors import require_ray
 
@@ -388,7 +390,7 @@ def prepare_run_folder(out: Path, resume: bool) -> ResultStore:
                 )
     else:
         try:
-            out.mkdir(parents=True, mode=0o700)
+            out.mkdir(parents=True, mode=0o700, exist_ok=True)  # another process of a sharded run may have just made it
             out.chmod(0o700)  # owner-only whatever the umask: examples are known plaintexts
         except OSError as exc:
             raise UsageError(f"--out {out}: cannot create the run folder ({exc.strerror or exc})") from None

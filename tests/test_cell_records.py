@@ -315,3 +315,8 @@ def test_executor_ray_without_ray_is_a_one_line_user_error(tmp_path, monkeypatch
     assert main(_tiny_argv(tmp_path, "--address", "auto"), stdout=lambda line: None) == 2
     assert "--address is for --executor ray" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_workers_are_for_the_local_executor(tmp_path, capsys) -> None:
+    assert main(_tiny_argv(tmp_path, "--executor", "ray", "--workers", "2"), stdout=lambda line: None) == 2
+    assert "--workers is for --executor local" in capsys.readouterr().err
