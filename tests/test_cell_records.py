@@ -320,3 +320,24 @@ def test_executor_ray_without_ray_is_a_one_line_user_error(tmp_path, monkeypatch
 def test_workers_are_for_the_local_executor(tmp_path, capsys) -> None:
     assert main(_tiny_argv(tmp_path, "--executor", "ray", "--workers", "2"), stdout=lambda line: None) == 2
     assert "--workers is for --executor local" in capsys.readouterr().err
+
+
+def test_a_killed_run_loses_no_finished_cell_and_the_rerun_completes_it(tmp_path, serial_grid) -> None:
+    import signal
+    import time
+
+    serial, config = serial_grid
+    out = tmp_path / "killed"
+    process = cli("--config", str(config), *GRID, "--out", str(out))
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None and len(list((out / "cells").glob("*.json"))) < 2:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=60)
+    store = ResultStore(out)
+    before = {r["cell_hash"]: r["finished"] for r in store.scan_records()[0]}
+    assert before and not store.scan_records()[1]  # whole records only, never a half-written one
+    assert main(["--config", str(config), *GRID, "--out", str(out)], stdout=lambda line: None) == 0
+    after = {r["cell_hash"]: r["finished"] for r in store.scan_records()[0]}
+    assert len(after) == 12 and all(after[h] == finished for h, finished in before.items())  # none recomputed
+    assert_same_rows(serial, out)
