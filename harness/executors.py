@@ -77,10 +77,14 @@ def run_ray(runner: Runner, todo: list[Cell], finish: Callable[..., None], *, ad
     if started_here:
         # workers import this checkout, whatever else is on their path
         env = {"env_vars": {"PYTHONPATH": str(bench.REPO_ROOT)}}
-        if address:
-            ray.init(address=address, runtime_env=env, log_to_driver=False)
-        else:
-            ray.init(include_dashboard=False, runtime_env=env, log_to_driver=False)
+        try:
+            if address:
+                ray.init(address=address, runtime_env=env, log_to_driver=False)
+            else:
+                ray.init(include_dashboard=False, runtime_env=env, log_to_driver=False)
+        except Exception as exc:  # a user error (wrong address, no cluster there): one line, exit 2
+            where = f"join the Ray cluster at {address}" if address else "start a local Ray instance"
+            raise ValueError(f"--executor ray: cannot {where} ({type(exc).__name__}: {exc})") from None
     try:
         settings = {
             "config": runner.config,
