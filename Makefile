@@ -4,14 +4,18 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# extras installed with the package; CI adds the optional ray extra: make install EXTRAS=test,ray
+EXTRAS ?= test
 
-.PHONY: bench test benchmark clean-venv
+.PHONY: install bench test benchmark clean-venv
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[test]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[$(EXTRAS)]"
 	touch $(STAMP)
+
+install: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) run_bench.py --workers 2 $(ARGS)

@@ -1,16 +1,25 @@
 """The benchmark runner: expand a configuration into cells, run the missing ones, store rows.
 
 A cell is (dataset, cipher, classifier) for accuracy, (dataset, cipher, attack) for security and
-(dataset, cipher) for the key space and example images.  Finished cells found in the results
-store are skipped (resume); a failing cell is recorded with its error and the run goes on.
+(dataset, cipher) for the key space and example images.  A cell's identity (:func:`cell_hash`)
+is a digest of its coordinates, the configuration parts it reads (:func:`cell_inputs`) and the
+code it runs (:func:`code_version`); a cell with a verified record of its identity in the run
+folder is skipped (resume), any other is computed.  Every result is one checksummed record
+(``cells/<hash>.json``); results.csv and per_image.csv are compiled from the records.  A
+failing cell is recorded with its error and the run goes on.  Executors: local (serial or
+``workers`` processes) and Ray (:mod:`harness.executors`); :func:`shard_cells` splits a grid.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import hashlib
+import inspect
+import json
 import platform
 import subprocess
+import sys
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -28,7 +37,7 @@ from harness.keys import derive_seed
 from harness.metrics import ssim
 from harness.progress import ProgressCallback
 from harness.registry import Registry, attacks, ciphers, classifiers
-from harness.results import ResultStore, cell_id, exact_int_string
+from harness.results import DamagedRecordError, ResultStore, cell_id, encode_array, exact_int_string
 from harness.stats import bootstrap_mean_interval, mean_interval, wilson_interval
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -118,6 +127,192 @@ def plan_cells(config: dict[str, Any], selection: Selection) -> list[Cell]:
     return [cell for cell in cells if cell.kind in selection.kinds]
 
 
+# -- cell identity ----------------------------------------------------------------------------
+#: bump when the meaning of a cell's inputs or rows changes in a way the sources do not show
+IDENTITY_FORMAT = 1
+
+
+def _normalised(value: Any) -> Any:
+    """``value`` as JSON would give it back (tuples as lists), for comparing stored inputs."""
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+def _size(value: Any) -> list[int]:
+    return [int(value[0]), int(value[1])]
+
+
+def cell_inputs(config: dict[str, Any], cell: Cell) -> dict[str, Any]:
+    """Exactly the parts of the resolved configuration that ``cell`` reads.
+
+    The preset name and master seed (they are in every row), the dataset with the size of every
+    split the cell loads (and ``data_dir`` for a dataset read from disk), the cipher's options and
+    the image size it runs at, and per kind: ``examples`` (key space); the trained network's
+    ``classifiers`` section and ``accuracy_seeds`` (accuracy; ``vit_keyed`` reads ``vit``'s); the
+    attack's section, ``known_pairs``, ``ciphertext_ladder`` and ``examples`` (security).  Keys
+    the cell does not read (``pairings``, ``verdict_margin``, other ciphers' options...) are
+    not part of it, so changing them recomputes nothing.
+    """
+    inputs: dict[str, Any] = {"preset": config["preset"], "seed": config["seed"], "dataset": cell.dataset}
+    if cell.dataset != "natural":  # the embedded photographs do not read data_dir
+        inputs["data_dir"] = None if config.get("data_dir") is None else str(config["data_dir"])
+    cipher = {"name": cell.cipher, "options": cipher_options(config, cell.cipher)}
+    default_size = config["cipher_image_size"].get(cell.cipher, config["image_size"])
+    if cell.kind == "key_space":
+        splits = ["test"]
+        cipher["image_size"] = _size(default_size)
+        inputs["examples"] = config["examples"]
+    elif cell.kind == "accuracy":
+        trained = getattr(classifiers.get(cell.classifier), "plain_base", None) or cell.classifier
+        splits = ["train", "test"]
+        cipher["image_size"] = _size(config["classifier_image_size"].get(trained) or default_size)
+        inputs["classifier"] = {"name": cell.classifier, "trained": trained, "settings": config["classifiers"].get(trained) or {}}
+        inputs["accuracy_seeds"] = config["accuracy_seeds"]
+    elif cell.kind == "security":
+        attack = attacks.get(cell.attack)
+        splits = ["test", "attacker"] + (["train"] if getattr(attack, "uses_victim_ciphertexts", False) else [])
+        cipher["image_size"] = _size(default_size)
+        inputs["attack"] = {"name": cell.attack, "settings": config["attacks"].get(cell.attack) or {}}
+        inputs["known_pairs"] = config["known_pairs"]
+        inputs["ciphertext_ladder"] = [int(c) for c in config["ciphertext_ladder"]]
+        inputs["examples"] = config["examples"]
+    else:
+        raise ValueError(f"unknown cell kind {cell.kind!r}")
+    inputs["splits"] = {split: config[f"n_{split}"] for split in sorted(splits)}
+    inputs["cipher"] = cipher
+    return _normalised(inputs)
+
+
+#: core modules every cell runs, relative to the repository root
+_CORE_SOURCES = ("harness/data.py", "harness/keys.py", "harness/metrics.py", "harness/stats.py", "ciphers/base.py")
+_KIND_SOURCES = {
+    "key_space": (),
+    "accuracy": ("harness/training.py", "harness/cache.py", "harness/classifiers"),
+    "security": ("attacks/base.py", "attacks/evaluate.py", "harness/cache.py"),
+}
+
+
+def _file_digest(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return "missing"
+
+
+def _helper_files(module_file: Path) -> list[Path]:
+    """A plugin's own module and its package's shared helpers (``base.py``, ``_*.py``)."""
+    folder = module_file.parent
+    return [module_file, *sorted(p for p in folder.glob("*.py") if p.name == "base.py" or (p.name.startswith("_") and p.name != "__init__.py"))]
+
+
+def _plugin_file(registry: Registry, name: str) -> Path | None:
+    try:
+        source = inspect.getsourcefile(registry.get(name))
+    except (TypeError, KeyError):
+        return None
+    return Path(source).resolve() if source else None
+
+
+#: the Runner methods that compute a cell: their source text is part of every cell's code version,
+#: so editing the runner's scheduling, storage or command line recomputes nothing
+_COMPUTE_FUNCTIONS = ("compute", "_key_space_cell", "_accuracy_cell", "_security_cell", "dataset", "victim_cipher",
+                      "image_size", "accuracy_image_size", "provenance")
+
+
+def code_version(cell: Cell) -> dict[str, str]:
+    """The code a cell runs: the scramblebench version and one digest of the sources it executes.
+
+    The digest covers the core modules (data, keys, metrics, stats, the cipher base), the
+    runner's cell-computing methods, the modules of the cell's cipher, classifier (the whole
+    ``harness/classifiers`` package for accuracy cells, with training) or attack (with
+    ``attacks/base.py``, ``attacks/evaluate.py`` and the package's ``_*.py`` helpers), third-party
+    plugins' defining modules included.  Editing a report, the command line, the docs, the tests
+    or another cipher's module changes no cell's identity.  Library versions and the git commit
+    are recorded in the cell's record but are not part of the identity.
+    """
+    key = (cell.kind, cell.cipher, cell.classifier, cell.attack)
+    if key not in _CODE_VERSIONS:
+        files: list[Path] = [REPO_ROOT / p for p in _CORE_SOURCES]
+        for entry in _KIND_SOURCES[cell.kind]:
+            path = REPO_ROOT / entry
+            files += sorted(path.rglob("*.py")) if path.is_dir() else [path]
+        plugin_files = [_plugin_file(ciphers, cell.cipher)]
+        if cell.kind == "accuracy":
+            base = getattr(classifiers.get(cell.classifier), "plain_base", None)
+            plugin_files += [_plugin_file(classifiers, cell.classifier), _plugin_file(classifiers, base) if base else None]
+        if cell.kind == "security":
+            plugin_files.append(_plugin_file(attacks, cell.attack))
+        for plugin in filter(None, plugin_files):
+            files += _helper_files(plugin)
+        digest = hashlib.sha256()
+        for path in sorted(set(p.resolve() for p in files)):
+            name = str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else path.name
+            digest.update(f"{name}\0{_file_digest(path)}\n".encode())
+        digest.update(_compute_source_digest().encode())
+        _CODE_VERSIONS[key] = {"scramblebench": scramblebench_version(), "sources": digest.hexdigest()[:16]}
+    return dict(_CODE_VERSIONS[key])
+
+
+_CODE_VERSIONS: dict[tuple[str, ...], dict[str, str]] = {}
+
+
+def _compute_source_digest() -> str:
+    """Digest of the source of the runner's cell-computing functions, as this module defines them
+    (taken from the module's objects captured at import, so a monkeypatched method changes nothing)."""
+    global _COMPUTE_DIGEST
+    if _COMPUTE_DIGEST is None:
+        text = "".join(inspect.getsource(function) for function in _COMPUTE_OBJECTS)
+        _COMPUTE_DIGEST = hashlib.sha256(text.encode()).hexdigest()
+    return _COMPUTE_DIGEST
+
+
+_COMPUTE_DIGEST: str | None = None
+
+
+def cell_hash(cell: Cell, inputs: dict[str, Any], code: dict[str, str]) -> str:
+    """The cell's identity: a digest of its coordinates, the inputs it reads and its code version."""
+    text = json.dumps({"format": IDENTITY_FORMAT, "cell": dataclasses.asdict(cell), "inputs": inputs, "code": code},
+                      sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def scramblebench_version() -> str:
+    """The installed distribution's version, else the one in this checkout's pyproject.toml."""
+    try:
+        return metadata.version("scramblebench")
+    except metadata.PackageNotFoundError:
+        import tomllib
+
+        try:
+            return str(tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["version"])
+        except (OSError, KeyError, tomllib.TOMLDecodeError):
+            return "unknown"
+
+
+# -- shards -----------------------------------------------------------------------------------
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/n"`` (1-based: 1/4 ... 4/4) -> (i, n); ValueError otherwise."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard must be i/n with whole numbers, 1 <= i <= n (e.g. 1/4), got {text!r}") from None
+    if not 1 <= index <= count:
+        raise ValueError(f"--shard i/n needs 1 <= i <= n (shards are 1-based: 1/{max(count, 1)} ... {max(count, 1)}/{max(count, 1)}), got {text!r}")
+    return index, count
+
+
+def shard_of(cell: Cell, count: int, dependency: Callable[[Cell], Cell | None]) -> int:
+    """The 1-based shard of ``cell`` among ``count``: a stable digest of its coordinates (those of
+    the cell it depends on, if any, so ``vit_keyed`` goes with its plain ``vit``)."""
+    root = dependency(cell) or cell
+    digest = hashlib.sha256("\0".join(root.id).encode()).hexdigest()
+    return int(digest, 16) % count + 1
+
+
+def shard_cells(cells: Iterable[Cell], index: int, count: int, dependency: Callable[[Cell], Cell | None]) -> list[Cell]:
+    """The cells of shard ``index`` of ``count`` (1-based), in plan order."""
+    return [cell for cell in cells if shard_of(cell, count, dependency) == index]
+
+
 class Runner:
     """Runs the cells of one configuration into one run folder."""
 
@@ -138,6 +333,8 @@ class Runner:
         self.cell_progress = cell_progress or (lambda cell: None)
         self._data: dict[tuple, ImageDataset] = {}
         self._ciphers: dict[tuple, Cipher] = {}
+        self._hashes: dict[Cell, str] = {}
+        self._git: str | None = None
 
     # -- shared inputs --------------------------------------------------------------------
     def image_size(self, cipher: str) -> tuple[int, int]:
@@ -185,76 +382,138 @@ class Runner:
             "seed": self.config["seed"],
         }
 
+    # -- identity -------------------------------------------------------------------------
+    def inputs(self, cell: Cell) -> dict[str, Any]:
+        """The parts of the resolved configuration that ``cell`` reads (see :func:`cell_inputs`)."""
+        return cell_inputs(self.config, cell)
+
+    def identity(self, cell: Cell) -> str:
+        """The cell's hash: its coordinates, :meth:`inputs` and the code version of what it runs."""
+        if cell not in self._hashes:
+            self._hashes[cell] = cell_hash(cell, self.inputs(cell), code_version(cell))
+        return self._hashes[cell]
+
+    def finished(self, cells: Iterable[Cell]) -> set[Cell]:
+        """The cells with a verified, not failed record of their identity in the run folder."""
+        done = set()
+        for cell in cells:
+            try:
+                record = self.store.read_record(self.store.record_path(self.identity(cell)))
+            except (FileNotFoundError, DamagedRecordError):
+                continue
+            if record["status"] != "failed":
+                done.add(cell)
+        return done
+
     # -- running --------------------------------------------------------------------------
     def run(
-        self, cells: Iterable[Cell], on_cell_done: Callable[[Cell, str], None] | None = None, *, workers: int = 1
+        self,
+        cells: Iterable[Cell],
+        on_cell_done: Callable[[Cell, str], None] | None = None,
+        *,
+        workers: int = 1,
+        executor: str = "local",
+        address: str | None = None,
     ) -> int:
-        """Run the unfinished cells (``workers`` > 1: that many processes); returns the failed count.
+        """Run the cells without a finished record (``workers`` > 1: that many processes;
+        ``executor="ray"``: one Ray task per cell); returns how many of them failed.
 
-        Cells are stored by this process only, as they finish, so a parallel run writes the
-        same files as a serial one; a cell that reuses another's model (``vit_keyed`` the plain
-        ``vit``) waits for it, so no two processes train the same cached network.
+        Every cell's result is written by this process only, as one checksummed record, and the
+        compiled files are rebuilt from all records after every cell and at the end; a cell that
+        reuses another's model (``vit_keyed`` the plain ``vit``) waits for it, so no two
+        processes train the same cached network.
         """
-        frame = self.store.load()
-        finished = self.store.finished_cells(frame)
+        cells = list(cells)
+        planned = {self.identity(c) for c in cells}
+        records, damaged = self.store.scan_records()
+        for path, reason in damaged:
+            what = "that cell is recomputed" if path.stem in planned else "ignored (not a cell of this run)"
+            self.warn(f"{reason}; {what}")
+        good = {r["cell_hash"]: r for r in records}
         todo = []
         for cell in cells:
-            if cell.id in finished:
+            record = good.get(self.identity(cell))
+            if record is not None and record["status"] != "failed":
+                self.store.touch_record(record["cell_hash"])  # the current record of its coordinates
                 if on_cell_done:
                     on_cell_done(cell, "cached")
             else:
                 todo.append(cell)
+        self.compile()
+        failures = 0
 
-        def store(cell: Cell, rows: list[dict[str, Any]], elapsed: float) -> None:
-            nonlocal frame
-            for row in rows:
-                row.setdefault("elapsed_s", elapsed)
-            frame = self.store.replace_cell(frame, rows)
+        def finish(cell: Cell, output: CellOutput | None, failure: tuple[str, str] | None, elapsed: float) -> None:
+            nonlocal failures
+            if output is None:
+                assert failure is not None
+                output = CellOutput(self.failed(cell, *failure))
+            self.record(cell, output, elapsed)
+            status = "failed" if any(r.get("status") == "failed" for r in output.rows) else output.rows[0]["status"]
+            failures += status == "failed"
             if on_cell_done:
-                on_cell_done(cell, rows[0]["status"])
+                on_cell_done(cell, status)
 
-        if workers > 1 and len(todo) > 1:
-            self._run_parallel(todo, workers, store)
+        if executor == "ray":
+            from harness.executors import run_ray
+
+            run_ray(self, todo, finish, address=address)
+        elif executor != "local":
+            raise ValueError(f"unknown executor {executor!r}; choose local or ray")
+        elif workers > 1 and len(todo) > 1:
+            self._run_parallel(todo, workers, finish)
         else:
             for cell in todo:
-                started = time.perf_counter()
-                try:
-                    rows = self.run_cell(cell)
-                except Exception as exc:  # a failing cell is recorded and the grid goes on
-                    rows = self.failed(cell, exc, traceback.format_exc())
-                store(cell, rows, time.perf_counter() - started)
-        return int(frame[frame["status"] == "failed"][["kind", "dataset", "cipher", "classifier", "attack"]].drop_duplicates().shape[0])
+                finish(cell, *self.compute_guarded(cell))
+        self.compile()
+        return failures
 
-    def _run_parallel(self, todo: list[Cell], workers: int, store: Callable[[Cell, list[dict[str, Any]], float], None]) -> None:
-        import multiprocessing
-        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    def compute_guarded(self, cell: Cell) -> tuple[CellOutput | None, tuple[str, str] | None, float]:
+        """:meth:`compute`, catching its failure: (output, None, seconds) or (None, (message, traceback), seconds)."""
+        started = time.perf_counter()
+        try:
+            return self.compute(cell), None, time.perf_counter() - started
+        except Exception as exc:  # a failing cell is recorded and the grid goes on
+            return None, (_one_line(exc), traceback.format_exc()), time.perf_counter() - started
 
+    def schedule(
+        self,
+        todo: list[Cell],
+        submit: Callable[[Cell], Any],
+        wait_any: Callable[[list[Any]], list[tuple[Any, Any]]],
+        finish: Callable[..., None],
+        capacity: int | None = None,
+    ) -> None:
+        """Submit cells as their dependencies finish (at most ``capacity`` at once); ``wait_any``
+        returns (handle, (output, failure, seconds)) of finished handles, which go to ``finish``."""
         planned = {cell.id for cell in todo}
         done: set[tuple[str, ...]] = set()
         pending, running = list(todo), {}
+        while pending or running:
+            for cell in list(pending):
+                if capacity is not None and len(running) >= capacity:
+                    break
+                needed = self.dependency(cell)
+                if needed is not None and needed.id in planned and needed.id not in done:
+                    continue
+                pending.remove(cell)
+                running[submit(cell)] = cell
+            for handle, result in wait_any(list(running)):
+                cell = running.pop(handle)
+                finish(cell, *result)
+                done.add(cell.id)
+
+    def _run_parallel(self, todo: list[Cell], workers: int, finish: Callable[..., None]) -> None:
+        import multiprocessing
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
         context = multiprocessing.get_context("spawn")  # no fork of a process whose torch threads already run
         init = (self.config, str(self.store.folder), self.device, self.refresh_cache, torch.get_num_threads())
         with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=init) as pool:
-            while pending or running:
-                for cell in list(pending):
-                    if len(running) >= workers:
-                        break
-                    needed = self.dependency(cell)
-                    if needed is not None and needed.id in planned and needed.id not in done:
-                        continue
-                    pending.remove(cell)
-                    running[pool.submit(_compute_in_worker, cell)] = cell
-                finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    cell = running.pop(future)
-                    output, failure, elapsed = future.result()
-                    if output is not None:
-                        self.record(cell, output)
-                        rows = output.rows
-                    else:
-                        rows = self.failed(cell, *failure)
-                    store(cell, rows, elapsed)
-                    done.add(cell.id)
+            def wait_any(futures: list[Any]) -> list[tuple[Any, Any]]:
+                finished, _ = wait(futures, return_when=FIRST_COMPLETED)
+                return [(future, future.result()) for future in finished]
+
+            self.schedule(todo, lambda cell: pool.submit(_compute_in_worker, cell), wait_any, finish, capacity=workers)
 
     def dependency(self, cell: Cell) -> Cell | None:
         """The cell whose trained model this one reuses (``vit_keyed`` -> plain ``vit``), if any."""
@@ -268,22 +527,94 @@ class Runner:
             log.write(f"== {cell.label}\n{trace}\n")
         return [{**self.provenance(cell), "status": "failed", "metric": "error", "note": message}]
 
+    def warn(self, message: str) -> None:
+        """A warning line on stderr and in errors.log."""
+        print(f"scramblebench: warning: {message}", file=sys.stderr, flush=True)
+        self.store.folder.mkdir(parents=True, exist_ok=True)
+        with (self.store.folder / "errors.log").open("a") as log:
+            log.write(f"== warning\n{message}\n")
+
     def run_cell(self, cell: Cell) -> list[dict[str, Any]]:
-        """Compute one cell and store its per-image scores and examples; returns its rows."""
+        """Compute one cell, store its record and compile the run folder; returns its rows."""
+        started = time.perf_counter()
         output = self.compute(cell)
-        self.record(cell, output)
+        self.record(cell, output, time.perf_counter() - started)
         return output.rows
 
     def compute(self, cell: Cell) -> CellOutput:
         handler = {"key_space": self._key_space_cell, "accuracy": self._accuracy_cell, "security": self._security_cell}
         return handler[cell.kind](cell)
 
-    def record(self, cell: Cell, output: CellOutput) -> None:
-        """Store a cell's per-image scores and example images (its rows go to results.csv)."""
-        if output.per_image is not None:
-            self.store.replace_per_image(self.provenance(cell), output.per_image)
-        for name, images, scores in output.examples:
-            self.store.save_examples(self.store.example_path(cell.dataset, cell.cipher, name), images, scores)
+    def record(self, cell: Cell, output: CellOutput, elapsed: float = float("nan")) -> dict[str, Any]:
+        """Write the cell's record (rows, per-image scores, examples; checksummed), then compile."""
+        digest = self.identity(cell)
+        rows = [{**row, "elapsed_s": row.get("elapsed_s", elapsed), "cell_hash": digest} for row in output.rows]
+        record = {
+            "cell_hash": digest,
+            "cell": dataclasses.asdict(cell),
+            "inputs": self.inputs(cell),
+            "code": code_version(cell),
+            "status": "failed" if any(r.get("status") == "failed" for r in rows) else str(rows[0]["status"]),
+            "rows": rows,
+            "per_image": {m: np.asarray(v, dtype=np.float64).tolist() for m, v in (output.per_image or {}).items()},
+            "examples": [
+                {"name": name, "images": encode_array(np.asarray(images)), "ssim": None if scores is None else np.asarray(scores, dtype=np.float64).tolist()}
+                for name, images, scores in output.examples
+            ],
+            "finished": datetime.now(timezone.utc).isoformat(timespec="microseconds"),
+            "elapsed_s": elapsed,
+            "device": self.device,
+            "git_commit": self._commit(),
+            "host": platform.node(),
+        }
+        self.store.write_record(record)
+        self.compile()
+        return record
+
+    def _commit(self) -> str:
+        if self._git is None:
+            self._git = git_commit()
+        return self._git
+
+    def compile(self) -> list[dict[str, Any]]:
+        """Rebuild results.csv, per_image.csv and examples/ from the records (under the folder's lock).
+
+        Only records of this configuration count: a record whose inputs differ from what its cell
+        reads in ``self.config`` (another seed, n_test, epochs...) is kept in ``cells/`` but left
+        out; of several records of one cell (code versions), the newest (file time) wins.
+        """
+        with self.store.lock():
+            records, _ = self.store.scan_records()
+            chosen: dict[tuple[str, ...], tuple[int, dict[str, Any]]] = {}
+            for record in records:
+                try:
+                    cell = Cell(**record["cell"])
+                    current = _normalised(self.inputs(cell))
+                except Exception:  # a cell of a plugin that is not installed now, or another grid
+                    continue
+                if _normalised(record["inputs"]) != current:
+                    continue
+                try:
+                    stamp = self.store.record_path(record["cell_hash"]).stat().st_mtime_ns
+                except FileNotFoundError:
+                    continue
+                best = chosen.get(cell.id)
+                if best is None or (stamp, record["cell_hash"]) > (best[0], best[1]["cell_hash"]):
+                    chosen[cell.id] = (stamp, record)
+            ordered = sorted((r for _, r in chosen.values()), key=lambda r: (r["finished"], r["cell_hash"]))
+            self.store.write_compiled(ordered)
+            return ordered
+
+    def write_run(self, run: dict[str, Any]) -> None:
+        """Write run.json; key spaces of another run of this configuration in the folder are kept."""
+        with self.store.lock():
+            try:
+                existing = self.store.read_run()
+            except (FileNotFoundError, ValueError):
+                existing = {}
+            if _normalised(existing.get("config")) == _normalised(run["config"]):
+                run["key_spaces"] = {**existing.get("key_spaces", {}), **run["key_spaces"]}
+            self.store.write_run(run)
 
     def _key_space_cell(self, cell: Cell) -> CellOutput:
         cipher = self.victim_cipher(cell.cipher)
@@ -425,11 +756,7 @@ def _init_worker(config: dict[str, Any], out: str, device: str, refresh_cache: b
 def _compute_in_worker(cell: Cell) -> tuple[CellOutput | None, tuple[str, str] | None, float]:
     """One cell in a worker: its output, or (message, traceback) of its failure; and its seconds."""
     assert _WORKER is not None
-    started = time.perf_counter()
-    try:
-        return _WORKER.compute(cell), None, time.perf_counter() - started
-    except Exception as exc:  # reported to the parent, which records the failed cell
-        return None, (_one_line(exc), traceback.format_exc()), time.perf_counter() - started
+    return _WORKER.compute_guarded(cell)  # a failure is reported to the parent, which records the failed cell
 
 
 def _one_line(exc: BaseException) -> str:
@@ -509,3 +836,7 @@ def run_metadata(config: dict[str, Any], runner: Runner, cells: list[Cell], devi
 
 def now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+#: the functions whose source is part of every cell's code version (see :func:`code_version`)
+_COMPUTE_OBJECTS = [getattr(Runner, name) for name in _COMPUTE_FUNCTIONS] + [_mean_row]

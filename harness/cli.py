@@ -1,7 +1,8 @@
 """Command line of ``scramblebench`` / ``run_bench.py``: parse, resolve the config, run, report.
 
 Subcommands: ``run`` (the default when none is given), ``plan`` (the grid, nothing run),
-``report DIR``, ``list`` and ``validate`` (print the resolved, checked config as YAML).  The old
+``report DIR``, ``merge OUT SHARD...`` (combine run folders' cell records), ``list`` and
+``validate`` (print the resolved, checked config as YAML).  The old
 flags ``--dry-run``, ``--report-only DIR`` and ``--list`` still work as aliases.
 
 Exit codes: 0 when every cell succeeded, 1 when any cell failed (the report still shows it),
@@ -19,7 +20,7 @@ from typing import Callable, NoReturn, Sequence
 
 import torch
 
-from harness.bench import Cell, Runner, Selection, now, plan_cells, run_metadata
+from harness.bench import Cell, Runner, Selection, now, parse_shard, plan_cells, run_metadata, shard_cells
 from harness.config_schema import ConfigError
 from harness.presets import PRESETS, resolve_config
 from harness.progress import ProgressCallback
@@ -28,7 +29,7 @@ from harness.results import KINDS as CELL_KINDS
 from harness.results import ResultsSchemaError, ResultStore
 
 PROG = "scramblebench"
-COMMANDS = ("run", "plan", "report", "list", "validate")
+COMMANDS = ("run", "plan", "report", "merge", "list", "validate")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -81,6 +82,11 @@ def _config_flags() -> argparse.ArgumentParser:
     select.add_argument("--classifiers", help="comma list of classifier names or patterns (default: all)")
     select.add_argument("--attacks", help="comma list of attack names or patterns (default: all)")
     select.add_argument("--kinds", help="comma list of cell kinds to run: key_space, accuracy, security (default: all)")
+    select.add_argument(
+        "--shard", metavar="I/N",
+        help="only the cells of shard I of N (1-based: 1/N ... N/N; a stable split by cell, vit_keyed with its plain vit), "
+        "e.g. one per Slurm array task; shards may share one --out or be merged with 'merge'",
+    )
     return flags
 
 
@@ -122,6 +128,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="cells run at once, each in its own process with --threads threads (default 1: serial; "
         "`make bench` uses 2 on a 2-core machine)",
     )
+    run.add_argument(
+        "--executor", choices=["local", "ray"], default="local",
+        help="local: this machine, serial or --workers processes (default); ray: one Ray task per cell "
+        "(needs the 'ray' extra: pip install 'scramblebench[ray]')",
+    )
+    run.add_argument(
+        "--address", default=None,
+        help="with --executor ray: the Ray cluster to join (e.g. 'auto' or ray://host:10001; default: start a local Ray instance)",
+    )
     run.add_argument("--refresh-cache", action="store_true", help="retrain cached models instead of loading them")
     run.add_argument("--progress", choices=["bar", "plain", "none"], default="bar")
     legacy = run.add_argument_group("aliases of other commands (kept for old scripts)")
@@ -131,6 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("plan", parents=[config, folder], help="print the grid and what is already done in --out; run nothing")
     report = commands.add_parser("report", help="re-render the report of an existing run folder")
     report.add_argument("dir", metavar="DIR", help="run folder holding results.csv and run.json")
+    merge = commands.add_parser(
+        "merge", help="copy the cell records of shard run folders into OUT, compile its results and render its report"
+    )
+    merge.add_argument("out", metavar="OUT", help="run folder to merge into (created if missing)")
+    merge.add_argument("shards", metavar="SHARD", nargs="*", help="run folders whose cells/ records to copy (none: just recompile OUT)")
     commands.add_parser("list", help="list registered plugins with their origin")
     commands.add_parser(
         "validate", parents=[config], help="resolve and check the configuration, print it as YAML, run nothing"
@@ -227,6 +247,17 @@ def _dispatch(args: argparse.Namespace, stdout: Callable[[str], None]) -> int:
             raise UsageError(f"--threads must be 0 (torch's default) or a positive count, got {args.threads}")
         if args.workers < 1:
             raise UsageError(f"--workers must be a positive count, got {args.workers}")
+        if args.address is not None and args.executor != "ray":
+            raise UsageError("--address is for --executor ray")
+        if args.workers > 1 and args.executor != "local":
+            raise UsageError("--workers is for --executor local (Ray schedules its tasks on the cluster's CPUs and GPUs)")
+        if args.executor == "ray" and not (args.list or args.report_only or args.dry_run):
+            from harness.executors import require_ray
+
+            try:
+                require_ray()
+            except ImportError as exc:
+                raise UsageError(str(exc)) from None
     if command == "run" and args.list:
         command = "list"
     elif command == "run" and args.report_only:
@@ -238,6 +269,8 @@ def _dispatch(args: argparse.Namespace, stdout: Callable[[str], None]) -> int:
         return 0
     if command == "report":
         return _report(Path(args.dir), stdout)
+    if command == "merge":
+        return _merge(Path(args.out), [Path(s) for s in args.shards], stdout)
     config = resolve_config(
         args.preset,
         args.config,
@@ -245,6 +278,12 @@ def _dispatch(args: argparse.Namespace, stdout: Callable[[str], None]) -> int:
         origin={"datasets": "--dataset", "data_dir": "--data-dir", "seed": "--seed"},
     )
     cells = plan_cells(config, _selection(args))
+    if getattr(args, "shard", None):
+        try:
+            index, count = parse_shard(args.shard)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        cells = shard_cells(cells, index, count, Runner(config, ".").dependency)
     if command == "validate":
         import yaml
 
@@ -255,11 +294,11 @@ def _dispatch(args: argparse.Namespace, stdout: Callable[[str], None]) -> int:
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file, not a folder; name a new or existing run folder")
     if command == "plan":
-        store = ResultStore(out)
-        finished = store.finished_cells(store.load()) if args.resume and out.is_dir() else set()
+        runner = Runner(config, out)
+        finished = runner.finished(cells) if args.resume and out.is_dir() else set()
         for cell in cells:
-            stdout(f"{'done ' if cell.id in finished else 'to do'}  {cell.label}")
-        stdout(f"{len(cells)} cells, {sum(c.id in finished for c in cells)} already done in {out}")
+            stdout(f"{'done ' if cell in finished else 'to do'}  {cell.label}  [{runner.identity(cell)}]")
+        stdout(f"{len(cells)} cells, {sum(c in finished for c in cells)} already done in {out}")
         return 0
     return _run(args, config, cells, out, stdout)
 
@@ -270,6 +309,49 @@ def _selection(args: argparse.Namespace) -> Selection:
     if unknown:
         raise UsageError(f"--kinds: unknown kind(s) {unknown}; choose from {', '.join(CELL_KINDS)}")
     return Selection(_patterns(args.ciphers), _patterns(args.classifiers), _patterns(args.attacks), kinds)
+
+
+def _merge(out: Path, shards: list[Path], stdout: Callable[[str], None]) -> int:
+    """Copy every verified record of ``shards`` into ``out`` (a damaged one is skipped with a
+    warning), then compile ``out`` with its run.json's configuration and render the report."""
+    import shutil
+
+    from harness.results import DamagedRecordError
+
+    for shard in shards:
+        if not ResultStore(shard).run_path.is_file():
+            raise UsageError(f"merge: {shard} is not a run folder (no run.json)")
+    store = prepare_run_folder(out, resume=True)
+    if not store.run_path.exists():
+        if not shards:
+            raise UsageError(f"merge: {out} has no run.json; name the shard folders to merge into it")
+        store.write_run(ResultStore(shards[0]).read_run())
+    run = store.read_run()
+    runner = Runner(run["config"], out, device=run.get("device", "cpu"))
+    copied = 0
+    store.cells_dir.mkdir(parents=True, exist_ok=True)
+    for shard in shards:
+        source = ResultStore(shard)
+        for path in sorted(source.cells_dir.glob("*.json")) if source.cells_dir.is_dir() else []:
+            try:
+                source.read_record(path)
+            except DamagedRecordError as exc:
+                runner.warn(f"{exc}; not merged")
+                continue
+            target = store.cells_dir / path.name
+            if not target.exists() or path.stat().st_mtime_ns > target.stat().st_mtime_ns:
+                tmp = target.with_name(f".{path.name}.merge.tmp")
+                shutil.copy2(path, tmp)  # keeps the file time: the newest record of a cell wins
+                tmp.replace(target)
+                copied += 1
+        other = source.read_run()
+        if other.get("config") == run["config"]:
+            run["key_spaces"] = {**other.get("key_spaces", {}), **run.get("key_spaces", {})}
+    compiled = runner.compile()
+    run["cells"] = len(compiled)
+    runner.write_run(run)
+    stdout(f"merged {copied} record(s) from {len(shards)} folder(s): {len(compiled)} cells in {out}")
+    return _report(out, stdout)
 
 
 def _report(folder: Path, stdout: Callable[[str], None]) -> int:
@@ -308,7 +390,7 @@ def prepare_run_folder(out: Path, resume: bool) -> ResultStore:
                 )
     else:
         try:
-            out.mkdir(parents=True, mode=0o700)
+            out.mkdir(parents=True, mode=0o700, exist_ok=True)  # another process of a sharded run may have just made it
             out.chmod(0o700)  # owner-only whatever the umask: examples are known plaintexts
         except OSError as exc:
             raise UsageError(f"--out {out}: cannot create the run folder ({exc.strerror or exc})") from None
@@ -326,20 +408,24 @@ def _run(args: argparse.Namespace, config: dict, cells: list[Cell], out: Path, s
 
     device = args.device
     store = prepare_run_folder(out, args.resume)
-    store.load()  # a corrupt results file is a usage error, before any work starts
+    if store.results_path.exists() and not store.cells_dir.is_dir():
+        raise UsageError(
+            f"{store.results_path} is not backed by cell records ({store.cells_dir} is missing): it was written by an "
+            "older scramblebench or by hand and cannot be resumed; start a fresh run with --no-resume or choose a new folder"
+        )
     if args.threads:
         torch.set_num_threads(args.threads)  # the runner owns the process; components never set it
     started, clock = now(), time.perf_counter()
     display = ProgressDisplay(args.progress, len(cells))
     runner = Runner(config, out, device=device, refresh_cache=args.refresh_cache, cell_progress=display.for_cell)
     run = run_metadata(config, runner, cells, device, started)
-    runner.store.write_run(run)
+    runner.write_run(run)
     try:
-        failed = runner.run(cells, on_cell_done=display.cell_done, workers=args.workers)
+        failed = runner.run(cells, on_cell_done=display.cell_done, workers=args.workers, executor=args.executor, address=args.address)
     finally:
         display.close()
         run["wall_s"] = time.perf_counter() - clock
-        runner.store.write_run(run)
+        runner.write_run(run)
     report = render_report(out)
     stdout(f"report: {report}  ({len(cells)} cells, {failed} failed, {run['wall_s']:.0f} s)")
     return 1 if failed else 0

@@ -1,19 +1,31 @@
-"""The results store of a run folder: tidy ``results.csv`` rows, ``per_image.csv`` and ``run.json``.
+"""The results store of a run folder: one checksummed record per cell, and the tidy files
+compiled from them (``results.csv``, ``per_image.csv``, ``examples/``), plus ``run.json``.
+
+A cell's record ``cells/<cell hash>.json`` holds everything the cell computed (its rows, its
+per-image scores, its example images) with a SHA-256 checksum of that content; it is written
+atomically (temp file, then ``os.replace``), so a record is either whole or absent, and a record
+whose checksum does not match is *damaged* and never counts as finished.  Finished-ness comes
+from the records only: ``results.csv`` and ``per_image.csv`` are compiled from them (under a
+file lock, after every cell and at the end of a run), so concurrent writers, sharded runs and
+killed processes never lose or duplicate a cell.
 
 One row of results.csv is one measurement of one cell; one row of per_image.csv is one
 per-image score of one cell (SSIM, PSNR, identification of every restored image, correctness
 of every classified one), so distributions, paired comparisons and intervals are computed from
-stored results.  Reports are rendered only from these files, and resume reads them to skip
-finished cells.  Every file is written atomically.
+stored results.  Reports are rendered only from these files.  Every file is written atomically.
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import hashlib
 import io
 import json
 import math
+import os
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -24,6 +36,9 @@ RESULTS_FILE = "results.csv"
 PER_IMAGE_FILE = "per_image.csv"
 RUN_FILE = "run.json"
 EXAMPLES_DIR = "examples"
+CELLS_DIR = "cells"
+#: version of the cell-record file format (``cells/<hash>.json``)
+RECORD_FORMAT = 1
 
 #: column -> pandas dtype; cells that do not apply hold "" (strings) or NaN (numbers)
 COLUMNS: dict[str, str] = {
@@ -43,6 +58,7 @@ COLUMNS: dict[str, str] = {
     "preset": "string",
     "seed": "Int64",
     "elapsed_s": "float64",
+    "cell_hash": "string",  # the cell's identity: which configuration and code the row came from
 }
 #: the per-image table: a cell's coordinates, the image's index in the evaluated split, metric, value
 PER_IMAGE_COLUMNS: dict[str, str] = {
@@ -55,7 +71,10 @@ PER_IMAGE_COLUMNS: dict[str, str] = {
     "image_id": "int64",
     "metric": "string",
     "value": "float64",
+    "cell_hash": "string",
 }
+#: columns added after a format was first published: older files without them still load (as "")
+ADDED_COLUMNS = ("cell_hash",)
 KINDS = ("accuracy", "security", "key_space")
 STATUSES = ("ok", "failed", "n/a")
 CELL_COLUMNS = ("kind", "dataset", "cipher", "classifier", "attack", "key_condition")
@@ -63,6 +82,20 @@ CELL_COLUMNS = ("kind", "dataset", "cipher", "classifier", "attack", "key_condit
 
 class ResultsSchemaError(ValueError):
     """results.csv or run.json does not follow the schema."""
+
+
+class DamagedRecordError(ValueError):
+    """A cell record cannot be read or its checksum does not match its content."""
+
+
+def _with_added_columns(frame: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
+    """An older file's frame with the columns added since (empty), in schema order."""
+    missing = [c for c in ADDED_COLUMNS if c in columns and c not in frame.columns]
+    if missing and list(frame.columns) == [c for c in columns if c not in missing]:
+        for column in missing:
+            frame[column] = ""
+        frame = frame[list(columns)]
+    return frame
 
 
 def cell_id(row: dict[str, Any]) -> tuple[str, ...]:
@@ -114,12 +147,13 @@ class ResultStore:
         self.per_image_path = self.folder / PER_IMAGE_FILE
         self.run_path = self.folder / RUN_FILE
         self.examples_dir = self.folder / EXAMPLES_DIR
+        self._records: dict[str, tuple[tuple, dict[str, Any]]] = {}  # verified records by file name
 
     def load(self) -> pd.DataFrame:
         if not self.results_path.exists():
             return empty_frame()
         try:
-            frame = pd.read_csv(self.results_path, dtype=str, keep_default_na=False)
+            frame = _with_added_columns(pd.read_csv(self.results_path, dtype=str, keep_default_na=False), COLUMNS)
             frame = rows_frame(frame.replace({"": None}).to_dict("records"))
             validate_results(frame)
         except Exception as exc:
@@ -135,19 +169,6 @@ class ResultStore:
         frame.to_csv(buffer, index=False, float_format="%.10g")
         atomic_write_bytes(self.results_path, buffer.getvalue().encode())
 
-    def replace_cell(self, frame: pd.DataFrame, rows: list[dict[str, Any]]) -> pd.DataFrame:
-        """Drop earlier rows of the rows' cells (e.g. a failed try), append these, save."""
-        ids = {cell_id(r) for r in rows}
-        keep = [cell_id(r) not in ids for r in frame.to_dict("records")]
-        updated = pd.concat([frame[keep], rows_frame(rows)], ignore_index=True) if rows else frame
-        self.save(updated)
-        return updated
-
-    def finished_cells(self, frame: pd.DataFrame) -> set[tuple[str, ...]]:
-        """Cells whose rows are all ok or n/a: resume never recomputes these."""
-        failed = {cell_id(r) for r in frame[frame["status"] == "failed"].to_dict("records")}
-        return {cell_id(r) for r in frame.to_dict("records")} - failed
-
     # -- per-image scores -----------------------------------------------------------------
     def load_per_image(self) -> pd.DataFrame:
         """The per-image table (empty when the run has none yet)."""
@@ -155,6 +176,7 @@ class ResultStore:
             return pd.DataFrame({c: pd.Series(dtype=t) for c, t in PER_IMAGE_COLUMNS.items()})
         try:
             frame = pd.read_csv(self.per_image_path, dtype={c: str for c, t in PER_IMAGE_COLUMNS.items() if t == "string"}, keep_default_na=False)
+            frame = _with_added_columns(frame, PER_IMAGE_COLUMNS)
             if list(frame.columns) != list(PER_IMAGE_COLUMNS):
                 raise ValueError(f"columns must be {list(PER_IMAGE_COLUMNS)}, got {list(frame.columns)}")
             return frame.astype(PER_IMAGE_COLUMNS)
@@ -163,22 +185,6 @@ class ResultStore:
                 f"{self.per_image_path} cannot be read ({type(exc).__name__}: {exc}); "
                 "move it away or start a fresh run with --no-resume"
             ) from exc
-
-    def replace_per_image(self, cell: dict[str, Any], scores: dict[str, np.ndarray]) -> None:
-        """Replace one cell's per-image rows with ``scores`` (metric -> values by image id)."""
-        frame = self.load_per_image()
-        key = cell_id(cell)
-        keep = [cell_id(r) != key for r in frame[list(CELL_COLUMNS)].to_dict("records")]
-        parts = [frame[keep]]
-        for metric, values in scores.items():
-            values = np.asarray(values, dtype=np.float64)
-            part = pd.DataFrame({c: [str(cell.get(c) or "")] * values.size for c in CELL_COLUMNS})
-            part["image_id"], part["metric"], part["value"] = np.arange(values.size), metric, values
-            parts.append(part.astype(PER_IMAGE_COLUMNS))
-        updated = pd.concat(parts, ignore_index=True)
-        buffer = io.StringIO()
-        updated.to_csv(buffer, index=False, float_format="%.10g")
-        atomic_write_bytes(self.per_image_path, buffer.getvalue().encode())
 
     def write_run(self, run: dict[str, Any]) -> None:
         atomic_write_bytes(self.run_path, dumps_strict(run).encode())
@@ -192,15 +198,111 @@ class ResultStore:
     def example_path(self, dataset: str, cipher: str, attack: str) -> Path:
         return self.examples_dir / dataset / f"{cipher}__{attack}.npz"
 
-    def save_examples(self, path: Path, images: np.ndarray, ssim: np.ndarray | None = None) -> None:
+    def save_examples(self, path: Path, images: np.ndarray, ssim: np.ndarray | None = None, cell_hash: str = "") -> None:
         buffer = io.BytesIO()
-        np.savez_compressed(buffer, images=images, ssim=np.asarray([] if ssim is None else ssim, dtype=np.float64))
+        np.savez_compressed(
+            buffer, images=images, ssim=np.asarray([] if ssim is None else ssim, dtype=np.float64), cell_hash=np.asarray(cell_hash)
+        )
         atomic_write_bytes(path, buffer.getvalue())
+
+    @staticmethod
+    def examples_cell_hash(path: Path) -> str | None:
+        """The cell hash an example file was compiled from (None: absent, unreadable or older)."""
+        try:
+            with np.load(path) as archive:
+                return str(archive["cell_hash"]) if "cell_hash" in archive.files else None
+        except Exception:
+            return None
 
     @staticmethod
     def load_examples(path: Path) -> tuple[np.ndarray, np.ndarray]:
         with np.load(path) as archive:
             return archive["images"], archive["ssim"]
+
+    # -- cell records -------------------------------------------------------------------
+    @property
+    def cells_dir(self) -> Path:
+        return self.folder / CELLS_DIR
+
+    def record_path(self, cell_hash: str) -> Path:
+        return self.cells_dir / f"{cell_hash}.json"
+
+    def write_record(self, record: dict[str, Any]) -> Path:
+        """Write one cell's record atomically, with a checksum of its content; returns its path."""
+        path = self.record_path(record["cell_hash"])
+        atomic_write_bytes(path, encode_record(record))
+        return path
+
+    def read_record(self, path: Path) -> dict[str, Any]:
+        """A verified record (DamagedRecordError when unreadable or its checksum does not match)."""
+        path = Path(path)
+        stat = path.stat()
+        key = (path.name, stat.st_mtime_ns, stat.st_size)
+        cached = self._records.get(path.name)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        record = decode_record(path.read_bytes(), path)
+        if f"{record.get('cell_hash')}.json" != path.name:
+            raise DamagedRecordError(f"cell record {path} holds cell {record.get('cell_hash')!r}, not the one its name says")
+        self._records[path.name] = (key, record)
+        return record
+
+    def scan_records(self) -> tuple[list[dict[str, Any]], list[tuple[Path, str]]]:
+        """Every verified record in ``cells/`` and the damaged ones (path, reason)."""
+        good, damaged = [], []
+        if not self.cells_dir.is_dir():
+            return good, damaged
+        for path in sorted(self.cells_dir.glob("*.json")):
+            try:
+                good.append(self.read_record(path))
+            except FileNotFoundError:  # replaced or removed by another process meanwhile
+                continue
+            except DamagedRecordError as exc:
+                damaged.append((path, str(exc)))
+        return good, damaged
+
+    def touch_record(self, cell_hash: str) -> None:
+        """Mark a reused record as the newest of its cell's coordinates (compile picks the newest)."""
+        with contextlib.suppress(FileNotFoundError):
+            os.utime(self.record_path(cell_hash))
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """An exclusive lock on the run folder's records (``cells/.lock``), held while compiling."""
+        import fcntl
+
+        self.cells_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.cells_dir / ".lock", "a") as handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+    def write_compiled(self, records: list[dict[str, Any]]) -> None:
+        """Rewrite results.csv, per_image.csv and the example files from ``records`` (in order)."""
+        rows = [{**row, "cell_hash": record["cell_hash"]} for record in records for row in record["rows"]]
+        self.save(rows_frame(rows) if rows else empty_frame())
+        parts = []
+        for record in records:
+            cell = record["cell"]
+            for metric, values in (record.get("per_image") or {}).items():
+                values = np.asarray(values, dtype=np.float64)
+                part = pd.DataFrame({c: [str(cell.get(c) or "")] * values.size for c in CELL_COLUMNS})
+                part["image_id"], part["metric"], part["value"] = np.arange(values.size), metric, values
+                part["cell_hash"] = record["cell_hash"]
+                parts.append(part)
+        table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(PER_IMAGE_COLUMNS))
+        table = table[list(PER_IMAGE_COLUMNS)].astype(PER_IMAGE_COLUMNS)
+        buffer = io.StringIO()
+        table.to_csv(buffer, index=False, float_format="%.10g")
+        atomic_write_bytes(self.per_image_path, buffer.getvalue().encode())
+        for record in records:
+            cell = record["cell"]
+            for example in record.get("examples") or []:
+                path = self.example_path(cell["dataset"], cell["cipher"], example["name"])
+                if self.examples_cell_hash(path) != record["cell_hash"]:
+                    self.save_examples(path, decode_array(example["images"]), None if example["ssim"] is None else np.asarray(example["ssim"]), record["cell_hash"])
 
     # -- the run-folder marker ------------------------------------------------------------
     @property
@@ -249,6 +351,54 @@ def exact_int_string(value: int) -> str:
     return str(parts[-1]) + "".join(f"{part:01000d}" for part in reversed(parts[:-1]))
 
 
+def encode_array(array: np.ndarray) -> dict[str, Any]:
+    array = np.ascontiguousarray(array)
+    return {"dtype": array.dtype.str, "shape": list(array.shape), "data": base64.b64encode(array.tobytes()).decode()}
+
+
+def decode_array(encoded: dict[str, Any]) -> np.ndarray:
+    data = base64.b64decode(encoded["data"], validate=True)
+    return np.frombuffer(data, dtype=np.dtype(encoded["dtype"])).reshape(encoded["shape"]).copy()
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _canonical(payload: dict[str, Any]) -> str:
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), default=_plain)
+
+
+def encode_record(record: dict[str, Any]) -> bytes:
+    """A record file: ``{"format", "checksum": "sha256:<hex of the canonical record>", "record"}``.
+
+    The record is canonicalised first (plain JSON types, NaN as ``NaN``), so the checksum is
+    recomputed exactly from what a reader parses.
+    """
+    payload = json.loads(_canonical(record))
+    text = _canonical(payload)
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    return (f'{{"format":{RECORD_FORMAT},"checksum":"sha256:{digest}","record":' + text + "}\n").encode()
+
+
+def decode_record(data: bytes, path: Path | str = "<record>") -> dict[str, Any]:
+    try:
+        document = json.loads(data)
+        record, checksum = document["record"], document["checksum"]
+        if document.get("format") != RECORD_FORMAT:
+            raise ValueError(f"format {document.get('format')!r}, expected {RECORD_FORMAT}")
+    except Exception as exc:
+        raise DamagedRecordError(f"cell record {path} cannot be read ({type(exc).__name__}: {exc})") from None
+    actual = "sha256:" + hashlib.sha256(_canonical(record).encode()).hexdigest()
+    if actual != checksum:
+        raise DamagedRecordError(f"cell record {path} is damaged: its checksum {checksum} does not match its content ({actual})")
+    return record
+
+
 def _strict(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
@@ -270,4 +420,4 @@ def dumps_strict(value: Any) -> str:
 #: folders that hold it, and only :data:`RUN_OUTPUTS` there
 MARKER_FILE = ".scramblebench-run"
 #: the runner's own files in a run folder (``cache/`` of trained models is kept: ``--refresh-cache``)
-RUN_OUTPUTS = (RESULTS_FILE, PER_IMAGE_FILE, RUN_FILE, "report.md", "tables.tex", "tables.html", "errors.log", EXAMPLES_DIR, "figures")
+RUN_OUTPUTS = (RESULTS_FILE, PER_IMAGE_FILE, RUN_FILE, "report.md", "tables.tex", "tables.html", "errors.log", EXAMPLES_DIR, "figures", CELLS_DIR)

@@ -91,8 +91,8 @@ def test_key_space_run_writes_results_report_and_figure(capsys, tmp_path, tiny_c
     assert "block_perm" not in (out / "run.json").read_text()
 
 
-def _fake_rows(runner: bench.Runner, cell: bench.Cell) -> list[dict]:
-    return [{**runner.provenance(cell), "status": "ok", "metric": "key_space_log2", "value": 1.0}]
+def _fake_rows(runner: bench.Runner, cell: bench.Cell) -> bench.CellOutput:
+    return bench.CellOutput([{**runner.provenance(cell), "status": "ok", "metric": "key_space_log2", "value": 1.0}])
 
 
 def test_interrupted_run_resumes_without_recomputing(capsys, tmp_path, tiny_config, monkeypatch) -> None:
@@ -105,13 +105,13 @@ def test_interrupted_run_resumes_without_recomputing(capsys, tmp_path, tiny_conf
         return _fake_rows(runner, cell)
 
     argv = ["--config", str(tiny_config), "--ciphers", "plain,proposed", "--kinds", "key_space", "--out", str(out), "--progress", "none"]
-    monkeypatch.setattr(bench.Runner, "run_cell", interrupted)
+    monkeypatch.setattr(bench.Runner, "compute", interrupted)
     with pytest.raises(KeyboardInterrupt):
         _run(capsys, *argv)
     assert len(ResultStore(out).load()) == 1  # the finished cell was stored before the interruption
 
     resumed: list = []
-    monkeypatch.setattr(bench.Runner, "run_cell", lambda runner, cell: resumed.append(cell.id) or _fake_rows(runner, cell))
+    monkeypatch.setattr(bench.Runner, "compute", lambda runner, cell: resumed.append(cell.id) or _fake_rows(runner, cell))
     assert _run(capsys, *argv)[0] == 0
     assert resumed and not set(resumed) & set(calls)  # nothing finished was recomputed
     assert _run(capsys, *argv)[0] == 0
@@ -130,14 +130,14 @@ def test_failing_cell_is_recorded_and_exit_code_is_1(capsys, tmp_path, tiny_conf
             raise RuntimeError("simulated failure")
         return _fake_rows(runner, cell)
 
-    monkeypatch.setattr(bench.Runner, "run_cell", flaky)
+    monkeypatch.setattr(bench.Runner, "compute", flaky)
     argv = ["--config", str(tiny_config), "--ciphers", "plain,proposed", "--kinds", "key_space", "--out", str(out), "--progress", "none"]
     code, text, _ = _run(capsys, *argv)
     assert code == 1 and "1 failed" in text
     report = (out / "report.md").read_text()
     assert "## Failed cells" in report and "RuntimeError: simulated failure" in report
     assert "simulated failure" in (out / "errors.log").read_text()
-    monkeypatch.setattr(bench.Runner, "run_cell", _fake_rows)
+    monkeypatch.setattr(bench.Runner, "compute", _fake_rows)
     assert _run(capsys, *argv)[0] == 0  # a resumed run retries the failed cell only
 
 
@@ -239,7 +239,7 @@ def test_unwritable_out_is_a_user_error(capsys, tmp_path, tiny_config) -> None:
 
 
 def test_run_folder_is_owner_only_and_marked(capsys, tmp_path, tiny_config, monkeypatch) -> None:
-    monkeypatch.setattr(bench.Runner, "run_cell", _fake_rows)
+    monkeypatch.setattr(bench.Runner, "compute", _fake_rows)
     out = tmp_path / "new" / "run"
     assert _run(capsys, *_key_space_argv(tiny_config, out))[0] == 0
     assert (out / MARKER_FILE).is_file()
@@ -255,7 +255,7 @@ def _repo_like(tmp_path: Path) -> tuple[Path, list[Path]]:
 
 
 def test_no_resume_in_a_folder_the_runner_did_not_make_deletes_nothing(capsys, tmp_path, tiny_config, monkeypatch) -> None:
-    monkeypatch.setattr(bench.Runner, "run_cell", _fake_rows)
+    monkeypatch.setattr(bench.Runner, "compute", _fake_rows)
     repo, before = _repo_like(tmp_path)
     code, _, err = _run(capsys, *_key_space_argv(tiny_config, repo, "--no-resume"))
     assert code == 2 and "--no-resume refuses to clear" in err and MARKER_FILE in err
@@ -268,7 +268,7 @@ def test_no_resume_in_a_folder_the_runner_did_not_make_deletes_nothing(capsys, t
 
 
 def test_no_resume_clears_only_the_runners_own_files(capsys, tmp_path, tiny_config, monkeypatch) -> None:
-    monkeypatch.setattr(bench.Runner, "run_cell", _fake_rows)
+    monkeypatch.setattr(bench.Runner, "compute", _fake_rows)
     out = tmp_path / "run"
     assert _run(capsys, *_key_space_argv(tiny_config, out))[0] == 0
     (out / "notes.txt").write_text("mine")
@@ -287,7 +287,7 @@ def test_no_resume_clears_only_the_runners_own_files(capsys, tmp_path, tiny_conf
 
 
 def test_an_older_run_folder_without_marker_is_adopted_on_resume(capsys, tmp_path, tiny_config, monkeypatch) -> None:
-    monkeypatch.setattr(bench.Runner, "run_cell", _fake_rows)
+    monkeypatch.setattr(bench.Runner, "compute", _fake_rows)
     out = tmp_path / "run"
     assert _run(capsys, *_key_space_argv(tiny_config, out))[0] == 0
     (out / MARKER_FILE).unlink()
@@ -308,7 +308,7 @@ def test_subcommands_and_their_aliases(capsys, tmp_path, tiny_config, monkeypatc
 
     assert yaml.safe_load(text) == resolve_config(None, tiny_config)
     assert _run(capsys, "list")[1] == _run(capsys, "--list")[1]
-    monkeypatch.setattr(bench.Runner, "run_cell", _fake_rows)
+    monkeypatch.setattr(bench.Runner, "compute", _fake_rows)
     assert _run(capsys, *_key_space_argv(tiny_config, out))[0] == 0  # no command: run
     assert _run(capsys, "report", str(out))[1] == _run(capsys, "--report-only", str(out))[1] == f"report: {out / 'report.md'}"
     code, _, err = _run(capsys, "report", str(tmp_path / "missing"))
