@@ -409,7 +409,7 @@ class Runner:
     def run(
         self,
         cells: Iterable[Cell],
-        on_cell_done: Callable[[Cell, str], None] | None = None,
+        on_cell_done: Callable[[Cell, str, float], None] | None = None,
         *,
         workers: int = 1,
         executor: str = "local",
@@ -436,7 +436,7 @@ class Runner:
             if record is not None and record["status"] != "failed":
                 self.store.touch_record(record["cell_hash"])  # the current record of its coordinates
                 if on_cell_done:
-                    on_cell_done(cell, "cached")
+                    on_cell_done(cell, "cached", 0.0)
             else:
                 todo.append(cell)
         self.compile()
@@ -451,7 +451,7 @@ class Runner:
             status = "failed" if any(r.get("status") == "failed" for r in output.rows) else output.rows[0]["status"]
             failures += status == "failed"
             if on_cell_done:
-                on_cell_done(cell, status)
+                on_cell_done(cell, status, elapsed)
 
         if executor == "ray":
             from harness.executors import run_ray
@@ -640,6 +640,9 @@ class Runner:
         size = self.accuracy_image_size(cell.cipher, trained)
         cipher = self.victim_cipher(cell.cipher, size)
         train, test = self.dataset(cell.dataset, "train", size), self.dataset(cell.dataset, "test", size)
+        if not train.classes:
+            note = f"dataset {cell.dataset} has no labels: accuracy cells need a labelled dataset (natural, cifar10, cifar100, folder)"
+            return CellOutput([{**self.provenance(cell), "status": "n/a", "metric": "accuracy", "note": note}])
         options = dict(self.config["classifiers"].get(trained) or {})
         results = []
         for repeat in range(int(self.config["accuracy_seeds"])):
@@ -792,6 +795,19 @@ def plugins() -> dict[str, Any]:
     return listing
 
 
+def split_sizes(config: dict[str, Any], runner: Runner) -> dict[str, dict[str, int | None]]:
+    """Images per dataset and split as loaded (a folder of photographs has what it has), for the report."""
+    sizes: dict[str, dict[str, int | None]] = {}
+    for dataset in config["datasets"]:
+        sizes[dataset] = {}
+        for split in ("train", "test", "attacker"):
+            try:
+                sizes[dataset][split] = len(runner.dataset(dataset, split, tuple(config["image_size"])))
+            except (OSError, ValueError):  # the cells that need it fail with the reason
+                sizes[dataset][split] = None
+    return sizes
+
+
 def run_metadata(config: dict[str, Any], runner: Runner, cells: list[Cell], device: str, started: datetime) -> dict[str, Any]:
     """Everything needed to reproduce a run and render its report; never a key."""
     names = sorted({c.cipher for c in cells})
@@ -808,6 +824,7 @@ def run_metadata(config: dict[str, Any], runner: Runner, cells: list[Cell], devi
     master = config["seed"]
     return {
         "config": config,
+        "split_sizes": split_sizes(config, runner),
         "seeds": {
             "master": master,
             "data": derive_seed(master, "data"),

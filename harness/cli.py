@@ -74,8 +74,13 @@ def _config_flags() -> argparse.ArgumentParser:
         help="protocol preset (default: the config file's 'preset' key, else quick)",
     )
     group.add_argument("--config", metavar="FILE.yaml", help="YAML file overriding preset keys (docs/benchmark.md)")
-    group.add_argument("--dataset", help="comma list of datasets: natural, cifar10, cifar100, folder")
+    group.add_argument("--dataset", help="comma list of datasets: natural, cifar10, cifar100, folder, images")
     group.add_argument("--data-dir", help="folder holding CIFAR pickles or a folder dataset")
+    group.add_argument(
+        "--images", metavar="DIR",
+        help="your own photographs, any folder of images, no labels: the same as --dataset images --data-dir DIR "
+        "(key-space and security cells; accuracy cells need labels)",
+    )
     group.add_argument("--seed", type=int, help="master seed, 0 to 2**63 - 1 (keys, data, training and attacks derive from it)")
     select = flags.add_argument_group("selection")
     select.add_argument("--ciphers", help="comma list of cipher names or fnmatch patterns (default: all registered)")
@@ -138,7 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --executor ray: the Ray cluster to join (e.g. 'auto' or ray://host:10001; default: start a local Ray instance)",
     )
     run.add_argument("--refresh-cache", action="store_true", help="retrain cached models instead of loading them")
-    run.add_argument("--progress", choices=["bar", "plain", "none"], default="bar")
+    run.add_argument(
+        "--progress", choices=["auto", "bar", "plain", "none"], default="auto",
+        help="auto (default): a bar on a terminal, else one line per finished cell with its time and a heartbeat "
+        "line at most every --heartbeat seconds for long cells (Slurm logs stay readable)",
+    )
+    run.add_argument("--heartbeat", type=float, default=60.0, help="seconds between progress lines of a long cell in plain mode (default 60)")
     legacy = run.add_argument_group("aliases of other commands (kept for old scripts)")
     legacy.add_argument("--dry-run", action="store_true", help="same as 'plan'")
     legacy.add_argument("--report-only", metavar="DIR", help="same as 'report DIR'")
@@ -186,36 +196,51 @@ def _list_plugins() -> str:
 
 
 class ProgressDisplay:
-    """The only place that draws progress: a tqdm bar, plain lines, or nothing."""
+    """The only place that draws progress: a tqdm bar (on a terminal), plain lines, or nothing.
 
-    def __init__(self, mode: str, total: int) -> None:
-        self.mode = mode
+    Plain mode writes one line per finished cell with its time, and for a long cell a heartbeat
+    line at most every ``heartbeat`` seconds, so a log file never fills with redraws.
+    """
+
+    def __init__(self, mode: str, total: int, heartbeat: float = 60.0, stream=None) -> None:
+        self.stream = stream or sys.stderr
+        if mode == "auto":
+            mode = "bar" if getattr(self.stream, "isatty", lambda: False)() else "plain"
+        self.mode, self.total, self.heartbeat = mode, total, heartbeat
         self.bar = None
         if mode == "bar":
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, unit="cell", file=sys.stderr, dynamic_ncols=True)
-        self._last_plain = 0.0
+            self.bar = tqdm(total=total, unit="cell", file=self.stream, dynamic_ncols=True)
+        self._done = 0
+        self._last_line: dict[tuple[str, ...], float] = {}
+        self._started: dict[tuple[str, ...], float] = {}
 
     def for_cell(self, cell: Cell) -> ProgressCallback | None:
         if self.mode == "none":
             return None
+        self._started.setdefault(cell.id, time.monotonic())
 
         def update(done: int, total: int, message: str) -> None:
             text = f"{cell.cipher}/{cell.classifier or cell.attack}: {message} {done}/{total}"
             if self.bar is not None:
                 self.bar.set_postfix_str(text, refresh=True)
-            elif time.monotonic() - self._last_plain > 5:
-                self._last_plain = time.monotonic()
-                print(f"  {text}", file=sys.stderr, flush=True)
+                return
+            now = time.monotonic()
+            if now - self._last_line.setdefault(cell.id, now) >= self.heartbeat:
+                self._last_line[cell.id] = now
+                print(f"  ... {text} ({now - self._started[cell.id]:.0f} s)", file=self.stream, flush=True)
 
         return update
 
-    def cell_done(self, cell: Cell, status: str) -> None:
+    def cell_done(self, cell: Cell, status: str, seconds: float = 0.0) -> None:
+        self._done += 1
+        self._started.pop(cell.id, None)
         if self.bar is not None:
             self.bar.update(1)
         elif self.mode == "plain":
-            print(f"[{status}] {cell.label}", file=sys.stderr, flush=True)
+            timing = "" if status == "cached" else f" in {seconds:.0f} s"
+            print(f"[{self._done}/{self.total}] [{status}] {cell.label}{timing}", file=self.stream, flush=True)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -274,8 +299,8 @@ def _dispatch(args: argparse.Namespace, stdout: Callable[[str], None]) -> int:
     config = resolve_config(
         args.preset,
         args.config,
-        {"datasets": _patterns(args.dataset), "data_dir": args.data_dir, "seed": args.seed},
-        origin={"datasets": "--dataset", "data_dir": "--data-dir", "seed": "--seed"},
+        {"datasets": ["images"] if args.images else _patterns(args.dataset), "data_dir": args.images or args.data_dir, "seed": args.seed},
+        origin={"datasets": "--images" if args.images else "--dataset", "data_dir": "--images" if args.images else "--data-dir", "seed": "--seed"},
     )
     cells = plan_cells(config, _selection(args))
     if getattr(args, "shard", None):
@@ -416,7 +441,7 @@ def _run(args: argparse.Namespace, config: dict, cells: list[Cell], out: Path, s
     if args.threads:
         torch.set_num_threads(args.threads)  # the runner owns the process; components never set it
     started, clock = now(), time.perf_counter()
-    display = ProgressDisplay(args.progress, len(cells))
+    display = ProgressDisplay(args.progress, len(cells), heartbeat=args.heartbeat)
     runner = Runner(config, out, device=device, refresh_cache=args.refresh_cache, cell_progress=display.for_cell)
     run = run_metadata(config, runner, cells, device, started)
     runner.write_run(run)

@@ -32,6 +32,22 @@ def _table(headers: list[str], body: list[list[str]]) -> str:
     return tabulate(body, headers=headers, tablefmt="github", disable_numparse=True) if body else "_no results yet_"
 
 
+def _split_lines(run: dict[str, Any]) -> list[str]:
+    """Images per split as loaded (run.json's ``split_sizes``), else as configured (older runs)."""
+    config = run["config"]
+    sizes = run.get("split_sizes")
+    disjoint = "(the attacker's images are disjoint from the victim's; the last `known_pairs` test images are kpa's pool)"
+    if not sizes:
+        return [f"- images per split: train {config['n_train'] or 'all'}, test {config['n_test'] or 'all'}, "
+                f"attacker {config['n_attacker'] or 'all'} {disjoint}"]
+    return [
+        f"- `{d}` images per split as loaded: "
+        + ", ".join(f"{split} {'?' if counts[split] is None else counts[split]}" for split in ("train", "test", "attacker"))
+        + f" {disjoint}"
+        for d, counts in sizes.items()
+    ]
+
+
 def _protocol(run: dict[str, Any]) -> str:
     config = run["config"]
     cipher_rows = [
@@ -41,8 +57,7 @@ def _protocol(run: dict[str, Any]) -> str:
     lines = [
         f"- preset `{config['preset']}`, datasets {', '.join(f'`{d}`' for d in config['datasets'])}, "
         f"images {config['image_size'][0]}x{config['image_size'][1]} (per-cipher sizes below)",
-        f"- images per split: train {config['n_train'] or 'all'}, test {config['n_test'] or 'all'}, "
-        f"attacker {config['n_attacker'] or 'all'} (the attacker's images come from a region disjoint from the victim's)",
+        *_split_lines(run),
         f"- master seed {config['seed']}; victim keys, data, training and attacks use seeds derived from it",
         f"- security verdict: ✗ when an attack of the threat model beats the best content-free baseline (raw ciphertext, "
         f"attacker's mean image, flat mean colour) by more than {config.get('verdict_margin', 0.05)} SSIM at the lower end of "
@@ -56,6 +71,8 @@ def _protocol(run: dict[str, Any]) -> str:
         f"commit `{run.get('git_commit', 'unknown')[:12]}`, scramblebench {run.get('versions', {}).get('scramblebench', '?')}, "
         f"torch {run.get('versions', {}).get('torch', '?')}, timm {run.get('versions', {}).get('timm', '?')}",
     ]
+    lines.append("- every row of results.csv carries its cell's `cell_hash`: the record in `cells/` it was compiled from, "
+                 "a hash of the settings that cell read and of its code")
     if "wall_s" in run:
         lines.append(f"- wall time {run['wall_s']:.0f} s for {run.get('cells', '?')} cells")
     sections = ["\n".join(lines), _table(["encryption", "image size", "block size", "key condition"], cipher_rows)]
