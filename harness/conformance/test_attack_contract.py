@@ -22,6 +22,7 @@ FAMILIES = [
     CipherFamily("proposed", SIZE, 4),
     CipherFamily("pe", SIZE, 1, {"key_condition": "same_key"}),
     CipherFamily("etc_gray", SIZE, 4),
+    CipherFamily("le", SIZE, 4),
 ]
 TINY = AttackConfig(seed=3, epochs=1, batch_size=16, width=8, disc_width=8, known_pairs=4)
 
