@@ -14,13 +14,12 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Callable, NoReturn, Sequence
 
 import torch
 
-from harness.bench import Cell, Runner, Selection, now, parse_shard, plan_cells, run_metadata, shard_cells
+from harness.bench import Cell, Runner, Selection, now, parse_shard, plan_cells, run_metadata, scramblebench_version, shard_cells
 from harness.config_schema import ConfigError
 from harness.presets import PRESETS, resolve_config
 from harness.progress import ProgressCallback
@@ -30,7 +29,6 @@ from harness.results import ResultsSchemaError, ResultStore
 
 PROG = "scramblebench"
 COMMANDS = ("run", "plan", "report", "merge", "list", "validate")
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 class UsageError(Exception):
@@ -51,19 +49,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:  # type: ignore[override]
         raise UsageError(f"{message} (see '{self.prog} --help')")
-
-
-def version() -> str:
-    """The installed distribution's version, else the one in this checkout's pyproject.toml."""
-    try:
-        return metadata.version("scramblebench")
-    except metadata.PackageNotFoundError:
-        import tomllib
-
-        try:
-            return str(tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["version"])
-        except (OSError, KeyError, tomllib.TOMLDecodeError):
-            return "unknown"
 
 
 def _config_flags() -> argparse.ArgumentParser:
@@ -114,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="'run' is the default command: 'scramblebench --ciphers le' is 'scramblebench run --ciphers le'. "
         "'scramblebench COMMAND --help' lists a command's flags. Exit status: 0 all cells ok, 1 a cell failed, 2 user error.",
     )
-    parser.add_argument("--version", action="version", version=f"{PROG} {version()}")
+    parser.add_argument("--version", action="version", version=f"{PROG} {scramblebench_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     config, folder = _config_flags(), _folder_flags()
     run = commands.add_parser("run", parents=[config, folder], help="run the missing cells and write the report (default)")

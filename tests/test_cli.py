@@ -319,7 +319,8 @@ def test_subcommands_and_their_aliases(capsys, tmp_path, tiny_config, monkeypatc
 def test_version_and_prog_name(capsys) -> None:
     from importlib import metadata
 
-    from harness.cli import build_parser, version
+    from harness.bench import scramblebench_version as version
+    from harness.cli import build_parser
 
     assert main(["--version"]) == 0
     printed = capsys.readouterr().out.strip()
@@ -338,12 +339,12 @@ def test_version_and_prog_name(capsys) -> None:
 def test_version_falls_back_to_pyproject(monkeypatch) -> None:
     from importlib import metadata
 
-    from harness import cli
+    from harness import bench
 
     def missing(name: str) -> str:
         raise metadata.PackageNotFoundError(name)
 
-    monkeypatch.setattr(cli.metadata, "version", missing)
+    monkeypatch.setattr(bench.metadata, "version", missing)
     import tomllib
 
-    assert cli.version() == tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]["version"]
+    assert bench.scramblebench_version() == tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]["version"]
