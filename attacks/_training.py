@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from typing import Iterator
 
 import torch
@@ -10,23 +9,10 @@ from torch import nn
 
 from attacks._nets import build_generator, tanh_to_image, to_image, to_input
 from attacks.base import Attack, AttackConfig
-from harness.keys import derive_seed
+from harness.keys import derive_seed, seeded
 
 #: images per forward pass when restoring (bounds memory, not results)
 INFERENCE_BATCH = 256
-
-
-@contextlib.contextmanager
-def seeded(seed: int, device: torch.device) -> Iterator[None]:
-    """Seed torch's global generators inside the block and put them back afterwards.
-
-    Network initialisation draws from the global generator; forking it keeps an attack's
-    randomness explicit without changing the caller's random state.
-    """
-    devices = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed % 2**63)
-        yield
 
 
 def batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:

@@ -22,7 +22,7 @@ import torch
 
 from ciphers._colour import rgb_to_ycbcr, ycbcr_to_rgb
 from ciphers.base import Cipher
-from harness.factory import create_cipher
+from harness.registry import create_cipher
 from harness.progress import ProgressCallback
 from harness.registry import ciphers
 

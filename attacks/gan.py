@@ -28,9 +28,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from attacks._nets import Discriminator, FieldGenerator, PatchDiscriminator, to_input
-from attacks._training import GeneratorAttack, adam, generate, index_stream, seeded
+from attacks._training import GeneratorAttack, adam, generate, index_stream
 from attacks.base import AttackConfig
-from harness.keys import derive_seed
+from harness.keys import derive_seed, seeded
 from harness.progress import ProgressCallback, report
 from harness.registry import attacks
 

@@ -19,10 +19,10 @@ from matplotlib.figure import Figure
 from tabulate import tabulate
 
 from attacks.base import AttackConfig, CipherFamily
-from attacks.evaluate import CIPHERTEXT_LADDER, run_security_cell
+from harness.run.security import CIPHERTEXT_LADDER, run_security_cell
 from harness.data import load_dataset
 from harness.keys import derive_seed
-from harness.presets import QUICK
+from harness.run.presets import QUICK
 from harness.registry import attacks, ciphers
 
 

@@ -4,7 +4,7 @@ Not a test: ``python benchmarks/jigsaw_curve.py [etc|etc_gray ...] [--data natur
 prints one row per (cipher, data, n): mean SSIM over the ciphertexts used, the best mean SSIM
 after one whole-image symmetry (rotation/flip, negation, R <-> B for etc; geometry only for
 etc_gray: what the jigsaw alone reaches), the share of pixel
-positions restored to the right place (``attacks.evaluate.positions_recovered``), the share of
+positions restored to the right place (``harness.run.security.positions_recovered``), the share of
 ciphertext blocks put at their true cell, and the fit's wall time.
 """
 
@@ -21,7 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from attacks.base import AttackConfig, CipherFamily  # noqa: E402
-from attacks.evaluate import positions_recovered  # noqa: E402
+from harness.run.security import positions_recovered  # noqa: E402
 from harness.data import load_dataset  # noqa: E402
 from harness.metrics import ssim  # noqa: E402
 from harness.registry import attacks  # noqa: E402

@@ -12,9 +12,9 @@ import dataclasses
 import pytest
 import torch
 
-from harness.factory import create_cipher
+from harness.registry import create_cipher
 from harness.keys import derive_seed
-from harness.presets import QUICK
+from harness.run.presets import QUICK
 from harness.registry import classifiers
 from harness.training import TrainConfig, prepare_model, sgd, train_step
 

@@ -1,5 +1,5 @@
 """scramblebench core: registries, data, keys, metrics, training and the benchmark runner."""
 
-from harness.factory import create_cipher
+from harness.registry import create_cipher
 
 __all__ = ["create_cipher"]

@@ -6,10 +6,13 @@ device; per-purpose seeds come from :func:`derive_seed` so components never shar
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
+from typing import Iterator
 
 import numpy as np
+import torch
 
 
 def rng(seed: int) -> np.random.Generator:
@@ -58,3 +61,21 @@ def check_choices(values: object, shape: tuple[int, ...], n_choices: int, name: 
 def log2_factorial(n: int) -> float:
     """log2(n!) via lgamma, exact enough for key-space tables."""
     return math.lgamma(n + 1) / math.log(2)
+
+
+@contextlib.contextmanager
+def seeded(seed: int, device: torch.device | None = None) -> Iterator[None]:
+    """Run the block with torch's CPU generator (and a CUDA ``device``'s) seeded; the caller's state is restored.
+
+    Network initialisation and stochastic layers draw from torch's global generators; forking
+    them keeps a component's randomness explicit without changing its caller's random state.
+    """
+    cuda = []
+    if device is not None and device.type == "cuda":
+        cuda = [device.index if device.index is not None else torch.cuda.current_device()]
+    with torch.random.fork_rng(devices=cuda):
+        torch.random.default_generator.manual_seed(seed % 2**63)
+        for index in cuda:
+            torch.cuda.default_generators[index].manual_seed(seed % 2**63)
+        yield
+

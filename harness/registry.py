@@ -162,3 +162,18 @@ def check_own_package(package: ModuleType) -> None:
 ciphers: Registry = Registry("cipher", "ciphers", "scramblebench.ciphers")
 attacks: Registry = Registry("attack", "attacks", "scramblebench.attacks")
 classifiers: Registry = Registry("classifier", "harness.classifiers", "scramblebench.classifiers")
+
+
+def create_cipher(name: str, image_size: tuple[int, int], block_size: int | None = None, seed: int = 0, **options: object):
+    """The registered cipher ``name`` with a key drawn from ``seed`` for images of ``image_size``.
+
+    ``None`` options are dropped so a caller's unset flags never override a cipher's default.
+    """
+    kept = {k: v for k, v in options.items() if v is not None}
+    return ciphers.get(name).from_seed(seed, image_size=image_size, block_size=block_size, **kept)
+
+
+def name_of(component: object) -> str:
+    """The registry name of a component instance (its class name for unregistered ones)."""
+    return getattr(component, "registry_name", type(component).__name__)
+

@@ -28,14 +28,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.cache import CorruptCacheError, cache_key, load_checkpoint, save_checkpoint
-from harness.classifiers.base import ImageClassifier, cipher_name, seeded
+from harness.cache import CorruptCacheError, cache_key, load_checkpoint, save_checkpoint, tensor_digest
 from harness.data import ImageDataset
-from harness.factory import create_cipher
-from harness.keys import derive_seed
+from harness.keys import derive_seed, seeded
 from harness.metrics import accuracy
 from harness.progress import ProgressCallback, report
-from harness.registry import classifiers
+from harness.registry import classifiers, create_cipher, name_of
 
 #: bump when a change to this module changes what a given configuration trains
 TRAINING_VERSION = 1
@@ -109,7 +107,7 @@ class TrainConfig:
 
     def lr_for(self, cipher: Any) -> float:
         """The peak learning rate for training on ``cipher``'s ciphertexts."""
-        if cipher_name(cipher) == "plain" or self.lr_encrypted is None:
+        if name_of(cipher) == "plain" or self.lr_encrypted is None:
             return float(self.lr)
         return float(self.lr_encrypted)
 
@@ -277,7 +275,7 @@ def _input_shape(data: ImageDataset, cipher: Any) -> tuple[int, tuple[int, int]]
     return channels, (height, width)
 
 
-def _build(name: str, data: ImageDataset, cipher: Any, options: Mapping[str, Any], seed: int) -> ImageClassifier:
+def _build(name: str, data: ImageDataset, cipher: Any, options: Mapping[str, Any], seed: int) -> nn.Module:
     in_chans, image_size = _input_shape(data, cipher)
     return classifiers.get(name).build(
         num_classes=len(data.classes),
@@ -313,7 +311,7 @@ def _trained_model(
     if cache_dir is not None:
         resolved = classifiers.get(name).resolve_options(image_size=_input_shape(data, cipher)[1], block_size=cipher.block_size, **options)
         digest = cache_key(**_cache_parts(name, resolved, data, cipher, config))
-        path = Path(cache_dir) / f"{name}-{cipher_name(cipher)}-{digest}.pt"
+        path = Path(cache_dir) / f"{name}-{name_of(cipher)}-{digest}.pt"
         if path.exists() and not refresh:
             state = load_checkpoint(path)
             try:
@@ -490,7 +488,8 @@ def train_step(
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=config.amp and device.type == "cuda"):
             loss = F.cross_entropy(model(part_images).float(), part_labels)
             core = getattr(model, "module", model)  # DistributedDataParallel wraps the classifier
-            auxiliary = core.auxiliary_loss() if isinstance(core, ImageClassifier) else None
+            auxiliary_loss = getattr(core, "auxiliary_loss", None)  # an ImageClassifier's extra term
+            auxiliary = auxiliary_loss() if auxiliary_loss is not None else None
             if auxiliary is not None:
                 loss = loss + auxiliary
         (loss / parts).backward()
@@ -535,7 +534,7 @@ def _cache_parts(
         "classifier": name,
         "options": dict(options),
         "training": training,
-        "cipher": cipher_name(cipher),
+        "cipher": name_of(cipher),
         "cipher_params": cipher.params(),
         "cipher_key": _key_digest(cipher),
         "data": {
@@ -544,7 +543,7 @@ def _cache_parts(
             "n": len(data),
             "shape": list(data.images.shape),
             "classes": list(data.classes),
-            "content": _tensor_digest(data.images, data.labels),
+            "content": tensor_digest(data.images, data.labels),
         },
         "torch": torch.__version__,
         "timm": timm.__version__,
@@ -561,17 +560,9 @@ def _key_digest(cipher: Any) -> str:
     return digest.hexdigest()
 
 
-def _tensor_digest(*tensors: torch.Tensor) -> str:
-    digest = hashlib.blake2b(digest_size=16)
-    for tensor in tensors:
-        digest.update(f"{tensor.dtype}:{tuple(tensor.shape)};".encode())
-        digest.update(tensor.cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
 def _label(classifier: str | nn.Module, cipher: Any) -> str:
     name = classifier if isinstance(classifier, str) else type(classifier).__name__
-    return f"train {name} on {cipher_name(cipher)}"
+    return f"train {name} on {name_of(cipher)}"
 
 
 def _check_int(name: str, value: object, low: int) -> None:

@@ -80,6 +80,28 @@ def ssim_boxplots(per_image: pd.DataFrame, run: dict[str, Any], dataset: str, pa
     return path
 
 
+def ciphertext_curve_figure(frame: pd.DataFrame, dataset: str, path: Path) -> Path | None:
+    """Statistical attacks: mean SSIM against the number of victim ciphertexts they saw (log scale)."""
+    rows = frame[(frame["kind"] == "security") & (frame["status"] == "ok") & (frame["metric"] == "ssim_vs_ciphertexts")
+                 & (frame["dataset"] == dataset)]
+    if rows.empty:
+        return None
+    fig = Figure(figsize=(5.5, 3.6))
+    ax = fig.subplots()
+    for (cipher, attack), curve in rows.groupby(["cipher", "attack"], sort=True):
+        curve = curve.sort_values("n")
+        ax.plot(curve["n"].astype(float), curve["value"], marker="o", label=f"{attack} on {cipher}")
+    ax.set_xscale("log")
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_xlabel("victim ciphertexts the attacker holds (one key)")
+    ax.set_ylabel("mean SSIM of the restorations")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    return path
+
+
 def tradeoff_figure(frame: pd.DataFrame, per_image: pd.DataFrame, run: dict[str, Any], dataset: str, path: Path) -> Path | None:
     """Accuracy (95% interval) of each cipher's best network against its strongest ciphertext-only
     attack's SSIM gain over the best content-free baseline (95% interval)."""

@@ -10,7 +10,7 @@ from tabulate import tabulate
 
 from harness.cache import atomic_write_bytes
 from harness.results import ResultStore
-from reports.figures import examples_figure, ssim_boxplots, tradeoff_figure
+from reports.figures import ciphertext_curve_figure, examples_figure, ssim_boxplots, tradeoff_figure
 from reports.findings import findings
 from reports.tables import (
     accuracy_table,
@@ -162,6 +162,9 @@ def render_report(folder: str | Path) -> Path:
         boxes = ssim_boxplots(per_image, run, dataset, figures / f"ssim_boxplots_{dataset}.png")
         if boxes:
             parts.append(f"![per-image SSIM of every attack per cipher ({dataset})]({FIGURES_DIR}/{boxes.name})")
+        curves = ciphertext_curve_figure(frame, dataset, figures / f"ciphertext_curves_{dataset}.png")
+        if curves:
+            parts.append(f"![SSIM of the statistical attacks against the victim ciphertexts they hold ({dataset})]({FIGURES_DIR}/{curves.name})")
         scatter = tradeoff_figure(frame, per_image, run, dataset, figures / f"tradeoff_{dataset}.png")
         if scatter:
             parts.append(f"![accuracy vs strongest attack SSIM ({dataset})]({FIGURES_DIR}/{scatter.name})")

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from attacks.base import AttackConfig, CipherFamily
-from attacks.evaluate import AttackNotApplicable, SecurityResult, position_codes, run_security_cell
+from harness.run.security import AttackNotApplicable, SecurityResult, position_codes, run_security_cell
 from harness.cache import CorruptCacheError
 from harness.data import load_dataset
 from harness.metrics import ssim

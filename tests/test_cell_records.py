@@ -12,9 +12,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness import bench
-from harness.cli import main
-from harness.presets import resolve_config
+from harness.run import bench
+from harness.run.cli import main
+from harness.run.presets import resolve_config
 from harness.results import ResultStore, decode_record
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -341,3 +341,16 @@ def test_a_killed_run_loses_no_finished_cell_and_the_rerun_completes_it(tmp_path
     after = {r["cell_hash"]: r["finished"] for r in store.scan_records()[0]}
     assert len(after) == 12 and all(after[h] == finished for h, finished in before.items())  # none recomputed
     assert_same_rows(serial, out)
+
+
+def test_provenance_records_scramblebench_s_own_commit_not_a_surrounding_repository(tmp_path) -> None:
+    import subprocess
+
+    from harness.run.bench import git_commit
+
+    assert len(git_commit()) == 40  # this checkout
+    project = tmp_path / "user_project"
+    installed = project / ".venv" / "lib" / "site-packages"
+    installed.mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", str(project)], check=True)
+    assert git_commit(installed) == "not a checkout (installed package)"

@@ -12,7 +12,7 @@ from ciphers.base import block_scramble_map, spatial_to_flat
 from harness.classifiers.adaptation import BlockAdaptation, doubly_stochastic_penalty
 from harness.classifiers.base import seeded
 from harness.classifiers.shakedrop import PyramidNet, ShakeDrop, ShakeDropFunction
-from harness.factory import create_cipher
+from harness.registry import create_cipher
 from harness.registry import classifiers
 
 pytestmark = pytest.mark.usefixtures("single_thread")

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness import bench
-from harness.cli import main
+from harness.run import bench
+from harness.run.cli import main
 from harness.results import MARKER_FILE, ResultStore, ResultsSchemaError, rows_frame, validate_results
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -304,7 +304,7 @@ def test_subcommands_and_their_aliases(capsys, tmp_path, tiny_config, monkeypatc
     assert not out.exists()
     code, text, _ = _run(capsys, "validate", "--config", str(tiny_config))
     assert code == 0 and not out.exists()
-    from harness.presets import resolve_config
+    from harness.run.presets import resolve_config
 
     assert yaml.safe_load(text) == resolve_config(None, tiny_config)
     assert _run(capsys, "list")[1] == _run(capsys, "--list")[1]
@@ -319,8 +319,8 @@ def test_subcommands_and_their_aliases(capsys, tmp_path, tiny_config, monkeypatc
 def test_version_and_prog_name(capsys) -> None:
     from importlib import metadata
 
-    from harness.bench import scramblebench_version as version
-    from harness.cli import build_parser
+    from harness.run.bench import scramblebench_version as version
+    from harness.run.cli import build_parser
 
     assert main(["--version"]) == 0
     printed = capsys.readouterr().out.strip()
@@ -339,7 +339,7 @@ def test_version_and_prog_name(capsys) -> None:
 def test_version_falls_back_to_pyproject(monkeypatch) -> None:
     from importlib import metadata
 
-    from harness import bench
+    from harness.run import bench
 
     def missing(name: str) -> str:
         raise metadata.PackageNotFoundError(name)

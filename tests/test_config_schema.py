@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.cli import main
-from harness.config_schema import MAX_SEED, ConfigError, validate_config
-from harness.presets import QUICK, resolve_config
+from harness.run.cli import main
+from harness.run.config_schema import MAX_SEED, ConfigError, validate_config
+from harness.run.presets import QUICK, resolve_config
 
 
 def _file(tmp_path: Path, text: str) -> Path:

@@ -12,7 +12,7 @@ from ciphers.proposed import ProposedCipher
 from harness.classifiers import keyed_vit
 from harness.classifiers.base import ImageClassifier, seeded
 from harness.classifiers.vit_keyed import patch_pixel_permutation
-from harness.factory import create_cipher
+from harness.registry import create_cipher
 from harness.registry import classifiers
 
 pytestmark = pytest.mark.usefixtures("single_thread")

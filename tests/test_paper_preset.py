@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.cli import main
+from harness.run.cli import main
 from harness.results import ResultStore
 from tests.cifar_folders import write_cifar10, write_cifar100
 

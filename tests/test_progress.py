@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import io
 
-from harness import cli
-from harness.bench import Cell
+from harness.run import cli
+from harness.run.bench import Cell
 
 CELL = Cell("security", "natural", "le", attack="nibble")
 
@@ -62,3 +62,18 @@ def test_own_photographs_run_key_space_and_security_and_accuracy_says_it_needs_l
     assert set(accuracy["status"]) == {"n/a"} and accuracy["note"].str.contains("no labels").all()
     security = frame[(frame["kind"] == "security") & (frame["metric"] == "ssim")]
     assert (security["status"] == "ok").all() and set(security["n"]) == {8 - 2}  # half of 16 photographs, minus the pair pool
+
+
+def test_device_names_are_checked(capsys) -> None:
+    import pytest
+    import torch
+
+    from harness.run.cli import UsageError, _device
+
+    assert _device("cpu") == "cpu"
+    for bad, message in (("gpu", "auto, cpu, cuda or cuda:N"), ("cuda:x", "auto, cpu, cuda or cuda:N")):
+        with pytest.raises(UsageError, match=message):
+            _device(bad)
+    if not torch.cuda.is_available():
+        with pytest.raises(UsageError, match="CUDA is not available"):
+            _device("cuda:1")

@@ -12,8 +12,8 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="the 'ray' extra is not installed (pip install -e '.[ray]'); CI runs these tests")
 
-from harness import bench  # noqa: E402
-from harness.cli import main  # noqa: E402
+from harness.run import bench  # noqa: E402
+from harness.run.cli import main  # noqa: E402
 from harness.results import ResultStore  # noqa: E402
 from tests.test_cell_records import GRID, assert_same_rows, serial_grid  # noqa: E402,F401  (serial_grid: a fixture)
 
@@ -56,8 +56,8 @@ def test_ray_executor_gives_exactly_the_rows_of_a_serial_run(tmp_path, serial_gr
 
 
 def test_ray_resources_follow_the_cell_and_the_device(tmp_path) -> None:
-    from harness.executors import resources
-    from harness.presets import resolve_config
+    from harness.run.executors import resources
+    from harness.run.presets import resolve_config
 
     cpu = bench.Runner(resolve_config("quick"), tmp_path, device="cpu")
     gpu = bench.Runner(resolve_config("quick"), tmp_path, device="cuda")

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness import bench
-from harness.presets import resolve_config
+from harness.run import bench
+from harness.run.presets import resolve_config
 from harness.results import ResultStore, rows_frame, validate_results
 
 TINY = {
@@ -66,7 +66,7 @@ def test_accuracy_cell_repeats_seeds_and_gives_a_bootstrap_interval(runner) -> N
 
 
 def test_two_worker_processes_store_exactly_the_rows_of_a_serial_run(tmp_path) -> None:
-    from harness.cli import main
+    from harness.run.cli import main
 
     config = tmp_path / "tiny.yaml"
     config.write_text("n_train: 30\nn_test: 30\nn_attacker: 20\nimage_size: [16, 16]\nknown_pairs: 8\nciphertext_ladder: [10]\n")

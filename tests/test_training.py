@@ -13,7 +13,7 @@ import torch
 from ciphers.base import Cipher
 from harness.cache import CorruptCacheError, save_checkpoint
 from harness.data import ImageDataset
-from harness.factory import create_cipher
+from harness.registry import create_cipher
 from harness.registry import classifiers
 from harness.training import TrainConfig, evaluate, fit, random_crop_flip, run_accuracy_cell, warmup_cosine
 

@@ -12,7 +12,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from harness.data import load_dataset
-from harness.factory import create_cipher
+from harness.registry import create_cipher
 from harness.training import TrainConfig, fit
 
 SIZE = (16, 16)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from harness.data import ImageDataset, load_dataset
-from harness.factory import create_cipher
+from harness.registry import create_cipher
 from harness.training import TrainConfig, run_accuracy_cell
 
 pytestmark = pytest.mark.usefixtures("single_thread")

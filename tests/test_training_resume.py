@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from harness.data import load_dataset
-from harness.factory import create_cipher
+from harness.registry import create_cipher
 from harness.training import TrainConfig, run_accuracy_cell
 
 pytestmark = pytest.mark.usefixtures("single_thread")

@@ -10,31 +10,19 @@ code lives in :mod:`harness.training`, never here.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import numbers
-from typing import Any, ClassVar, Iterator, Mapping
+from typing import Any, ClassVar, Mapping
 
 import torch
 from torch import nn
+
+from harness.keys import seeded
 
 #: every classifier normalises with mean = std = 0.5 per channel: it maps 255 - v to -x, so
 #: negative-positive ciphers and channel-moving ciphers commute with the normalisation
 NORMALIZE_MEAN = 0.5
 NORMALIZE_STD = 0.5
-
-
-@contextlib.contextmanager
-def seeded(seed: int, device: torch.device | None = None) -> Iterator[None]:
-    """Run the block with torch's CPU generator (and a CUDA ``device``'s) seeded; the caller's state is restored."""
-    cuda = []
-    if device is not None and device.type == "cuda":
-        cuda = [device.index if device.index is not None else torch.cuda.current_device()]
-    with torch.random.fork_rng(devices=cuda):
-        torch.random.default_generator.manual_seed(seed)
-        for index in cuda:
-            torch.cuda.default_generators[index].manual_seed(seed)
-        yield
 
 
 class ImageClassifier(nn.Module):
@@ -153,8 +141,3 @@ def check_build_args(
     if height < 1 or width < 1 or height % block_size or width % block_size:  # type: ignore[operator]
         raise ValueError(f"image_size {(height, width)} must be positive and divisible by block_size {block_size}")
     return height, width
-
-
-def cipher_name(cipher: Any) -> str:
-    """The registry name of a cipher instance (its class name for unregistered ciphers)."""
-    return getattr(cipher, "registry_name", type(cipher).__name__)

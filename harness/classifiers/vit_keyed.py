@@ -20,9 +20,9 @@ from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
 from ciphers.base import spatial_to_flat
-from harness.classifiers.base import ImageClassifier, cipher_name
+from harness.classifiers.base import ImageClassifier
 from harness.classifiers.vit import VitClassifier
-from harness.registry import classifiers
+from harness.registry import classifiers, name_of
 
 KEYED_CIPHER = "proposed"
 
@@ -101,8 +101,8 @@ def patch_pixel_permutation(pixel_perm: np.ndarray, block_size: int, channels: i
 
 
 def _check_keyed_cipher(cipher: Any) -> None:
-    if cipher_name(cipher) != KEYED_CIPHER:
-        raise ValueError(f"vit_keyed works only with the {KEYED_CIPHER!r} cipher, got {cipher_name(cipher)!r}")
+    if name_of(cipher) != KEYED_CIPHER:
+        raise ValueError(f"vit_keyed works only with the {KEYED_CIPHER!r} cipher, got {name_of(cipher)!r}")
 
 
 def _check_vit(vit: VisionTransformer, block_size: int) -> tuple[int, int]:

@@ -19,9 +19,9 @@ from typing import Callable, NoReturn, Sequence
 
 import torch
 
-from harness.bench import Cell, Runner, Selection, now, parse_shard, plan_cells, run_metadata, scramblebench_version, shard_cells
-from harness.config_schema import ConfigError
-from harness.presets import PRESETS, resolve_config
+from harness.run.bench import Cell, Runner, Selection, now, parse_shard, plan_cells, run_metadata, scramblebench_version, shard_cells
+from harness.run.config_schema import ConfigError
+from harness.run.presets import PRESETS, resolve_config
 from harness.progress import ProgressCallback
 from harness.registry import attacks, ciphers, classifiers
 from harness.results import KINDS as CELL_KINDS
@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     config, folder = _config_flags(), _folder_flags()
     run = commands.add_parser("run", parents=[config, folder], help="run the missing cells and write the report (default)")
-    run.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    run.add_argument("--device", default="auto", help="auto (default: cuda when available), cpu, cuda or cuda:N")
     run.add_argument(
         "--threads",
         type=int,
@@ -161,10 +161,18 @@ def _with_default_command(argv: list[str]) -> list[str]:
 
 
 def _device(choice: str) -> str:
+    """``--device``: auto, cpu, cuda or cuda:N, checked against the machine."""
     if choice == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda was given but CUDA is not available")
+    kind, _, index = choice.partition(":")
+    if choice == "cpu":
+        return choice
+    if kind != "cuda" or (index and not index.isdigit()):
+        raise UsageError(f"--device must be auto, cpu, cuda or cuda:N, got {choice!r}")
+    if not torch.cuda.is_available():
+        raise UsageError(f"--device {choice} was given but CUDA is not available")
+    if index and int(index) >= torch.cuda.device_count():
+        raise UsageError(f"--device {choice}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return choice
 
 
@@ -262,7 +270,7 @@ def _dispatch(args: argparse.Namespace, stdout: Callable[[str], None]) -> int:
         if args.workers > 1 and args.executor != "local":
             raise UsageError("--workers is for --executor local (Ray schedules its tasks on the cluster's CPUs and GPUs)")
         if args.executor == "ray" and not (args.list or args.report_only or args.dry_run):
-            from harness.executors import require_ray
+            from harness.run.executors import require_ray
 
             try:
                 require_ray()

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
-    from harness.bench import Cell, Runner
+    from harness.run.bench import Cell, Runner
 
 RAY_MISSING = "--executor ray needs Ray: install the extra with pip install 'scramblebench[ray]'"
 
@@ -51,7 +51,7 @@ def compute_cell(settings: dict[str, Any], cell: Cell) -> tuple[Any, Any, float]
 
     import torch
 
-    from harness import bench
+    from harness.run import bench
 
     if Path(bench.REPO_ROOT) != Path(settings["repo_root"]):
         raise RuntimeError(
@@ -70,7 +70,7 @@ def run_ray(runner: Runner, todo: list[Cell], finish: Callable[..., None], *, ad
     """Run ``todo`` as Ray tasks (joining ``address``, else the running or a new local instance)."""
     import torch
 
-    from harness import bench
+    from harness.run import bench
 
     ray = require_ray()
     started_here = not ray.is_initialized()

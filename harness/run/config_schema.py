@@ -1,6 +1,6 @@
 """The typed schema of a benchmark configuration, checked before any cell runs.
 
-A configuration is resolved as preset < YAML file < flags (:func:`harness.presets.resolve_config`)
+A configuration is resolved as preset < YAML file < flags (:func:`harness.run.presets.resolve_config`)
 and then passed through :func:`validate_config`, which returns a normalised copy or raises a
 :class:`ConfigError` naming the key path and what is allowed.  The rules:
 
@@ -370,7 +370,7 @@ def validate_config(config: Mapping[str, Any], origin: Mapping[str, str] | None 
 
 def _validate(config: dict[str, Any]) -> dict[str, Any]:
     from harness.data import DATASETS
-    from harness.presets import PRESETS
+    from harness.run.presets import PRESETS
 
     known = set(PRESETS["quick"])
     unknown = sorted(set(config) - known)

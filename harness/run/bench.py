@@ -7,7 +7,7 @@ code it runs (:func:`code_version`); a cell with a verified record of its identi
 folder is skipped (resume), any other is computed.  Every result is one checksummed record
 (``cells/<hash>.json``); results.csv and per_image.csv are compiled from the records.  A
 failing cell is recorded with its error and the run goes on.  Executors: local (serial or
-``workers`` processes) and Ray (:mod:`harness.executors`); :func:`shard_cells` splits a grid.
+``workers`` processes) and Ray (:mod:`harness.run.executors`); :func:`shard_cells` splits a grid.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from harness.registry import Registry, attacks, ciphers, classifiers
 from harness.results import DamagedRecordError, ResultStore, cell_id, encode_array, exact_int_string
 from harness.stats import bootstrap_mean_interval, mean_interval, wilson_interval
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -187,7 +187,7 @@ _CORE_SOURCES = ("harness/data.py", "harness/keys.py", "harness/metrics.py", "ha
 _KIND_SOURCES = {
     "key_space": (),
     "accuracy": ("harness/training.py", "harness/cache.py", "harness/classifiers"),
-    "security": ("attacks/base.py", "attacks/evaluate.py", "harness/cache.py"),
+    "security": ("attacks/base.py", "harness/run/security.py", "harness/cache.py"),
 }
 
 
@@ -224,7 +224,7 @@ def code_version(cell: Cell) -> dict[str, str]:
     The digest covers the core modules (data, keys, metrics, stats, the cipher base), the
     runner's cell-computing methods, the modules of the cell's cipher, classifier (the whole
     ``harness/classifiers`` package for accuracy cells, with training) or attack (with
-    ``attacks/base.py``, ``attacks/evaluate.py`` and the package's ``_*.py`` helpers), third-party
+    ``attacks/base.py``, ``harness/run/security.py`` and the package's ``_*.py`` helpers), third-party
     plugins' defining modules included.  Editing a report, the command line, the docs, the tests
     or another cipher's module changes no cell's identity.  Library versions and the git commit
     are recorded in the cell's record but are not part of the identity.
@@ -454,7 +454,7 @@ class Runner:
                 on_cell_done(cell, status, elapsed)
 
         if executor == "ray":
-            from harness.executors import run_ray
+            from harness.run.executors import run_ray
 
             run_ray(self, todo, finish, address=address)
         elif executor != "local":
@@ -674,7 +674,7 @@ class Runner:
 
     def _security_cell(self, cell: Cell) -> CellOutput:
         from attacks.base import AttackConfig, CipherFamily
-        from attacks.evaluate import run_security_cell
+        from harness.run.security import run_security_cell
 
         cipher = self.victim_cipher(cell.cipher)
         size = self.image_size(cell.cipher)
@@ -767,9 +767,14 @@ def _one_line(exc: BaseException) -> str:
 
 
 # -- run metadata -----------------------------------------------------------------------------
-def git_commit() -> str:
+def git_commit(root: Path = REPO_ROOT) -> str:
+    """scramblebench's own commit: only when ``root`` (where its packages live) is the top of a git
+    checkout; an installed copy inside someone else's repository (a venv in a project) has none."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
+        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=root, capture_output=True, text=True, timeout=10)
+        if top.returncode != 0 or Path(top.stdout.strip()).resolve() != root.resolve():
+            return "not a checkout (installed package)"
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
         return out.stdout.strip() if out.returncode == 0 else "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"

@@ -139,7 +139,7 @@ def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
 
 def load_config_file(config_file: str | Path) -> dict[str, Any]:
     """The mapping in a YAML file, plugin-named sections keyed by registered names."""
-    from harness.config_schema import ConfigError, canonical_sections
+    from harness.run.config_schema import ConfigError, canonical_sections
 
     path = Path(config_file)
     if not path.is_file():
@@ -171,14 +171,14 @@ def resolve_config(
     origin: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Preset, then the YAML file, then flag overrides (flags left unset are ``None`` and dropped),
-    checked against the schema (:func:`harness.config_schema.validate_config`).
+    checked against the schema (:func:`harness.run.config_schema.validate_config`).
 
     ``preset`` is the one given explicitly (``--preset``); ``None`` takes the file's ``preset:``
     key, else ``quick``.  A file's ``preset: paper`` selects the paper preset as the base and its
     other keys apply on top; an explicit ``preset`` that disagrees with the file's is an error.
     ``origin`` names where each override came from (``{"seed": "--seed"}``) for error messages.
     """
-    from harness.config_schema import ConfigError, validate_config
+    from harness.run.config_schema import ConfigError, validate_config
 
     loaded = load_config_file(config_file) if config_file is not None else {}
     file_preset = loaded.get("preset")

@@ -1,6 +1,6 @@
 """One security cell: encrypt the victim's images, run an attack, score the restoration.
 
-The runner (``harness.bench``) calls :func:`run_security_cell` once per (dataset, cipher,
+The runner (``harness.run.bench``) calls :func:`run_security_cell` once per (dataset, cipher,
 attack).  The last ``config.known_pairs`` victim images are the pool the known-plaintext attack
 draws its pairs from; every attack is evaluated on the images before them, so all attacks of a
 cipher are scored on the same images and no attack is ever scored on a pair it was given.
@@ -15,7 +15,6 @@ ciphertexts the provider holds.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ import torch
 
 from attacks.base import Attack, AttackConfig, CipherFamily, check_batch
 from ciphers.base import Cipher
-from harness.cache import cache_key, load_checkpoint, save_checkpoint
+from harness.cache import cache_key, load_checkpoint, save_checkpoint, tensor_digest
 from harness.metrics import identification, psnr, ssim
 from harness.progress import ProgressCallback
 from harness.registry import attacks
@@ -66,12 +65,6 @@ class SecurityResult:
     fit_seconds: float = 0.0
 
 
-def digest(images: torch.Tensor) -> str:
-    """Content hash of a uint8 batch (shape and bytes) for cache keys."""
-    data = images.detach().to("cpu").contiguous()
-    return hashlib.sha256(str(tuple(data.shape)).encode() + data.numpy().tobytes()).hexdigest()[:24]
-
-
 def attack_cache_path(
     cache_dir: Path, attack: type[Attack], family: CipherFamily, config: AttackConfig, attacker_images: torch.Tensor,
     victim_ciphertexts: torch.Tensor | None,
@@ -83,8 +76,8 @@ def attack_cache_path(
         version=attack.version,
         family=family.to_dict(),
         config=config.to_dict(),
-        attacker=digest(attacker_images),
-        victim=None if victim_ciphertexts is None else digest(victim_ciphertexts),
+        attacker=tensor_digest(attacker_images),
+        victim=None if victim_ciphertexts is None else tensor_digest(victim_ciphertexts),
     )
     return Path(cache_dir) / f"attack-{attack.registry_name}-{key}.pt"
 
