@@ -106,16 +106,22 @@ def tradeoff_figure(frame: pd.DataFrame, per_image: pd.DataFrame, run: dict[str,
     """Accuracy (95% interval) of each cipher's best network against its strongest ciphertext-only
     attack's SSIM gain over the best content-free baseline (95% interval)."""
     acc = frame[(frame["kind"] == "accuracy") & (frame["status"] == "ok") & (frame["metric"] == "accuracy") & (frame["dataset"] == dataset)]
-    points = []
+    points, reference = [], None
     for cipher in ordered_ciphers(list(acc["cipher"].unique())):
+        cell = acc[acc["cipher"] == cipher].sort_values("value").iloc[-1]
+        if is_identity(run, cipher):  # no key, nothing to attack: the accuracy to compare with
+            reference = cell
+            continue
         best = strongest(judge(frame, per_image, run, dataset, cipher), run, CIPHERTEXT_ONLY)
         if best is not None:
-            cell = acc[acc["cipher"] == cipher].sort_values("value").iloc[-1]
             points.append((cipher, cell, best))
     if not points:
         return None
     fig = Figure(figsize=(6, 4.2))
     ax = fig.subplots()
+    if reference is not None:
+        ax.axhline(100 * reference["value"], color="grey", linestyle=":", linewidth=1,
+                   label=f"{reference['cipher']} ({reference['classifier']})")
     for cipher, cell, best in points:
         low, high = 100 * cell["ci95_low"], 100 * cell["ci95_high"]
         accuracy = 100 * cell["value"]
