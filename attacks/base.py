@@ -208,13 +208,13 @@ class AttackConfig:
 
     def __post_init__(self) -> None:
         for name in ("seed",):
-            _check_int(name, getattr(self, name), minimum=0)
+            check_int(name, getattr(self, name), minimum=0)
         for name in ("epochs", "batch_size", "width", "unet_depth", "disc_width", "known_pairs"):
-            _check_int(name, getattr(self, name), minimum=1)
+            check_int(name, getattr(self, name), minimum=1)
         if self.train_keys is not None:
-            _check_int("train_keys", self.train_keys, minimum=1)
+            check_int("train_keys", self.train_keys, minimum=1)
         if self.steps is not None:
-            _check_int("steps", self.steps, minimum=1)
+            check_int("steps", self.steps, minimum=1)
         for name in ("lr",) + (("lr_d",) if self.lr_d is not None else ()):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
@@ -234,7 +234,8 @@ class AttackConfig:
         return asdict(self)
 
 
-def _check_int(name: str, value: object, minimum: int) -> None:
+def check_int(name: str, value: object, minimum: int) -> None:
+    """ValueError naming ``name`` unless ``value`` is an integer (not a bool) >= ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
@@ -286,7 +287,7 @@ class Attack(abc.ABC):
     registry_name: ClassVar[str]
 
     def __init__(self, *, seed: int = 0, device: str | torch.device = "cpu") -> None:
-        _check_int("seed", seed, minimum=0)
+        check_int("seed", seed, minimum=0)
         try:
             self.device = torch.device(device)
         except (RuntimeError, TypeError):
@@ -299,6 +300,8 @@ class Attack(abc.ABC):
         self.extra: dict[str, float] = {}
         #: one line for the report (e.g. why an attack step is a no-op for this cipher)
         self.note: str = ""
+        #: a key-recovery attack's recovered cipher (the cell then reports ``key_entries_recovered``)
+        self.recovered_cipher: Cipher | None = None
 
     @classmethod
     def applies_to(cls, family: CipherFamily) -> str | None:

@@ -48,7 +48,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from attacks.base import Attack, AttackConfig, CipherFamily
+from attacks.base import Attack, AttackConfig, CipherFamily, check_int
 from attacks.puzzle import descend, energy, grid_edges, shifts
 from ciphers._common import CHANNEL_PERMUTATIONS
 from ciphers.etc import dihedral_source
@@ -456,12 +456,10 @@ class ExtendedJigsawAttack(Attack):
             ("max_ciphertexts", max_ciphertexts, 1), ("chunk", chunk, 1), ("refine_top", refine_top, 1),
             ("prior_images", prior_images, 1), ("chroma_ciphertexts", chroma_ciphertexts, 1),
         ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+            check_int(name, value, minimum)
         self.max_ciphertexts, self.chunk, self.refine_top, self.prior_images = max_ciphertexts, chunk, refine_top, prior_images
         self.chroma_ciphertexts = chroma_ciphertexts
         self.key: dict[str, np.ndarray] | None = None
-        self.recovered_cipher = None
 
     @classmethod
     def applies_to(cls, family: CipherFamily) -> str | None:

@@ -371,7 +371,6 @@ class KnownPlaintextAttack(Attack):
     def __init__(self, *, seed: int = 0, device: str | torch.device = "cpu") -> None:
         super().__init__(seed=seed, device=device)
         self.key: dict[str, np.ndarray] | None = None
-        self.recovered_cipher: Cipher | None = None
 
     @classmethod
     def applies_to(cls, family: CipherFamily) -> str | None:

@@ -38,9 +38,8 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from attacks.base import Attack, AttackConfig, CipherFamily
+from attacks.base import Attack, AttackConfig, CipherFamily, check_int
 from attacks.puzzle import block_statistics, dihedral, estimate_block_perm
-from ciphers.base import Cipher
 from harness.keys import derive_seed
 from harness.progress import ProgressCallback, report
 from harness.registry import attacks
@@ -303,14 +302,12 @@ class NibbleAttack(Attack):
     ) -> None:
         super().__init__(seed=seed, device=device)
         for name, value, minimum in (("restarts", restarts, 1), ("max_ciphertexts", max_ciphertexts, 1), ("chunk", chunk, 1), ("refine", refine, 0)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+            check_int(name, value, minimum)
         if isinstance(flip_weight, bool) or not isinstance(flip_weight, (int, float)) or not flip_weight >= 0:
             raise ValueError(f"flip_weight must be a number >= 0, got {flip_weight!r}")
         self.restarts, self.max_ciphertexts, self.chunk = restarts, max_ciphertexts, chunk
         self.flip_weight, self.refine = float(flip_weight), refine
         self.key: dict[str, np.ndarray] | None = None
-        self.recovered_cipher: Cipher | None = None
 
     @classmethod
     def applies_to(cls, family: CipherFamily) -> str | None:

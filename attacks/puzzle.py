@@ -28,8 +28,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from attacks.base import Attack, AttackConfig, CipherFamily
-from ciphers.base import Cipher
+from attacks.base import Attack, AttackConfig, CipherFamily, check_int
 from harness.keys import derive_seed
 from harness.progress import ProgressCallback, report
 from harness.registry import attacks
@@ -275,11 +274,9 @@ class PuzzleAttack(Attack):
     ) -> None:
         super().__init__(seed=seed, device=device)
         for name, value, minimum in (("restarts", restarts, 0), ("max_ciphertexts", max_ciphertexts, 1), ("chunk", chunk, 1)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+            check_int(name, value, minimum)
         self.restarts, self.max_ciphertexts, self.chunk = restarts, max_ciphertexts, chunk
         self.key: dict[str, np.ndarray] | None = None
-        self.recovered_cipher: Cipher | None = None
 
     @classmethod
     def applies_to(cls, family: CipherFamily) -> str | None:
