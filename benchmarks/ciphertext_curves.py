@@ -1,11 +1,13 @@
 """SSIM of every statistical attack against the number of victim ciphertexts it sees (docs/attacks.md).
 
-    .venv/bin/python benchmarks/ciphertext_curves.py [--ladder 10,20,...] [--attacks puzzle,...] [--out docs/figures]
+    .venv/bin/python -m benchmarks.ciphertext_curves [--ladder 10,20,...] [--attacks puzzle,...] [--data natural|photos] [--out docs/figures]
 
 For every registered attack flagged ``statistical`` and every fixed-key cipher it applies to, the
 attack is fitted on the first n of the victim's ciphertexts (test images first, then the encrypted
 training set, as the provider holds them) for every n of the ladder, and scored on the same 500
-natural 32 x 32 test images.  Prints a markdown table and writes ``ciphertext_curves.png``.
+32 x 32 test images: ``natural`` crops, or ``photos`` (photographs the quick preset never uses,
+``tests/photos.py``; victim and attacker crops from different seeds).  Prints a markdown table
+with the final fit's key entries and positions recovered, and writes ``ciphertext_curves.png``.
 """
 
 from __future__ import annotations
@@ -31,15 +33,24 @@ def main() -> None:
     parser.add_argument("--ladder", default=",".join(map(str, CIPHERTEXT_LADDER)))
     parser.add_argument("--attacks", default=None, help="comma list (default: every statistical attack)")
     parser.add_argument("--n-test", type=int, default=500)
+    parser.add_argument("--data", choices=["natural", "photos"], default="natural")
     parser.add_argument("--out", default="docs/figures")
     args = parser.parse_args()
     torch.set_num_threads(1)
     ladder = tuple(int(v) for v in args.ladder.split(","))
     names = args.attacks.split(",") if args.attacks else [n for n in attacks.names() if attacks.get(n).statistical]
-    test = load_dataset("natural", "test", (32, 32), n=args.n_test, seed=0).images
-    train = load_dataset("natural", "train", (32, 32), n=max(ladder) - args.n_test + 32, seed=0).images
-    attacker = load_dataset("natural", "attacker", (32, 32), n=1000, seed=0).images
+    more = max(ladder) - args.n_test + 32
+    if args.data == "natural":
+        test = load_dataset("natural", "test", (32, 32), n=args.n_test, seed=0).images
+        train = load_dataset("natural", "train", (32, 32), n=more, seed=0).images
+        attacker = load_dataset("natural", "attacker", (32, 32), n=1000, seed=0).images
+    else:
+        from tests.photos import other_photographs
+
+        victim = other_photographs(args.n_test + more, seed=0)
+        test, train, attacker = victim[: args.n_test], victim[args.n_test :], other_photographs(1000, seed=1)
     curves: dict[tuple[str, str], list[tuple[int, float]]] = {}
+    recovered: dict[tuple[str, str], str] = {}
     for attack in names:
         for cipher in ciphers.names():
             options = dict(QUICK["ciphers"].get(cipher, {}))
@@ -53,10 +64,15 @@ def main() -> None:
                 cache_dir=None, pool_images=train[32:], ladder=ladder,
             )
             curves[(attack, cipher)] = result.curve
+            recovered[(attack, cipher)] = ", ".join(
+                f"{name} {result.extra[name]:.3f}" for name in ("key_entries_recovered", "positions_recovered") if name in result.extra
+            )
             print(f"{attack} on {cipher}: {time.perf_counter() - started:.0f} s", flush=True)
     counts = sorted({n for curve in curves.values() for n, _ in curve})
-    body = [[a, c, *[next((f"{v:.3f}" for n, v in curve if n == k), "") for k in counts]] for (a, c), curve in curves.items()]
-    print(tabulate(body, headers=["attack", "cipher", *map(str, counts)], tablefmt="github", disable_numparse=True))
+    body = [[a, c, *[next((f"{v:.3f}" for n, v in curve if n == k), "") for k in counts], recovered[(a, c)]]
+            for (a, c), curve in curves.items()]
+    headers = ["attack", "cipher", *map(str, counts), "recovered (all ciphertexts)"]
+    print(tabulate(body, headers=headers, tablefmt="github", disable_numparse=True))
     fig = Figure(figsize=(6, 4))
     ax = fig.subplots()
     for (attack, cipher), curve in curves.items():
@@ -69,7 +85,7 @@ def main() -> None:
     fig.tight_layout()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out / "ciphertext_curves.png", dpi=110)
+    fig.savefig(out / f"ciphertext_curves{'' if args.data == 'natural' else '_photos'}.png", dpi=110)
 
 
 if __name__ == "__main__":
