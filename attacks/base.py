@@ -22,9 +22,9 @@ import torch
 
 from ciphers._colour import rgb_to_ycbcr, ycbcr_to_rgb
 from ciphers.base import Cipher
-from harness.registry import create_cipher
+from harness.lazy import LazyImages
 from harness.progress import ProgressCallback
-from harness.registry import ciphers
+from harness.registry import ciphers, create_cipher
 
 LOSSES = ("l1", "mse")
 ARCHS = ("auto", "block", "pixel", "unet")
@@ -246,8 +246,9 @@ def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
 
 
 def check_batch(images: object, name: str, shape: tuple[int, ...] | None = None) -> torch.Tensor:
-    """``images`` if it is a uint8 ``[B, C, H, W]`` tensor (of ``shape[1:]`` if given), else ValueError."""
-    if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.ndim != 4:
+    """``images`` if it is a uint8 ``[B, C, H, W]`` tensor or :class:`LazyImages` (of ``shape[1:]``
+    if given), else ValueError."""
+    if not isinstance(images, (torch.Tensor, LazyImages)) or images.dtype != torch.uint8 or images.ndim != 4:
         raise ValueError(f"{name} must be a uint8 tensor [B, C, H, W]")
     if images.shape[0] < 1:
         raise ValueError(f"{name} must hold at least one image")
@@ -313,15 +314,20 @@ class Attack(abc.ABC):
     # -- life cycle ---------------------------------------------------------------------
     def fit(
         self,
-        attacker_images: torch.Tensor,
+        attacker_images: torch.Tensor | LazyImages,
         cipher_family: CipherFamily,
         config: AttackConfig,
         progress: ProgressCallback | None = None,
         *,
-        victim_ciphertexts: torch.Tensor | None = None,
+        victim_ciphertexts: torch.Tensor | LazyImages | None = None,
         known_pairs: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> None:
-        """Prepare the attack against ciphers of ``cipher_family`` (train, estimate, recover)."""
+        """Prepare the attack against ciphers of ``cipher_family`` (train, estimate, recover).
+
+        ``attacker_images`` and ``victim_ciphertexts`` may be :class:`LazyImages` (paper-size
+        splits made a batch at a time); attacks index, slice or stream them and never hold more
+        than a batch, or a capped subset, at once.
+        """
         if not isinstance(cipher_family, CipherFamily):
             raise ValueError(f"cipher_family must be a CipherFamily, got {type(cipher_family).__name__}")
         if not isinstance(config, AttackConfig):
@@ -352,16 +358,23 @@ class Attack(abc.ABC):
         if self.layout is None:
             raise ValueError(f"ciphertexts of {cipher_family.name} do not map onto [{channels}, H, W]")
         self.extra, self.note = {}, ""
-        view = self.layout.view
         self._fit(
             attacker_images.to(self.device),
             config,
             progress,
-            victim=None if victim_ciphertexts is None else view(victim_ciphertexts.to(self.device)),
+            victim=None if victim_ciphertexts is None else self._viewed(victim_ciphertexts.to(self.device)),
             pairs=None
             if known_pairs is None
-            else (known_pairs[0].to(self.device), view(known_pairs[1].to(self.device))),
+            else (known_pairs[0].to(self.device), self.layout.view(known_pairs[1].to(self.device))),
         )
+
+    def _viewed(self, ciphertexts: torch.Tensor | LazyImages) -> torch.Tensor | LazyImages:
+        """Ciphertexts in the plain layout; a lazy collection stays lazy (viewed batch by batch)."""
+        assert self.layout is not None and self.channels is not None and self.family is not None
+        if isinstance(ciphertexts, LazyImages):
+            view = self.layout.view
+            return ciphertexts.map(lambda batch, _: view(batch), (self.channels, *self.family.image_size))
+        return self.layout.view(ciphertexts)
 
     def restore(self, ciphertexts: torch.Tensor) -> torch.Tensor:
         """The attacker's estimate of the plain images: uint8 ``[B, C, H, W]``."""

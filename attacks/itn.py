@@ -17,6 +17,7 @@ import torch
 from attacks._nets import to_input, to_target
 from attacks._training import GeneratorAttack, adam, batches, image_loss
 from attacks.base import AttackConfig
+from ciphers.base import Cipher
 from harness.keys import derive_seed
 from harness.progress import ProgressCallback, report
 from harness.registry import attacks
@@ -26,22 +27,28 @@ from harness.registry import attacks
 class InverseTransformationNetwork(GeneratorAttack):
     """Paired training on the attacker's own images under keys it draws (SPEC.md, Attacks: itn)."""
 
-    def encrypt_training_set(self, images: torch.Tensor, config: AttackConfig, epoch: int) -> torch.Tensor:
-        """The attacker's images under keys it draws: ``train_keys`` keys (None: one per image)."""
+    def training_keys(self, n: int, config: AttackConfig, epoch: int) -> list[Cipher]:
+        """The keys the attacker draws for an epoch: ``train_keys`` keys (None: one per image);
+        image i is encrypted with key ``i % len(keys)``.  A per-image-key family draws one cipher
+        whose keys follow the image ids."""
+        assert self.family is not None
+        if self.family.per_image_key:
+            return [self.family.draw(derive_seed(self.seed, "itn", "keys", epoch))]
+        n_keys = min(n, config.train_keys or n)
+        return [self.family.draw(derive_seed(self.seed, "itn", "key", epoch, key)) for key in range(n_keys)]
+
+    def encrypt_batch(self, images: torch.Tensor, index: torch.Tensor, keys: list[Cipher]) -> torch.Tensor:
+        """The attacker's images at dataset positions ``index`` under their epoch keys, in the plain
+        layout (a batch at a time, so the training set is never held encrypted)."""
         assert self.family is not None and self.layout is not None
-        family, n = self.family, images.shape[0]
-        if family.per_image_key:  # the cipher itself draws a key per image id
-            cipher = family.draw(derive_seed(self.seed, "itn", "keys", epoch))
-            encrypted = family.encrypt(cipher, images)
-        else:
-            n_keys = min(n, config.train_keys or n)
-            encrypted = torch.empty(
-                family.encrypted_shape(tuple(images.shape)), dtype=torch.uint8, device=images.device
-            )
-            for key in range(n_keys):  # one cipher per key, each over its whole group of images
-                members = torch.arange(key, n, n_keys, device=images.device)
-                cipher = family.draw(derive_seed(self.seed, "itn", "key", epoch, key))
-                encrypted[members] = cipher.encrypt(images[members])
+        if self.family.per_image_key:
+            return self.layout.view(keys[0].encrypt(images, image_ids=index.to(images.device)))
+        shape = self.family.encrypted_shape(tuple(images.shape))
+        encrypted = torch.empty(shape, dtype=torch.uint8, device=images.device)
+        which = (index % len(keys)).to(images.device)
+        for key in which.unique().tolist():
+            members = torch.nonzero(which == key).flatten()
+            encrypted[members] = keys[key].encrypt(images[members])
         return self.layout.view(encrypted)
 
     def _fit(
@@ -57,15 +64,16 @@ class InverseTransformationNetwork(GeneratorAttack):
         optimizer = adam(net.parameters(), config)
         order = torch.Generator().manual_seed(derive_seed(self.seed, "itn", "order"))
         losses = []
+        n = attacker_images.shape[0]
         for epoch in range(config.epochs):
             if epoch == 0 or config.rekey_each_epoch:
-                source = self.encrypt_training_set(attacker_images, config, epoch)  # uint8: floats per batch
+                keys = self.training_keys(n, config, epoch)
             net.train()
             total, count = 0.0, 0
-            for index in batches(source.shape[0], config.batch_size, order):
-                index = index.to(self.device)
-                restored = torch.sigmoid(net(to_input(source[index])))
-                loss = image_loss(restored, to_target(attacker_images[index]), config.loss)
+            for index in batches(n, config.batch_size, order):
+                plain = attacker_images[index]
+                restored = torch.sigmoid(net(to_input(self.encrypt_batch(plain, index, keys))))
+                loss = image_loss(restored, to_target(plain), config.loss)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()

@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+from harness.lazy import LazyImages
+
 CACHE_FORMAT = 1
 
 
@@ -29,12 +31,16 @@ def cache_key(**parts: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
-def tensor_digest(*tensors: torch.Tensor) -> str:
-    """Content digest of tensors (dtype, shape and bytes): what cache keys record of data, never keys."""
+def tensor_digest(*tensors: torch.Tensor | LazyImages) -> str:
+    """Content digest of tensors (dtype, shape and bytes): what cache keys record of data, never keys.
+
+    A :class:`LazyImages` is read a chunk at a time and digests like the tensor it stands for.
+    """
     digest = hashlib.blake2b(digest_size=16)
     for tensor in tensors:
         digest.update(f"{tensor.dtype}:{tuple(tensor.shape)};".encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        for part in tensor.chunks() if isinstance(tensor, LazyImages) else (tensor,):
+            digest.update(part.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
 
 

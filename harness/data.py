@@ -1,8 +1,13 @@
-"""Datasets as uint8 ``[N, C, H, W]`` tensors: ``natural`` (embedded), ``cifar10``/``cifar100``, ``folder``.
+"""Datasets as uint8 ``[N, C, H, W]`` images: ``natural`` (embedded), ``cifar10``/``cifar100``, ``folder``, ``images``.
 
 Every dataset has three splits: ``train`` and ``test`` for the victim's classifier and
 ``attacker``, the attacker's own plain images, disjoint from the victim's test images.
 Nothing here downloads: CIFAR and folders are read from a path the user gives.
+
+CIFAR stays at its stored 32 x 32 (150 MB for the training split) and is resized a batch at a
+time, on the device that uses it (:meth:`ImageDataset.batch`, :meth:`ImageDataset.lazy`):
+the paper's 224 x 224 would be 7.5 GB for the training split alone.  Images of other sizes
+(crops, photographs) are resized once as they are read.
 """
 
 from __future__ import annotations
@@ -16,8 +21,10 @@ from typing import Callable
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from harness.keys import derive_seed, rng
+from harness.lazy import LazyImages
 
 SPLITS = ("train", "test", "attacker")
 DATASETS = ("natural", "cifar10", "cifar100", "folder", "images")
@@ -28,20 +35,54 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
 @dataclass(frozen=True)
 class ImageDataset:
-    """Images (uint8 ``[N, C, H, W]``), integer labels ``[N]`` and class names."""
+    """Images at ``image_size``, integer labels ``[N]`` and class names.
 
-    images: torch.Tensor
+    ``stored``: the uint8 ``[N, C, h, w]`` images as read; ``size``: the size they are used at
+    (None: as stored).  :meth:`batch` and :meth:`lazy` resize a batch at a time on the device
+    that asks; :attr:`images` makes the whole split at ``image_size`` (for small data only).
+    """
+
+    stored: torch.Tensor
     labels: torch.Tensor
     classes: tuple[str, ...]
     name: str
     split: str
+    size: tuple[int, int] | None = None
 
     def __len__(self) -> int:
-        return int(self.images.shape[0])
+        return int(self.stored.shape[0])
+
+    @property
+    def channels(self) -> int:
+        return int(self.stored.shape[1])
 
     @property
     def image_size(self) -> tuple[int, int]:
-        return int(self.images.shape[-2]), int(self.images.shape[-1])
+        if self.size is not None:
+            return int(self.size[0]), int(self.size[1])
+        return int(self.stored.shape[-2]), int(self.stored.shape[-1])
+
+    @property
+    def images(self) -> torch.Tensor:
+        """Every image at ``image_size`` as one tensor (the stored tensor itself when no resize is due)."""
+        if self.stored.shape[-2:] == self.image_size:
+            return self.stored
+        return self.batch(torch.arange(len(self)))
+
+    def batch(self, index: torch.Tensor, device: str | torch.device | None = None, stored: torch.Tensor | None = None) -> torch.Tensor:
+        """The images at ``index`` at ``image_size``, resized on ``device`` (default: where they are stored).
+
+        ``stored``: the stored images already moved to ``device`` (the training loop keeps them there).
+        """
+        source = self.stored if stored is None else stored
+        images = source[index.to(source.device)]
+        if device is not None:
+            images = images.to(device, non_blocking=True)
+        return resize_images(images, self.image_size)
+
+    def lazy(self, device: str | torch.device | None = None) -> LazyImages:
+        """The images at ``image_size`` as a :class:`LazyImages` (made a batch at a time on ``device``)."""
+        return LazyImages(len(self), (self.channels, *self.image_size), lambda index: self.batch(index, device))
 
 
 def load_dataset(
@@ -65,7 +106,6 @@ def load_dataset(
     elif name in ("cifar10", "cifar100"):
         images, labels, classes = _cifar(name, _require_dir(data_dir, name), split)
         images, labels = _subset(images, labels, n, derive_seed(seed, name, split, "subset"))
-        images = _resize_all(images, (height, width))
     elif name == "folder":
         images, labels, classes = _folder(_require_dir(data_dir, name), split, (height, width))
         images, labels = _subset(images, labels, n, derive_seed(seed, name, split, "subset"))
@@ -75,11 +115,12 @@ def load_dataset(
     else:
         raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS}")
     return ImageDataset(
-        images=torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))),
+        stored=torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))),
         labels=torch.from_numpy(labels.astype(np.int64)),
         classes=tuple(classes),
         name=name,
         split=split,
+        size=(height, width),
     )
 
 
@@ -307,7 +348,18 @@ def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(image, (width, height), interpolation=interpolation)
 
 
-def _resize_all(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    if images.shape[1:3] == tuple(size):
+def resize_images(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """A uint8 batch ``[B, C, h, w]`` resized to ``size`` on its own device, uint8.
+
+    Enlarging (CIFAR's 32 to the seed's 224) is bicubic with a = -0.75 and half-pixel centres,
+    OpenCV's INTER_CUBIC; shrinking is area averaging.  Values are rounded half to even and
+    clamped to 0..255.  Computed in float32; on the CPU the result is deterministic.
+    """
+    height, width = (int(v) for v in size)
+    if tuple(images.shape[-2:]) == (height, width):
         return images
-    return np.stack([_resize(image, size) for image in images])
+    enlarging = images.shape[-2] <= height and images.shape[-1] <= width
+    mode = "bicubic" if enlarging else "area"
+    options = {"align_corners": False} if enlarging else {}
+    resized = F.interpolate(images.float(), size=(height, width), mode=mode, **options)
+    return resized.round_().clamp_(0, 255).to(torch.uint8)

@@ -22,17 +22,35 @@ def _check_pair(a: torch.Tensor, b: torch.Tensor) -> None:
         raise ValueError(f"a and b must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
 
 
-#: images scored at once: float64 SSIM needs about 12 working copies of a chunk (bounded memory)
-METRIC_CHUNK = 64
+#: pixel values scored at once: float64 SSIM holds about 12 working copies of a chunk, so a chunk
+#: of 2^21 values (682 images of 32 x 32, 13 of 224 x 224) stays near 200 MB (bounded memory)
+METRIC_VALUES = 2**21
 
 
-def ssim(a: torch.Tensor, b: torch.Tensor, win_size: int = 7, dtype: torch.dtype = torch.float64, chunk: int = METRIC_CHUNK) -> torch.Tensor:
-    """Per-image SSIM ``[B]`` of uint8 batches ``[B, C, H, W]`` (scikit-image defaults), ``chunk`` images at a time."""
+def metric_chunk(images: torch.Tensor) -> int:
+    """Images of this batch's size that fit in one chunk of :data:`METRIC_VALUES` values."""
+    return max(1, METRIC_VALUES // max(1, images[0].numel())) if images.shape[0] else 1
+
+
+def metric_dtype(device: torch.device | str) -> torch.dtype:
+    """float64 on the CPU (scikit-image's arithmetic, within 1e-6); float32 on accelerators, whose
+    float64 throughput is a small fraction of float32's (docs/performance.md gives the difference)."""
+    return torch.float64 if torch.device(device).type == "cpu" else torch.float32
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor, win_size: int = 7, dtype: torch.dtype | None = None, chunk: int | None = None) -> torch.Tensor:
+    """Per-image SSIM ``[B]`` of uint8 batches ``[B, C, H, W]`` (scikit-image defaults), a chunk at a time.
+
+    ``dtype``: None takes :func:`metric_dtype` of the images' device; ``chunk``: images per
+    chunk (None: :func:`metric_chunk`).
+    """
     _check_pair(a, b)
     if win_size % 2 == 0 or win_size < 3:
         raise ValueError(f"win_size must be odd and >= 3, got {win_size}")
     if min(a.shape[-2:]) < win_size:
         raise ValueError(f"images of {a.shape[-2]}x{a.shape[-1]} are smaller than win_size {win_size}")
+    dtype = dtype or metric_dtype(a.device)
+    chunk = chunk or metric_chunk(a)
     return torch.cat([_ssim(x, y, win_size, dtype) for x, y in zip(a.split(chunk), b.split(chunk))])
 
 
@@ -54,10 +72,16 @@ def _ssim(a: torch.Tensor, b: torch.Tensor, win_size: int, dtype: torch.dtype) -
     return s.mean(dim=(1, 2, 3))
 
 
-def psnr(a: torch.Tensor, b: torch.Tensor, chunk: int = METRIC_CHUNK) -> torch.Tensor:
-    """Per-image PSNR in dB ``[B]`` for uint8 batches (``inf`` where identical), ``chunk`` images at a time."""
+def psnr(a: torch.Tensor, b: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
+    """Per-image PSNR in dB ``[B]`` for uint8 batches (``inf`` where identical), a chunk at a time.
+
+    Exact on every device: the squared errors are integers, summed in int64.
+    """
     _check_pair(a, b)
-    mse = torch.cat([(x.double() - y.double()).pow(2).mean(dim=(1, 2, 3)) for x, y in zip(a.split(chunk), b.split(chunk))])
+    chunk = chunk or metric_chunk(a)
+    pixels = a[0].numel() if a.shape[0] else 1
+    sse = torch.cat([(x.int() - y.int()).pow(2).flatten(1).sum(1, dtype=torch.int64) for x, y in zip(a.split(chunk), b.split(chunk))])
+    mse = sse.double() / pixels
     return 10 * torch.log10(DATA_RANGE**2 / mse)
 
 
@@ -76,8 +100,9 @@ def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
 IDENTIFICATION_SIDE = 32
 
 
-def _identity_features(images: torch.Tensor, side: int) -> torch.Tensor:
-    """Zero-mean, unit-norm grayscale vectors of images area-averaged to at most ``side`` pixels a side."""
+def identity_features(images: torch.Tensor, side: int = IDENTIFICATION_SIDE) -> torch.Tensor:
+    """Zero-mean, unit-norm grayscale vectors ``[B, <= side*side]`` (float64) of uint8 images
+    area-averaged to at most ``side`` pixels a side: what :func:`identification` compares."""
     gray = images.double().mean(1, keepdim=True)
     height, width = gray.shape[-2:]
     if max(height, width) > side:
@@ -98,10 +123,16 @@ def identification(restored: torch.Tensor, plain: torch.Tensor, side: int = IDEN
     scene it came from among the N candidates?
     """
     _check_pair(restored, plain)
-    gallery = _identity_features(plain, side)
+    return identify(identity_features(restored, side), identity_features(plain, side), chunk)
+
+
+def identify(query: torch.Tensor, gallery: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
+    """``[B]`` bool: is query feature i most similar to gallery feature i (features of
+    :func:`identity_features`, so a streamed cell computes them a chunk at a time)?"""
+    if query.shape != gallery.shape:
+        raise ValueError(f"query and gallery features must have one shape, got {tuple(query.shape)} and {tuple(gallery.shape)}")
     hits = []
-    for start in range(0, restored.shape[0], chunk):
-        query = _identity_features(restored[start : start + chunk], side)
-        best = (query @ gallery.T).argmax(1)
-        hits.append(best == torch.arange(start, start + query.shape[0], device=best.device))
-    return torch.cat(hits)
+    for start in range(0, query.shape[0], chunk):
+        best = (query[start : start + chunk] @ gallery.T).argmax(1)
+        hits.append(best == torch.arange(start, start + best.shape[0], device=best.device))
+    return torch.cat(hits) if hits else torch.zeros(0, dtype=torch.bool)

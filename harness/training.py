@@ -1,7 +1,8 @@
 """Train and evaluate classifiers on encrypted images, and cache trained models on disk.
 
-The flow of one accuracy cell: draw a batch of *plain* uint8 images, augment it (random crop with
-zero padding, horizontal flip), encrypt it with the cipher (per-image keys follow the dataset
+The flow of one accuracy cell: draw a batch of *plain* uint8 images on the device
+(:mod:`harness.feeding`: stored size, resized there), augment it (random crop with zero padding,
+horizontal flip), encrypt it with the cipher (per-image keys follow the dataset
 index), and let the model's own input pipeline convert and normalise it.  The optimiser is the
 seed's: SGD with momentum 0.9 and weight decay 5e-4, a linear warm-up and a cosine decay to 0.
 Training is deterministic on the CPU for a given seed and never touches the caller's global RNG
@@ -30,13 +31,15 @@ from torch import nn
 
 from harness.cache import CorruptCacheError, cache_key, load_checkpoint, save_checkpoint, tensor_digest
 from harness.data import ImageDataset
+from harness.feeding import Augmentation, DeviceFeed
 from harness.keys import derive_seed, seeded
 from harness.metrics import accuracy
 from harness.progress import ProgressCallback, report
 from harness.registry import classifiers, create_cipher, name_of
 
 #: bump when a change to this module changes what a given configuration trains
-TRAINING_VERSION = 1
+#: (2: augmentation drawn once per epoch, images resized per batch in torch)
+TRAINING_VERSION = 2
 #: optimiser steps between resumable checkpoints of a training cell (None or 0: none)
 DEFAULT_CHECKPOINT_STEPS = 200
 
@@ -198,7 +201,7 @@ def predict_logits(
     with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
         for start in range(0, len(data), batch_size):
             index = torch.arange(start, min(start + batch_size, len(data)))
-            images = _encrypt(cipher, data.images[index].to(device), index + image_id_offset, channels_last)
+            images = _encrypt(cipher, data.batch(index, device), index + image_id_offset, channels_last)
             outputs.append(model(images).float().cpu())
     return torch.cat(outputs)
 
@@ -250,28 +253,10 @@ def run_accuracy_cell(
     return AccuracyResult(accuracy(logits, test.labels), train_seconds, cached, extra, correct)
 
 
-def random_crop_flip(images: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
-    """Random crop of zero-padded images (padding ``padding``) and a random horizontal flip, per image.
-
-    One gather over the whole batch; the random numbers come from ``generator`` (on the CPU).
-    """
-    batch, channels, height, width = images.shape
-    padded = F.pad(images, (padding, padding, padding, padding))
-    top = torch.randint(0, 2 * padding + 1, (batch, 1), generator=generator)
-    left = torch.randint(0, 2 * padding + 1, (batch, 1), generator=generator)
-    flip = torch.rand(batch, 1, generator=generator) < 0.5
-    cols = torch.arange(width).expand(batch, width)
-    cols = torch.where(flip, width - 1 - cols, cols) + left
-    rows = torch.arange(height) + top
-    index = (rows[:, :, None] * padded.shape[-1] + cols[:, None, :]).reshape(batch, 1, -1).to(images.device)
-    out = padded.flatten(2).gather(2, index.expand(batch, channels, -1))
-    return out.view(batch, channels, height, width)
-
-
 # -- internals -------------------------------------------------------------------------------
 def _input_shape(data: ImageDataset, cipher: Any) -> tuple[int, tuple[int, int]]:
     """Channels and size of what the network sees: the ciphertext (etc_gray's is 1 x H x 3W)."""
-    _, channels, height, width = cipher.encrypted_shape((1, int(data.images.shape[1]), *data.image_size))
+    _, channels, height, width = cipher.encrypted_shape((1, data.channels, *data.image_size))
     return channels, (height, width)
 
 
@@ -376,9 +361,9 @@ def _train(
     warmup = round(config.warmup_epochs * steps_per_epoch)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: warmup_cosine(step, total, warmup))
     generator = torch.Generator().manual_seed(derive_seed(config.seed, "batches"))
-    labels = data.labels.to(device)
+    feed = DeviceFeed(data, device)
     epoch_loss = math.nan
-    done, order, running_sum, elapsed = 0, None, 0.0, 0.0
+    done, order, augmentation, running_sum, elapsed = 0, None, None, 0.0, 0.0
     with seeded(derive_seed(config.seed, "layers"), device):
         if checkpoint is not None and checkpoint.exists():
             state = load_checkpoint(checkpoint)
@@ -390,15 +375,18 @@ def _train(
             if device.type == "cuda" and "cuda_rng" in state:
                 torch.cuda.set_rng_state(state["cuda_rng"], device)
             done, order, running_sum, elapsed = int(state["step"]), state["order"], float(state["running"]), float(state["elapsed"])
+            augmentation = None if state["augmentation"] is None else Augmentation(**state["augmentation"])
         started = time.perf_counter() - elapsed
         for epoch in range(done // steps_per_epoch, config.epochs):
             if done % steps_per_epoch == 0:
                 order, running_sum = torch.randperm(n, generator=generator), 0.0
+                augmentation = Augmentation.draw(n, config.crop_padding, generator) if config.augment else None
+            on_device = augmentation.to(device) if augmentation is not None else None
             running = torch.zeros((), device=device)
-            for step in range(done % steps_per_epoch, steps_per_epoch):
-                index = order[step * batch_size : (step + 1) * batch_size]
-                plain = data.images[index].to(device)
-                running += train_step(trained, optimizer, cipher, plain, labels[index.to(device)], index, config, generator, (rank, world))
+            first = done % steps_per_epoch
+            for step, (index, plain, labels) in enumerate(feed.epoch(order, batch_size, first, steps_per_epoch), start=first):
+                part = on_device.part(step * batch_size, (step + 1) * batch_size) if on_device is not None else None
+                running += train_step(trained, optimizer, cipher, plain, labels, index, config, part, (rank, world))
                 scheduler.step()
                 done += 1
                 report(progress, done, total, f"{label}: epoch {epoch + 1}/{config.epochs}")
@@ -411,6 +399,7 @@ def _train(
                         "torch_rng": torch.get_rng_state(),
                         "step": done,
                         "order": order,
+                        "augmentation": None if augmentation is None else vars(augmentation),
                         "running": running_sum + float(running),
                         "elapsed": time.perf_counter() - started,
                     }
@@ -422,7 +411,7 @@ def _train(
 
                 dist.all_reduce(running)
                 running /= world
-            epoch_loss = (running_sum + float(running)) / steps_per_epoch
+            epoch_loss = (running_sum + float(running)) / steps_per_epoch  # one host sync per epoch
             if not math.isfinite(epoch_loss):
                 raise FloatingPointError(
                     f"{label}: training diverged (loss {epoch_loss}) in epoch {epoch + 1}; lower the learning rate"
@@ -466,17 +455,19 @@ def train_step(
     labels: torch.Tensor,
     index: torch.Tensor,
     config: TrainConfig,
-    generator: torch.Generator,
+    augmentation: Augmentation | None = None,
     shard: tuple[int, int] = (0, 1),
 ) -> torch.Tensor:
     """One optimiser step on a plain uint8 batch (augment, encrypt, forward, backward, update); the detached loss.
 
-    ``index`` holds the images' dataset indices (the image ids of per-image-key ciphers);
-    ``shard`` = (rank, world): this process trains on the rank-th of world equal parts of the batch.
+    ``index`` holds the images' dataset indices (the image ids of per-image-key ciphers; on the
+    CPU, where such ciphers derive their keys); ``augmentation``: this batch's crops and flips
+    (None: none); ``shard`` = (rank, world): this process trains on the rank-th of world equal
+    parts of the batch.  Nothing here waits for the device.
     """
     device = plain.device
-    if config.augment:
-        plain = random_crop_flip(plain, config.crop_padding, generator)
+    if augmentation is not None:
+        plain = augmentation.apply(plain)
     images = _encrypt(cipher, plain, index, _channels_last(model, device))
     rank, world = shard
     if world > 1:
@@ -510,7 +501,7 @@ def warmup_cosine(step: int, total: int, warmup: int) -> float:
 
 def _encrypt(cipher: Any, images: torch.Tensor, index: torch.Tensor, channels_last: bool) -> torch.Tensor:
     """Encrypt a uint8 batch; per-image-key ciphers get the dataset indices as image ids."""
-    image_ids = index.to(images.device) if getattr(cipher, "per_image_key", False) else None
+    image_ids = index if getattr(cipher, "per_image_key", False) else None
     encrypted = cipher.encrypt(images, image_ids=image_ids)
     return encrypted.contiguous(memory_format=torch.channels_last) if channels_last else encrypted
 
@@ -541,9 +532,10 @@ def _cache_parts(
             "name": data.name,
             "split": data.split,
             "n": len(data),
-            "shape": list(data.images.shape),
+            "stored_shape": list(data.stored.shape),
+            "image_size": list(data.image_size),
             "classes": list(data.classes),
-            "content": tensor_digest(data.images, data.labels),
+            "content": tensor_digest(data.stored, data.labels),
         },
         "torch": torch.__version__,
         "timm": timm.__version__,

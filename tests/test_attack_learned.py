@@ -51,11 +51,19 @@ def test_itn_training_keys_are_fresh_per_image_and_per_epoch(attacker: torch.Ten
     itn = attacks.get("itn")(seed=3)
     itn.fit(attacker[:4], family, AttackConfig(epochs=1, width=8))
     same = attacker[:1].expand(6, -1, -1, -1).contiguous()
-    first = itn.encrypt_training_set(same, AttackConfig(), epoch=0)
+    index = torch.arange(6)
+
+    def encrypted(config: AttackConfig, epoch: int, positions: torch.Tensor = index) -> torch.Tensor:
+        return itn.encrypt_batch(same[: positions.numel()], positions, itn.training_keys(6, config, epoch))
+
+    first = encrypted(AttackConfig(), 0)
     assert len({c.numpy().tobytes() for c in first}) == 6  # one key per image
-    assert not torch.equal(first, itn.encrypt_training_set(same, AttackConfig(), epoch=1))
-    shared = itn.encrypt_training_set(same, AttackConfig(train_keys=2), epoch=0)
+    assert not torch.equal(first, encrypted(AttackConfig(), 1))
+    shared = encrypted(AttackConfig(train_keys=2), 0)
     assert torch.equal(shared[0], shared[2]) and not torch.equal(shared[0], shared[1])
+    # a batch gets the keys of its dataset positions, whatever order the batch is drawn in
+    shuffled = torch.tensor([4, 1, 5])
+    assert torch.equal(encrypted(AttackConfig(), 0, shuffled), first[shuffled])
 
 
 def test_gan_trains_on_the_victims_ciphertexts_and_reports_its_losses(attacker: torch.Tensor) -> None:

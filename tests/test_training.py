@@ -15,7 +15,8 @@ from harness.cache import CorruptCacheError, save_checkpoint
 from harness.data import ImageDataset
 from harness.registry import create_cipher
 from harness.registry import classifiers
-from harness.training import TrainConfig, evaluate, fit, random_crop_flip, run_accuracy_cell, warmup_cosine
+from harness.feeding import random_crop_flip
+from harness.training import TrainConfig, evaluate, fit, run_accuracy_cell, warmup_cosine
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -28,7 +29,7 @@ def _data(n: int = 48, seed: int = 0, split: str = "train") -> ImageDataset:
     labels = torch.arange(n) % 3
     means = torch.tensor([[60, 120, 200], [200, 60, 120], [120, 200, 60]])[labels].view(n, 3, 1, 1)
     images = (means + torch.randint(-50, 50, (n, 3, *SIZE), generator=generator)).clamp(0, 255).to(torch.uint8)
-    return ImageDataset(images=images, labels=labels, classes=("a", "b", "c"), name="synthetic", split=split)
+    return ImageDataset(stored=images, labels=labels, classes=("a", "b", "c"), name="synthetic", split=split)
 
 
 def _config(**overrides: object) -> TrainConfig:

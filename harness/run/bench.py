@@ -626,7 +626,7 @@ class Runner:
         ]
         test = self.dataset(cell.dataset, "test", self.image_size(cell.cipher))
         count = min(int(self.config["examples"]), len(test))
-        plain = test.images[:count]
+        plain = test.batch(torch.arange(count))
         encrypted = cipher.encrypt(plain, torch.arange(count))
         scores = ssim(encrypted, plain).numpy() if encrypted.shape == plain.shape else None
         return CellOutput(rows, examples=[("plain", plain.numpy(), None), ("encrypted", encrypted.numpy(), scores)])
@@ -688,16 +688,18 @@ class Runner:
         reason = attacks.get(cell.attack).applies_to(family)
         if reason:
             return CellOutput([{**base, "status": "n/a", "metric": "ssim", "note": reason}])
-        victim = self.dataset(cell.dataset, "test", size)
-        attacker = self.dataset(cell.dataset, "attacker", size)
+        # lazy splits: CIFAR stays at 32 x 32 and is resized a chunk at a time (bounded memory)
+        victim = self.dataset(cell.dataset, "test", size).lazy()
+        attacker = self.dataset(cell.dataset, "attacker", size).lazy()
         # the provider holds the encrypted training set too: attacks on victim ciphertexts pool it
-        pool = self.dataset(cell.dataset, "train", size).images if attacks.get(cell.attack).uses_victim_ciphertexts else None
+        pool = self.dataset(cell.dataset, "train", size).lazy() if attacks.get(cell.attack).uses_victim_ciphertexts else None
+        count = int(self.config["examples"])
         result = run_security_cell(
             cell.attack,
             family,
             cipher,
-            victim.images,
-            attacker.images,
+            victim,
+            attacker,
             AttackConfig(**attack_options),
             cache_dir=self.cache_dir,
             pool_images=pool,
@@ -705,8 +707,8 @@ class Runner:
             device=self.device,
             refresh_cache=self.refresh_cache,
             progress=self.cell_progress(cell),
+            keep_restored=count,
         )
-        count = min(int(self.config["examples"]), result.restored.shape[0])
         ok = {**base, "status": "ok", "note": result.note}
         identified = result.identified.double().cpu().numpy()
         rate, low, high = wilson_interval(float(identified.sum()), identified.size)

@@ -26,7 +26,8 @@ import torch
 from attacks.base import Attack, AttackConfig, CipherFamily, check_batch
 from ciphers.base import Cipher
 from harness.cache import cache_key, load_checkpoint, save_checkpoint, tensor_digest
-from harness.metrics import identification, psnr, ssim
+from harness.lazy import LazyImages, as_lazy
+from harness.metrics import identify, identity_features, psnr, ssim
 from harness.progress import ProgressCallback
 from harness.registry import attacks
 
@@ -66,8 +67,8 @@ class SecurityResult:
 
 
 def attack_cache_path(
-    cache_dir: Path, attack: type[Attack], family: CipherFamily, config: AttackConfig, attacker_images: torch.Tensor,
-    victim_ciphertexts: torch.Tensor | None,
+    cache_dir: Path, attack: type[Attack], family: CipherFamily, config: AttackConfig, attacker_images: torch.Tensor | LazyImages,
+    victim_ciphertexts: torch.Tensor | LazyImages | None,
 ) -> Path:
     """Where a learned attack's state lives: a hash of everything that determines it (never a key)."""
     key = cache_key(
@@ -120,49 +121,103 @@ def key_entries_recovered(recovered: Cipher | None, victim: Cipher) -> float | N
     return equal / total if total else 1.0
 
 
+#: pixel values restored and scored at once in a cell (uint8): 2^23 (8,192 images of 32 x 32, 55
+#: of 224 x 224) bounds a cell's working set however many images it evaluates
+STREAM_VALUES = 2**23
+
+
+def stream_chunk(image_shape: tuple[int, ...]) -> int:
+    """Images per chunk of a streamed security cell (at most 1,024: the restoration batch)."""
+    return int(min(1024, max(1, STREAM_VALUES // math.prod(image_shape))))
+
+
+def encrypted(cipher: Cipher, images: LazyImages, first_id: int, device: torch.device) -> LazyImages:
+    """``images`` encrypted a batch at a time on ``device``; per-image keys follow ids from ``first_id``."""
+    shape = tuple(cipher.encrypted_shape((1, *images.image_shape)))[1:]
+
+    def encrypt(batch: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        ids = index + first_id if cipher.per_image_key else None
+        return cipher.encrypt(batch.to(device), image_ids=ids)
+
+    return images.map(encrypt, shape)
+
+
+@dataclass
+class _Scores:
+    """Per-image scores of one restoration pass over the evaluated images."""
+
+    ssim: torch.Tensor
+    psnr: torch.Tensor
+    features: torch.Tensor
+    kept: torch.Tensor
+
+
+def _score(instance: Attack, cipher: Cipher, plain: LazyImages, device: torch.device, keep: int) -> _Scores:
+    """Restore and score the evaluated images a chunk at a time; keeps the first ``keep`` restorations."""
+    ssims, psnrs, features, kept = [], [], [], []
+    chunk = stream_chunk(plain.image_shape)
+    held = 0
+    for start in range(0, len(plain), chunk):
+        index = torch.arange(start, min(start + chunk, len(plain)))
+        images = plain.take(index).to(device)
+        restored = instance.restore(cipher.encrypt(images, image_ids=index if cipher.per_image_key else None)).to(device)
+        ssims.append(ssim(restored, images).cpu())
+        psnrs.append(psnr(restored, images).cpu())
+        features.append(identity_features(restored).cpu())
+        if held < keep:
+            kept.append(restored[: keep - held].cpu())
+            held += kept[-1].shape[0]
+    empty = torch.empty((0, *plain.image_shape), dtype=torch.uint8)
+    return _Scores(torch.cat(ssims), torch.cat(psnrs), torch.cat(features), torch.cat(kept) if kept else empty)
+
+
 def run_security_cell(
     attack: str,
     family: CipherFamily,
     victim_cipher: Cipher,
-    victim_images: torch.Tensor,
-    attacker_images: torch.Tensor,
+    victim_images: torch.Tensor | LazyImages,
+    attacker_images: torch.Tensor | LazyImages,
     config: AttackConfig,
     *,
     cache_dir: Path | None,
-    pool_images: torch.Tensor | None = None,
+    pool_images: torch.Tensor | LazyImages | None = None,
     ladder: tuple[int, ...] = CIPHERTEXT_LADDER,
     device: str | torch.device = "cpu",
     refresh_cache: bool = False,
     progress: ProgressCallback | None = None,
+    keep_restored: int | None = None,
 ) -> SecurityResult:
     """Encrypt ``victim_images`` with ``victim_cipher``, attack them, score SSIM/PSNR per image.
 
     ``pool_images``: the victim's other images under the same key (its training set), which
     attacks that use victim ciphertexts also see; ``ladder``: ciphertext counts for the curve of a
-    statistical attack (empty: no curve).  Raises :class:`AttackNotApplicable` when the attack
-    does not apply to ``family``, and :class:`harness.cache.CorruptCacheError` when a cached
-    learned attack cannot be read.
+    statistical attack (empty: no curve); ``keep_restored``: how many restorations the result
+    holds (None: all).  Images may be :class:`LazyImages`: the cell then encrypts, restores and
+    scores them a chunk at a time on ``device`` and never holds a split at once (paper sizes).
+    Raises :class:`AttackNotApplicable` when the attack does not apply to ``family``, and
+    :class:`harness.cache.CorruptCacheError` when a cached learned attack cannot be read.
     """
     attack_cls = attacks.get(attack)
     reason = attack_cls.applies_to(family)
     if reason is not None:
         raise AttackNotApplicable(reason)
     check_batch(victim_images, "victim_images", (1, victim_images.shape[1], *family.image_size))
-    n, pool = victim_images.shape[0], config.known_pairs
+    device = torch.device(device)
+    victim = as_lazy(victim_images)
+    n, pool = len(victim), config.known_pairs
     if n <= pool:
         raise ValueError(f"victim_images holds {n} images; it needs more than known_pairs = {pool}")
-    ids = torch.arange(n) if victim_cipher.per_image_key else None
-    ciphertexts = victim_cipher.encrypt(victim_images, image_ids=ids)
-    evaluated, victim_ciphertexts = victim_images[: n - pool], ciphertexts[: n - pool]
-    pairs = (victim_images[n - pool :], ciphertexts[n - pool :]) if attack_cls.uses_known_pairs else None
+    evaluated = victim.head(n - pool)
+    ciphertexts = encrypted(victim_cipher, victim, 0, device)
+    pairs = (victim[n - pool :].to(device), ciphertexts[n - pool :]) if attack_cls.uses_known_pairs else None
     seen = None
     if attack_cls.uses_victim_ciphertexts:
-        seen = victim_ciphertexts
+        parts = [ciphertexts.head(n - pool)]
         if pool_images is not None and pool_images.shape[0]:
-            pool_ids = torch.arange(n, n + pool_images.shape[0]) if victim_cipher.per_image_key else None
-            seen = torch.cat([seen, victim_cipher.encrypt(pool_images, image_ids=pool_ids)])
+            parts.append(encrypted(victim_cipher, as_lazy(pool_images), n, device))
+        seen = LazyImages.concat(parts)
 
-    def fitted(victim_seen: torch.Tensor | None) -> tuple[Attack, bool]:
+    def fitted(victim_seen: LazyImages | None) -> tuple[Attack, bool]:
         instance = attack_cls(seed=config.seed, device=device, **config.params)
         path = None
         if attack_cls.learned and cache_dir is not None:
@@ -180,11 +235,11 @@ def run_security_cell(
     instance, cached = fitted(seen)
     fit_seconds = time.perf_counter() - start
 
-    restored = instance.restore(victim_ciphertexts)
-    scores = ssim(restored, evaluated)
+    keep = len(evaluated) if keep_restored is None else int(keep_restored)
+    scores = _score(instance, victim_cipher, evaluated, device, keep)
     extra = {name: value for name, value in instance.extra.items() if math.isfinite(value)}
     if attack_cls.restores_positions:
-        recovered = positions_recovered(instance, victim_cipher, victim_images.shape[1], family.image_size)
+        recovered = positions_recovered(instance, victim_cipher, victim.image_shape[0], family.image_size)
         if math.isfinite(recovered):
             extra["positions_recovered"] = recovered
     entries = key_entries_recovered(getattr(instance, "recovered_cipher", None), victim_cipher)
@@ -192,20 +247,21 @@ def run_security_cell(
         extra["key_entries_recovered"] = entries
     curve: list[tuple[int, float]] = []
     if seen is not None:
-        extra["ciphertexts_seen"] = float(seen.shape[0])
+        extra["ciphertexts_seen"] = float(len(seen))
         if attack_cls.statistical:
-            for count in (c for c in ladder if c < seen.shape[0]):
-                smaller, _ = fitted(seen[:count])
-                curve.append((count, float(ssim(smaller.restore(victim_ciphertexts), evaluated).mean())))
-            curve.append((int(seen.shape[0]), float(scores.mean())))
+            for count in (c for c in ladder if c < len(seen)):
+                smaller, _ = fitted(seen.head(count))
+                curve.append((count, float(_score(smaller, victim_cipher, evaluated, device, 0).ssim.mean())))
+            curve.append((len(seen), float(scores.ssim.mean())))
             reached = [count for count, value in curve if value >= RESTORED_SSIM]
             if reached:
                 extra["ciphertexts_needed"] = float(reached[0])
+    gallery = torch.cat([identity_features(chunk) for chunk in evaluated.chunks(stream_chunk(evaluated.image_shape))])
     return SecurityResult(
-        restored=restored,
-        ssim=scores,
-        psnr=psnr(restored, evaluated),
-        identified=identification(restored, evaluated),
+        restored=scores.kept,
+        ssim=scores.ssim,
+        psnr=scores.psnr,
+        identified=identify(scores.features, gallery),
         extra=extra,
         curve=curve,
         note=instance.note,
