@@ -75,8 +75,9 @@ class LazyImages:
             )
         return images
 
-    def chunks(self, size: int = DEFAULT_CHUNK) -> Iterator[torch.Tensor]:
-        """The images in order, at most ``size`` at a time."""
+    def chunks(self, size: int | None = None) -> Iterator[torch.Tensor]:
+        """The images in order, at most ``size`` (None: :data:`DEFAULT_CHUNK`) at a time."""
+        size = DEFAULT_CHUNK if size is None else size
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ValueError(f"chunk size must be a positive integer, got {size!r}")
         for start in range(0, self.count, size):

@@ -10,7 +10,17 @@ import torch
 from skimage import data
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from harness.metrics import accuracy, psnr, ssim
+from harness.metrics import (
+    METRIC_VALUES,
+    accuracy,
+    identification,
+    identify,
+    identity_features,
+    metric_chunk,
+    metric_dtype,
+    psnr,
+    ssim,
+)
 
 
 def _chw(image: np.ndarray) -> torch.Tensor:
@@ -41,6 +51,23 @@ def test_ssim_matches_scikit_image_per_image(photo_pairs) -> None:
         )
         assert abs(ours[i].item() - reference) < 1e-6
     assert ours[3].item() == pytest.approx(1.0)  # identical images
+
+
+def test_chunked_ssim_and_the_float32_path_of_accelerators(photo_pairs) -> None:
+    a, b = photo_pairs
+    whole = ssim(a, b)
+    assert torch.equal(ssim(a, b, chunk=3), whole)  # chunks change nothing
+    assert metric_dtype("cpu") == torch.float64 and metric_dtype("cuda:0") == torch.float32
+    # what accelerators compute: float32, within 1e-4 of scikit-image's float64 on photographs
+    assert (ssim(a, b, dtype=torch.float32).double() - whole).abs().max() < 1e-4
+    assert metric_chunk(a) == METRIC_VALUES // (3 * 96 * 128) and metric_chunk(a[:0]) == 1
+
+
+def test_identify_streams_the_features_and_checks_their_shapes(photo_pairs) -> None:
+    a, b = photo_pairs
+    assert torch.equal(identify(identity_features(b), identity_features(a), chunk=5), identification(b, a))
+    with pytest.raises(ValueError, match="one shape"):
+        identify(identity_features(b[:3]), identity_features(a))
 
 
 def test_ssim_on_grayscale_and_small_images() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from pathlib import Path
@@ -12,10 +13,10 @@ import torch
 
 from ciphers.base import Cipher
 from harness.cache import CorruptCacheError, save_checkpoint
-from harness.data import ImageDataset
+from harness.data import ImageDataset, resize_images
 from harness.registry import create_cipher
 from harness.registry import classifiers
-from harness.feeding import random_crop_flip
+from harness.feeding import DeviceFeed, random_crop_flip
 from harness.training import TrainConfig, evaluate, fit, run_accuracy_cell, warmup_cosine
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -93,6 +94,28 @@ def test_fit_is_deterministic_and_leaves_the_global_rng_alone() -> None:
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert any(not torch.equal(a[k], c[k]) for k in a)
     assert not first.training
+
+
+def test_a_dataset_resized_per_batch_trains_exactly_like_one_resized_up_front() -> None:
+    small = _data()
+    small = ImageDataset(stored=resize_images(small.stored, (8, 8)), labels=small.labels, classes=small.classes, name="synthetic", split="train")
+    lazy = dataclasses.replace(small, size=SIZE)  # stored at 8 x 8, used at 16 x 16
+    eager = dataclasses.replace(small, stored=lazy.images, size=None)
+    cipher = create_cipher("proposed", SIZE, block_size=4, seed=3)
+    a = fit("vit", lazy, cipher, _config(epochs=2)).state_dict()
+    b = fit("vit", eager, cipher, _config(epochs=2)).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_the_device_feed_gives_each_step_its_batch_of_the_epoch_order() -> None:
+    data = _data(20)
+    feed = DeviceFeed(data, torch.device("cpu"))
+    order = torch.randperm(20, generator=torch.Generator().manual_seed(2))
+    steps = list(feed.epoch(order, batch_size=6, first_step=1, steps=3))
+    assert feed.resident and len(steps) == 2
+    for step, (index, plain, labels) in enumerate(steps, start=1):
+        expected = order[6 * step : 6 * step + 6]
+        assert torch.equal(index, expected) and torch.equal(plain, data.images[expected]) and torch.equal(labels, data.labels[expected])
 
 
 class _RecordingCipher(Cipher):

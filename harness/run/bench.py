@@ -183,10 +183,10 @@ def cell_inputs(config: dict[str, Any], cell: Cell) -> dict[str, Any]:
 
 
 #: core modules every cell runs, relative to the repository root
-_CORE_SOURCES = ("harness/data.py", "harness/keys.py", "harness/metrics.py", "harness/stats.py", "ciphers/base.py")
+_CORE_SOURCES = ("harness/data.py", "harness/lazy.py", "harness/keys.py", "harness/metrics.py", "harness/stats.py", "ciphers/base.py")
 _KIND_SOURCES = {
     "key_space": (),
-    "accuracy": ("harness/training.py", "harness/cache.py", "harness/classifiers"),
+    "accuracy": ("harness/training.py", "harness/feeding.py", "harness/cache.py", "harness/classifiers"),
     "security": ("attacks/base.py", "harness/run/security.py", "harness/cache.py"),
 }
 
@@ -221,7 +221,7 @@ _COMPUTE_FUNCTIONS = ("compute", "_key_space_cell", "_accuracy_cell", "_security
 def code_version(cell: Cell) -> dict[str, str]:
     """The code a cell runs: the scramblebench version and one digest of the sources it executes.
 
-    The digest covers the core modules (data, keys, metrics, stats, the cipher base), the
+    The digest covers the core modules (data, lazy collections, keys, metrics, stats, the cipher base), the
     runner's cell-computing methods, the modules of the cell's cipher, classifier (the whole
     ``harness/classifiers`` package for accuracy cells, with training) or attack (with
     ``attacks/base.py``, ``harness/run/security.py`` and the package's ``_*.py`` helpers), third-party
