@@ -1,5 +1,5 @@
-"""Benchmark session setup: the torch thread count, and the markdown table of docs/performance.md
-printed from the cipher benchmarks' medians."""
+"""Benchmark session setup: the torch thread count, and the markdown tables of docs/performance.md
+printed from the cipher and training benchmarks."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import torch
 from tabulate import tabulate
 
 _ROWS: list[dict] = []
+_TRAINING_ROWS: list[dict] = []
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -38,7 +39,18 @@ def speed_table() -> list[dict]:
     return _ROWS
 
 
+@pytest.fixture(scope="session")
+def training_table() -> list[dict]:
+    """Rows of the harness-vs-bare-timm training benchmark (test_training_throughput.py)."""
+    return _TRAINING_ROWS
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _TRAINING_ROWS:
+        columns = list(_TRAINING_ROWS[0])
+        terminalreporter.section("training throughput: the harness against a bare timm loop (medians of 3 rounds)")
+        rows = [[row[c] for c in columns] for row in _TRAINING_ROWS]
+        terminalreporter.write_line(tabulate(rows, headers=columns, tablefmt="github", floatfmt=".3g"))
     if not _ROWS:
         return
     table: dict[tuple[str, str], dict[str, str]] = {}

@@ -16,6 +16,7 @@ from harness.registry import create_cipher
 from harness.keys import derive_seed
 from harness.run.presets import QUICK
 from harness.registry import classifiers
+from harness.feeding import Augmentation
 from harness.training import TrainConfig, prepare_model, sgd, train_step
 
 PAIRS = [
@@ -49,8 +50,10 @@ def test_training_step_images_per_second(benchmark, cipher_name: str, name: str,
     labels = torch.randint(0, 10, (batch,), generator=generator).to(device)
     index = torch.arange(batch)
 
+    augmentation = Augmentation.draw(batch, config.crop_padding, generator).to(device) if config.augment else None
+
     def step() -> None:
-        train_step(model, optimizer, cipher, plain, labels, index, config, generator)
+        train_step(model, optimizer, cipher, plain, labels, index, config, augmentation)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
