@@ -7,7 +7,8 @@ without the harness: the same timm network, already-normalised float batches mad
 device, autocast with the same dtype, cross-entropy, backward, SGD step.  Both run the same
 number of steps in the same test, alternating, and the median of the per-round rates is
 compared (goal on a GPU: >= 0.95).  The data path alone (batch, resize, augment, encrypt) is
-timed too, as a share of a harness step (goal: <= 2%).
+timed too, as a share of a harness step (goal: <= 2%), and on CUDA the host syncs a ``fit`` epoch
+makes are counted (``torch.cuda.set_sync_debug_mode``; the goal is none per step).
 
 Run: ``make benchmark`` or ``python -m pytest benchmarks/test_training_throughput.py -m benchmark
 --benchmark-only [--device cuda]``; the ``paper`` case (ViT-B/16 at 224) runs only on CUDA.
@@ -16,6 +17,7 @@ Run: ``make benchmark`` or ``python -m pytest benchmarks/test_training_throughpu
 from __future__ import annotations
 
 import time
+import warnings
 
 import pytest
 import torch
@@ -89,6 +91,20 @@ def _data_path_seconds(data, cipher, config, device, steps: int) -> float:
     return (time.perf_counter() - start) / steps
 
 
+def _syncs_per_step(model, data, cipher, config, device, steps: int) -> float | str:
+    """Host syncs CUDA reports (``set_sync_debug_mode``) in one ``fit`` epoch, per step; n/a off CUDA."""
+    if device.type != "cuda":
+        return "n/a"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            fit(model, data, cipher, config, device=device)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return sum("synchroniz" in str(w.message) for w in caught) / steps
+
+
 @pytest.mark.benchmark
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_harness_training_rate_against_a_bare_timm_loop(benchmark, case: tuple, device: torch.device, training_table: list[dict]) -> None:
@@ -117,5 +133,6 @@ def test_harness_training_rate_against_a_bare_timm_loop(benchmark, case: tuple, 
         "harness img/s": harness_rate, "bare timm img/s": bare_rate, "ratio": harness_rate / bare_rate,
         "data path share of a step": share,
     }
+    row["host syncs per step"] = _syncs_per_step(model, data, cipher, config, device, steps)
     benchmark.extra_info.update(row)
     training_table.append(row)

@@ -312,11 +312,11 @@ def _trained_model(
     if partial is not None and refresh:
         partial.unlink(missing_ok=True)
     loss, seconds = _train(model, data, cipher, config, progress, device, label=_label(name, cipher), checkpoint=partial, every=checkpoint_every)
-    if path is not None:
+    if path is not None and _world()[0] == 0:  # under torch.distributed rank 0 writes, the others hold the same weights
         state_dict = {k: v.detach().cpu() for k, v in model.state_dict().items()}
         save_checkpoint(path, {"state_dict": state_dict, "train_seconds": seconds, "final_loss": loss})
-    if partial is not None:
-        partial.unlink(missing_ok=True)
+        if partial is not None:
+            partial.unlink(missing_ok=True)
     return model, seconds, False, loss
 
 

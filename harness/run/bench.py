@@ -416,7 +416,8 @@ class Runner:
         address: str | None = None,
     ) -> int:
         """Run the cells without a finished record (``workers`` > 1: that many processes;
-        ``executor="ray"``: one Ray task per cell); returns how many of them failed.
+        ``executor="ray"``: one Ray task per cell; ``"torchrun"``: this is rank 0 of a torchrun
+        launch, :mod:`harness.run.distributed`); returns how many of them failed.
 
         Every cell's result is written by this process only, as one checksummed record, and the
         compiled files are rebuilt from all records after every cell and at the end; a cell that
@@ -457,8 +458,12 @@ class Runner:
             from harness.run.executors import run_ray
 
             run_ray(self, todo, finish, address=address)
+        elif executor == "torchrun":
+            from harness.run.distributed import run_leader
+
+            run_leader(self, cells, todo, finish)
         elif executor != "local":
-            raise ValueError(f"unknown executor {executor!r}; choose local or ray")
+            raise ValueError(f"unknown executor {executor!r}; choose local, ray or torchrun")
         elif workers > 1 and len(todo) > 1:
             self._run_parallel(todo, workers, finish)
         else:

@@ -422,9 +422,29 @@ def prepare_run_folder(out: Path, resume: bool) -> ResultStore:
 
 
 def _run(args: argparse.Namespace, config: dict, cells: list[Cell], out: Path, stdout: Callable[[str], None]) -> int:
+    from harness.run.distributed import join, launched_by_torchrun, leave, run_follower
+
+    if not launched_by_torchrun():
+        return _run_here(args, config, cells, out, stdout, args.device, args.executor)
+    if args.executor != "local" or args.workers > 1:
+        raise UsageError("under torchrun the ranks share each accuracy cell; drop --executor ray and --workers")
+    rank, _, device = join(args.device)
+    try:
+        if rank == 0:
+            return _run_here(args, config, cells, out, stdout, device, "torchrun")
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        run_follower(Runner(config, out, device=device, refresh_cache=args.refresh_cache), cells)
+        return 0
+    finally:
+        leave()
+
+
+def _run_here(
+    args: argparse.Namespace, config: dict, cells: list[Cell], out: Path, stdout: Callable[[str], None], device: str, executor: str
+) -> int:
     from reports.markdown import render_report
 
-    device = args.device
     store = prepare_run_folder(out, args.resume)
     if store.results_path.exists() and not store.cells_dir.is_dir():
         raise UsageError(
@@ -437,9 +457,13 @@ def _run(args: argparse.Namespace, config: dict, cells: list[Cell], out: Path, s
     display = ProgressDisplay(args.progress, len(cells), heartbeat=args.heartbeat)
     runner = Runner(config, out, device=device, refresh_cache=args.refresh_cache, cell_progress=display.for_cell)
     run = run_metadata(config, runner, cells, device, started)
+    if executor == "torchrun":
+        import torch.distributed as dist
+
+        run["distributed"] = {"world_size": dist.get_world_size(), "backend": dist.get_backend()}
     runner.write_run(run)
     try:
-        failed = runner.run(cells, on_cell_done=display.cell_done, workers=args.workers, executor=args.executor, address=args.address)
+        failed = runner.run(cells, on_cell_done=display.cell_done, workers=args.workers, executor=executor, address=args.address)
     finally:
         display.close()
         run["wall_s"] = time.perf_counter() - clock
