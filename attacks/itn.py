@@ -12,6 +12,9 @@ sigmoid (the reference trained through a sigmoid but evaluated the raw tanh outp
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
 import torch
 
 from attacks._nets import to_input, to_target
@@ -23,32 +26,54 @@ from harness.progress import ProgressCallback, report
 from harness.registry import attacks
 
 
+#: ciphers an ITN epoch holds at once (more keys are drawn as their images come up)
+HELD_KEYS = 128
+
+
+@dataclass(frozen=True)
+class EpochKeys:
+    """An epoch's ``count`` training keys; ``cipher(k)`` is key k's cipher."""
+
+    count: int
+    cipher: Callable[[int], Cipher]
+
+
 @attacks.register("itn", "inverse_transformation_network")
 class InverseTransformationNetwork(GeneratorAttack):
     """Paired training on the attacker's own images under keys it draws (SPEC.md, Attacks: itn)."""
 
-    def training_keys(self, n: int, config: AttackConfig, epoch: int) -> list[Cipher]:
+    def training_keys(self, n: int, config: AttackConfig, epoch: int) -> EpochKeys:
         """The keys the attacker draws for an epoch: ``train_keys`` keys (None: one per image);
-        image i is encrypted with key ``i % len(keys)``.  A per-image-key family draws one cipher
-        whose keys follow the image ids."""
+        image i is encrypted with key ``i % count``.  A per-image-key family draws one cipher
+        whose keys follow the image ids.  Up to :data:`HELD_KEYS` ciphers are held for the
+        epoch; with more (one key per image) each is drawn when its image comes up, so an epoch
+        never holds thousands of ciphers' index maps (2.4 MB each at 224 x 224)."""
         assert self.family is not None
-        if self.family.per_image_key:
-            return [self.family.draw(derive_seed(self.seed, "itn", "keys", epoch))]
-        n_keys = min(n, config.train_keys or n)
-        return [self.family.draw(derive_seed(self.seed, "itn", "key", epoch, key)) for key in range(n_keys)]
+        family = self.family
+        if family.per_image_key:
+            cipher = family.draw(derive_seed(self.seed, "itn", "keys", epoch))
+            return EpochKeys(1, lambda key: cipher)
+        count = min(n, config.train_keys or n)
 
-    def encrypt_batch(self, images: torch.Tensor, index: torch.Tensor, keys: list[Cipher]) -> torch.Tensor:
+        def draw(key: int) -> Cipher:
+            return family.draw(derive_seed(self.seed, "itn", "key", epoch, key))
+
+        if count <= HELD_KEYS:
+            return EpochKeys(count, [draw(key) for key in range(count)].__getitem__)
+        return EpochKeys(count, draw)
+
+    def encrypt_batch(self, images: torch.Tensor, index: torch.Tensor, keys: EpochKeys) -> torch.Tensor:
         """The attacker's images at dataset positions ``index`` under their epoch keys, in the plain
         layout (a batch at a time, so the training set is never held encrypted)."""
         assert self.family is not None and self.layout is not None
         if self.family.per_image_key:
-            return self.layout.view(keys[0].encrypt(images, image_ids=index.to(images.device)))
+            return self.layout.view(keys.cipher(0).encrypt(images, image_ids=index.to(images.device)))
         shape = self.family.encrypted_shape(tuple(images.shape))
         encrypted = torch.empty(shape, dtype=torch.uint8, device=images.device)
-        which = (index % len(keys)).to(images.device)
+        which = (index % keys.count).to(images.device)
         for key in which.unique().tolist():
             members = torch.nonzero(which == key).flatten()
-            encrypted[members] = keys[key].encrypt(images[members])
+            encrypted[members] = keys.cipher(key).encrypt(images[members])
         return self.layout.view(encrypted)
 
     def _fit(

@@ -76,8 +76,8 @@ class ImageDataset:
         """
         source = self.stored if stored is None else stored
         images = source[index.to(source.device)]
-        if device is not None:
-            images = images.to(device, non_blocking=True)
+        if device is not None:  # non-blocking only host-to-accelerator, where it is safe
+            images = images.to(device, non_blocking=torch.device(device).type != "cpu")
         return resize_images(images, self.image_size)
 
     def lazy(self, device: str | torch.device | None = None) -> LazyImages:

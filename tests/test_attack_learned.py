@@ -10,6 +10,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 import attacks.gan as gan_module
+import attacks.itn as attacks_itn
 from attacks._nets import (
     BlockNet,
     Discriminator,
@@ -46,7 +47,7 @@ def test_itn_nearly_inverts_the_identity_cipher(attacker: torch.Tensor) -> None:
     assert ssim(itn.restore(attacker), attacker).mean() > 0.8
 
 
-def test_itn_training_keys_are_fresh_per_image_and_per_epoch(attacker: torch.Tensor) -> None:
+def test_itn_training_keys_are_fresh_per_image_and_per_epoch(attacker: torch.Tensor, monkeypatch: pytest.MonkeyPatch) -> None:
     family = CipherFamily("proposed", (16, 16), 4)
     itn = attacks.get("itn")(seed=3)
     itn.fit(attacker[:4], family, AttackConfig(epochs=1, width=8))
@@ -64,6 +65,9 @@ def test_itn_training_keys_are_fresh_per_image_and_per_epoch(attacker: torch.Ten
     # a batch gets the keys of its dataset positions, whatever order the batch is drawn in
     shuffled = torch.tensor([4, 1, 5])
     assert torch.equal(encrypted(AttackConfig(), 0, shuffled), first[shuffled])
+    # more keys than an epoch holds: each is drawn when its image comes up, to the same ciphertexts
+    monkeypatch.setattr(attacks_itn, "HELD_KEYS", 2)
+    assert torch.equal(encrypted(AttackConfig(), 0), first)
 
 
 def test_gan_trains_on_the_victims_ciphertexts_and_reports_its_losses(attacker: torch.Tensor) -> None:
