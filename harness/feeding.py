@@ -90,19 +90,24 @@ class DeviceFeed:
                 yield order[start:stop], self.data.batch(index, stored=self.stored), self.labels[index]
             return
         pending = self._copy(order, *spans[0]) if spans else None
+        compute = torch.cuda.current_stream(self.device)
         for k, (start, stop) in enumerate(spans):
-            current = pending
-            pending = self._copy(order, *spans[k + 1]) if k + 1 < len(spans) else None
-            torch.cuda.current_stream(self.device).wait_stream(self._stream)
-            current.record_stream(torch.cuda.current_stream(self.device))
+            assert pending is not None
+            current, copied = pending
+            pending = self._copy(order, *spans[k + 1]) if k + 1 < len(spans) else None  # overlaps this step
+            compute.wait_event(copied)  # this batch's copy only, not the next one's
+            current.record_stream(compute)
             index = on_device[start:stop]
             yield order[start:stop], self.data.batch(torch.arange(stop - start, device=self.device), stored=current), self.labels[index]
 
-    def _copy(self, order: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+    def _copy(self, order: torch.Tensor, start: int, stop: int) -> tuple[torch.Tensor, torch.cuda.Event]:
         """Issue the copy of one batch's stored images on the side stream (pinned, non-blocking)."""
         host = self.data.stored[order[start:stop]].pin_memory()
         with torch.cuda.stream(self._stream):
-            return host.to(self.device, non_blocking=True)
+            on_device = host.to(self.device, non_blocking=True)
+            copied = torch.cuda.Event()
+            copied.record(self._stream)
+        return on_device, copied
 
 
 def _fits(stored: torch.Tensor, device: torch.device) -> bool:

@@ -118,6 +118,19 @@ def test_the_device_feed_gives_each_step_its_batch_of_the_epoch_order() -> None:
         assert torch.equal(index, expected) and torch.equal(plain, data.images[expected]) and torch.equal(labels, data.labels[expected])
 
 
+def test_a_split_copied_per_batch_gives_the_resident_splits_batches(device: torch.device, monkeypatch: pytest.MonkeyPatch) -> None:
+    if device.type != "cuda":
+        pytest.skip("the pinned side-stream copy path is CUDA's: run with --device cuda")
+    data = dataclasses.replace(_data(40), size=(32, 32))
+    order = torch.randperm(40, generator=torch.Generator().manual_seed(4))
+    resident = list(DeviceFeed(data, device).epoch(order, 8, 0, 5))
+    monkeypatch.setattr("harness.feeding.RESIDENT_SHARE", 0.0)
+    streamed_feed = DeviceFeed(data, device)
+    assert not streamed_feed.resident
+    for (i, a, x), (j, b, y) in zip(resident, streamed_feed.epoch(order, 8, 0, 5)):
+        assert torch.equal(i, j) and torch.equal(a, b) and torch.equal(x, y) and b.device == device
+
+
 class _RecordingCipher(Cipher):
     """A per-image-key identity cipher that checks each image arrives with its own dataset index."""
 
