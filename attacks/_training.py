@@ -61,6 +61,7 @@ def index_stream(n: int, batch_size: int, generator: torch.Generator) -> Iterato
 class GeneratorAttack(Attack):
     """A learned attack whose restoration is one generator network (``itn``, ``gan``)."""
 
+    streams = True
     learned = True
 
     def __init__(self, *, seed: int = 0, device: str | torch.device = "cpu") -> None:

@@ -283,6 +283,11 @@ class Attack(abc.ABC):
     #: a statistical attack pooling over the victim's ciphertexts: the security cell also measures
     #: its SSIM against the number of ciphertexts it sees (``ciphertext_ladder``)
     statistical: ClassVar[bool] = False
+    #: whether ``_fit`` reads the attacker's images and the victim's ciphertexts only by
+    #: ``shape``/``len``, slices, index tensors and ``split``, so they may be :class:`LazyImages`
+    #: (paper-size splits made a batch at a time); an attack that does not declare it gets them
+    #: as whole tensors (correct, but its cells hold the splits in memory)
+    streams: ClassVar[bool] = False
     #: bump when a change would make cached states of this attack wrong
     version: ClassVar[int] = 1
     registry_name: ClassVar[str]
@@ -325,8 +330,8 @@ class Attack(abc.ABC):
         """Prepare the attack against ciphers of ``cipher_family`` (train, estimate, recover).
 
         ``attacker_images`` and ``victim_ciphertexts`` may be :class:`LazyImages` (paper-size
-        splits made a batch at a time); attacks index, slice or stream them and never hold more
-        than a batch, or a capped subset, at once.
+        splits made a batch at a time); an attack that ``streams`` indexes, slices or splits them
+        and never holds more than a batch, or a capped subset, at once.
         """
         if not isinstance(cipher_family, CipherFamily):
             raise ValueError(f"cipher_family must be a CipherFamily, got {type(cipher_family).__name__}")
@@ -358,6 +363,10 @@ class Attack(abc.ABC):
         if self.layout is None:
             raise ValueError(f"ciphertexts of {cipher_family.name} do not map onto [{channels}, H, W]")
         self.extra, self.note = {}, ""
+        if not self.streams:
+            attacker_images, victim_ciphertexts = (
+                images.materialise() if isinstance(images, LazyImages) else images for images in (attacker_images, victim_ciphertexts)
+            )
         self._fit(
             attacker_images.to(self.device),
             config,

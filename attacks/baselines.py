@@ -23,6 +23,7 @@ MEAN_CHUNK = 256
 class MeanImage(Attack):
     """Every restoration is the attacker's own mean image (the same for every ciphertext)."""
 
+    streams = True
     baseline = True
 
     def _fit(self, attacker_images: torch.Tensor, config: AttackConfig, progress: ProgressCallback | None, *, victim, pairs) -> None:
@@ -48,6 +49,7 @@ class MeanColour(Attack):
     colour; for the others it is whatever their ciphertexts' means are.
     """
 
+    streams = True
     baseline = True
 
     def _fit(self, attacker_images: torch.Tensor, config: AttackConfig, progress: ProgressCallback | None, *, victim, pairs) -> None:

@@ -73,6 +73,8 @@ def advanced(images: torch.Tensor) -> torch.Tensor:
 class FeatureReconstruction(Attack):
     """Basic fold and advanced neighbour-consistency search (SPEC.md, Attacks: fr)."""
 
+    streams = True
+
     def __init__(self, *, seed: int = 0, device: str | torch.device = "cpu", mode: str = "auto") -> None:
         super().__init__(seed=seed, device=device)
         if mode not in MODES:

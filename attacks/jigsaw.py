@@ -436,6 +436,7 @@ def key_from_maps(index: np.ndarray, mask: np.ndarray, channels: int, height: in
 class ExtendedJigsawAttack(Attack):
     """Recover a fixed EtC key (block order, geometry, negation, colour order) from ciphertexts."""
 
+    streams = True
     uses_victim_ciphertexts = True
     restores_positions = True
     statistical = True

@@ -364,6 +364,7 @@ def choose_solver(family: CipherFamily) -> Solver | None:
 class KnownPlaintextAttack(Attack):
     """Exact key recovery from the fewest known pairs; decrypts with the recovered key."""
 
+    streams = True
     threat_model = "known-plaintext"
     uses_known_pairs = True
     restores_positions = True

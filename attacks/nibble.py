@@ -285,6 +285,7 @@ def perm_from_parts(high: np.ndarray, high_source: np.ndarray, low: np.ndarray, 
 class NibbleAttack(Attack):
     """Recover a fixed LE key (or ELE's per-position keys and block scramble) from ciphertexts."""
 
+    streams = True
     uses_victim_ciphertexts = True
     restores_positions = True
     statistical = True

@@ -18,6 +18,7 @@ from harness.registry import attacks
 class NoAttack(Attack):
     """Returns the ciphertext itself (grayscale-based ciphers: split into planes, converted to RGB)."""
 
+    streams = True
     baseline = True
 
     def _fit(

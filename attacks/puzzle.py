@@ -259,6 +259,7 @@ def estimate_block_perm(beside: torch.Tensor, below: torch.Tensor, rows: int, co
 class PuzzleAttack(Attack):
     """Estimate K2 then K1 of a fixed key from many ciphertexts (SPEC.md: statistical attacks)."""
 
+    streams = True
     uses_victim_ciphertexts = True
     restores_positions = True
     statistical = True

@@ -16,7 +16,7 @@ import torch
 
 import attacks.baselines
 import harness.run.security as security
-from attacks.base import AttackConfig, CipherFamily
+from attacks.base import Attack, AttackConfig, CipherFamily
 from harness.cache import tensor_digest
 from harness.data import load_dataset, resize_images
 from harness.lazy import LazyImages
@@ -153,3 +153,23 @@ def test_streamed_identification_equals_identification_of_the_whole_split(splits
     result = security.run_security_cell("kpa", family, cipher, splits["test"], splits["attacker"], AttackConfig(known_pairs=8), cache_dir=None)
     evaluated = splits["test"][:64]
     assert torch.equal(result.identified, identification(result.restored, evaluated))
+
+
+class _TensorOnly(Attack):
+    """A plugin-style attack that does not declare ``streams``: it may use any tensor method."""
+
+    registry_name = "tensor_only"
+
+    def _fit(self, attacker_images, config, progress, *, victim, pairs) -> None:
+        assert isinstance(attacker_images, torch.Tensor) and isinstance(victim, torch.Tensor)
+        self.mean = attacker_images.float().mean(0).round().to(torch.uint8)
+
+    def _restore(self, ciphertexts: torch.Tensor) -> torch.Tensor:
+        return self.mean.expand(ciphertexts.shape[0], -1, -1, -1).clone()
+
+
+def test_an_attack_that_does_not_stream_gets_whole_tensors(splits) -> None:
+    family = CipherFamily("proposed", SIZE, 4)
+    attack = _TensorOnly()
+    attack.fit(LazyImages.of(splits["attacker"]), family, AttackConfig(), victim_ciphertexts=LazyImages.of(splits["test"]))
+    assert torch.equal(attack.mean, splits["attacker"].float().mean(0).round().to(torch.uint8))

@@ -13,6 +13,7 @@ import torch
 from attacks.base import Attack, AttackConfig, CipherFamily
 from harness.cache import load_checkpoint, save_checkpoint
 from harness.data import load_dataset
+from harness.lazy import LazyImages
 from harness.registry import attacks, ciphers
 
 NAMES = attacks.names()
@@ -62,6 +63,23 @@ def _fitted(name: str, photos, family: CipherFamily | None = None, seed: int = 3
         known_pairs=(victim[-4:], ciphertexts[-4:]),
     )
     return attack, ciphertexts
+
+
+def test_lazy_splits_fit_the_attack_as_the_tensors_they_stand_for(name: str, photos) -> None:
+    """The runner hands attacks :class:`LazyImages`; an attack that ``streams`` reads them by
+    slices, index batches and chunks, any other gets them materialised: the same fit either way."""
+    cls = attacks.get(name)
+    family = _family(cls)
+    attacker, victim = photos
+    ciphertexts = family.encrypt(family.draw(11), victim)
+
+    def fitted(mine, theirs) -> Attack:
+        attack = cls(seed=3)
+        attack.fit(mine, family, TINY, victim_ciphertexts=theirs, known_pairs=(victim[-4:], ciphertexts[-4:]))
+        return attack
+
+    eager, lazy = fitted(attacker, ciphertexts), fitted(LazyImages.of(attacker), LazyImages.of(ciphertexts))
+    assert torch.equal(lazy.restore(ciphertexts), eager.restore(ciphertexts)) and lazy.extra == eager.extra
 
 
 def test_the_six_attacks_are_registered() -> None:
