@@ -68,18 +68,18 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def child(spec: str, data_dir: str, device: str, threads: int) -> dict[str, Any]:
+def child(spec: str, data_dir: str, device: str, threads: int, override: dict[str, Any]) -> dict[str, Any]:
     """Run one cell in this process; return its peak memory and time."""
     import torch
 
     torch.set_num_threads(threads)
     from harness.run.bench import Cell, Runner
-    from harness.run.presets import resolve_config
+    from harness.run.presets import merge, resolve_config
 
     if spec == "baseline":
         return {"cell": spec, "peak_rss_mb": peak_rss_mb(), "seconds": 0.0}
     cipher, kind, *component = spec.split(":")
-    overrides = dict(SHORT)
+    overrides = merge(SHORT, override)
     if kind in ("accuracy", "key_space"):
         overrides = {**overrides, "n_train": ACCURACY_IMAGES, "n_test": ACCURACY_IMAGES}
     with tempfile.TemporaryDirectory() as out:
@@ -115,11 +115,12 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", default=None, help="also write the rows here")
+    parser.add_argument("--override", default="{}", help="a YAML mapping merged over the short settings, e.g. '{attacks: {itn: {batch_size: 32}}}'")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--data-dir", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(args.child, args.data_dir, args.device, args.threads)))
+        print(json.dumps(child(args.child, args.data_dir, args.device, args.threads, yaml.safe_load(args.override))))
         return
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from tests.cifar_folders import write_cifar10
@@ -130,7 +131,7 @@ def main() -> None:
         write_cifar10(Path(data), per_batch=per_batch)
         for spec in ["baseline", *args.cells.split(",")]:
             command = [sys.executable, "-m", "benchmarks.cell_memory", "--child", spec, "--data-dir", data,
-                       "--device", args.device, "--threads", str(args.threads)]
+                       "--device", args.device, "--threads", str(args.threads), "--override", args.override]
             done = subprocess.run(command, capture_output=True, text=True)
             if done.returncode:
                 rows.append({"cell": spec, "error": done.stderr.strip().splitlines()[-1]})
@@ -142,7 +143,8 @@ def main() -> None:
         if row["cell"].split(":")[1:2] == ["accuracy"] and "peak_rss_mb" in row:
             extra_images = (full["train"] - ACCURACY_IMAGES) + (full["test"] - ACCURACY_IMAGES)
             row["estimated_full_rss_mb"] = row["peak_rss_mb"] + extra_images * STORED_IMAGE_BYTES / 2**20
-    header = {"split sizes": f"train {5 * per_batch}, test {per_batch}, attacker {per_batch}", "device": args.device, "threads": args.threads}
+    header = {"split sizes": f"train {5 * per_batch}, test {per_batch}, attacker {per_batch}", "device": args.device,
+              "threads": args.threads, "override": yaml.safe_load(args.override)}
     print(json.dumps(header))
     columns = ["cell", "peak_rss_mb", "estimated_full_rss_mb", "peak_device_mb", "seconds", "ssim", "status", "error"]
     print(tabulate([[row.get(c, "") for c in columns] for row in rows], headers=columns, tablefmt="github", floatfmt=".0f"))

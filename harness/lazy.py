@@ -9,6 +9,9 @@ tensors in order, and :meth:`head`/:meth:`concat`/:meth:`map` build further lazy
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 from typing import Callable, Iterator, Sequence
 
 import torch
@@ -145,3 +148,24 @@ class LazyImages:
 def as_lazy(images: torch.Tensor | LazyImages) -> LazyImages:
     """``images`` as a :class:`LazyImages` (a tensor is wrapped, a lazy collection kept)."""
     return images if isinstance(images, LazyImages) else LazyImages.of(images)
+
+
+def release_freed_memory() -> None:
+    """Hand memory freed by finished chunks back to the operating system (glibc's ``malloc_trim``).
+
+    Chunks of a few MB to tens of MB fall under glibc's adaptive mmap threshold, so once freed
+    they stay in the heap between small live tensors; a streamed cell's resident size then creeps
+    up to about twice its working set (2.2 GB instead of 1.4 GB for a 224 x 224 security cell).
+    Trimming after each chunk keeps it at the working set.  A no-op where libc has no ``malloc_trim``.
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.lru_cache(maxsize=1)
+def _malloc_trim():
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None

@@ -26,7 +26,7 @@ import torch
 from attacks.base import Attack, AttackConfig, CipherFamily, check_batch
 from ciphers.base import Cipher
 from harness.cache import cache_key, load_checkpoint, save_checkpoint, tensor_digest
-from harness.lazy import LazyImages, as_lazy
+from harness.lazy import LazyImages, as_lazy, release_freed_memory
 from harness.metrics import identify, identity_features, psnr, ssim
 from harness.progress import ProgressCallback
 from harness.registry import attacks
@@ -167,6 +167,8 @@ def _score(instance: Attack, cipher: Cipher, plain: LazyImages, device: torch.de
         if held < keep:
             kept.append(restored[: keep - held].cpu())
             held += kept[-1].shape[0]
+        del images, restored
+        release_freed_memory()
     empty = torch.empty((0, *plain.image_shape), dtype=torch.uint8)
     return _Scores(torch.cat(ssims), torch.cat(psnrs), torch.cat(features), torch.cat(kept) if kept else empty)
 
@@ -234,6 +236,7 @@ def run_security_cell(
     start = time.perf_counter()
     instance, cached = fitted(seen)
     fit_seconds = time.perf_counter() - start
+    release_freed_memory()  # what the fit freed is not kept while the scoring pass runs
 
     keep = len(evaluated) if keep_restored is None else int(keep_restored)
     scores = _score(instance, victim_cipher, evaluated, device, keep)
