@@ -352,14 +352,16 @@ def resize_images(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """A uint8 batch ``[B, C, h, w]`` resized to ``size`` on its own device, uint8.
 
     Enlarging (CIFAR's 32 to the seed's 224) is bicubic with a = -0.75 and half-pixel centres,
-    OpenCV's INTER_CUBIC; shrinking is area averaging.  Values are rounded half to even and
-    clamped to 0..255.  Computed in float32; on the CPU the result is deterministic.
+    OpenCV's INTER_CUBIC, as is any resize that enlarges one side; shrinking both sides is area
+    averaging (adaptive average pooling: OpenCV's INTER_AREA for whole-number factors, not for
+    fractional ones).  Values are rounded half to even and clamped to 0..255.  Computed in
+    float32; on the CPU the result is deterministic.
     """
     height, width = (int(v) for v in size)
     if tuple(images.shape[-2:]) == (height, width):
         return images
-    enlarging = images.shape[-2] <= height and images.shape[-1] <= width
-    mode = "bicubic" if enlarging else "area"
-    options = {"align_corners": False} if enlarging else {}
+    shrinking = images.shape[-2] >= height and images.shape[-1] >= width
+    mode = "area" if shrinking else "bicubic"
+    options = {} if shrinking else {"align_corners": False}
     resized = F.interpolate(images.float(), size=(height, width), mode=mode, **options)
     return resized.round_().clamp_(0, 255).to(torch.uint8)

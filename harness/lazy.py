@@ -60,9 +60,9 @@ class LazyImages:
             if step != 1:
                 raise ValueError(f"LazyImages slices take step 1, got {step}")
             return self.take(torch.arange(start, max(start, stop)))
-        if isinstance(index, torch.Tensor) and index.ndim == 1 and not index.is_floating_point():
+        if isinstance(index, torch.Tensor) and index.ndim == 1 and not index.is_floating_point() and index.dtype != torch.bool:
             return self.take(index)
-        raise TypeError(f"LazyImages is indexed by a slice or a 1-D integer tensor, got {type(index).__name__}")
+        raise TypeError(f"LazyImages is indexed by a slice or a 1-D integer tensor (not a mask), got {type(index).__name__}")
 
     def take(self, index: torch.Tensor) -> torch.Tensor:
         """The images at the integer positions ``index`` (negative positions count from the end)."""

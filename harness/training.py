@@ -390,34 +390,42 @@ def _train(
                 scheduler.step()
                 done += 1
                 report(progress, done, total, f"{label}: epoch {epoch + 1}/{config.epochs}")
-                if checkpoint is not None and every and done % every == 0 and done < total and rank == 0:
-                    state = {
-                        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                        "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(),
-                        "batches_rng": generator.get_state(),
-                        "torch_rng": torch.get_rng_state(),
-                        "step": done,
-                        "order": order,
-                        "augmentation": None if augmentation is None else vars(augmentation),
-                        "running": running_sum + float(running),
-                        "elapsed": time.perf_counter() - started,
-                    }
-                    if device.type == "cuda":
-                        state["cuda_rng"] = torch.cuda.get_rng_state(device)
-                    save_checkpoint(checkpoint, state)
-            if world > 1:
-                import torch.distributed as dist
-
-                dist.all_reduce(running)
-                running /= world
-            epoch_loss = (running_sum + float(running)) / steps_per_epoch  # one host sync per epoch
+                if checkpoint is not None and every and done % every == 0 and done < total:
+                    so_far = _mean_over_ranks(running, world)  # every rank takes part; rank 0 saves
+                    if rank == 0:
+                        state = {
+                            "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                            "optimizer": optimizer.state_dict(),
+                            "scheduler": scheduler.state_dict(),
+                            "batches_rng": generator.get_state(),
+                            "torch_rng": torch.get_rng_state(),
+                            "step": done,
+                            "order": order,
+                            "augmentation": None if augmentation is None else vars(augmentation),
+                            "running": running_sum + float(so_far),
+                            "elapsed": time.perf_counter() - started,
+                        }
+                        if device.type == "cuda":
+                            state["cuda_rng"] = torch.cuda.get_rng_state(device)
+                        save_checkpoint(checkpoint, state)
+            epoch_loss = (running_sum + float(_mean_over_ranks(running, world))) / steps_per_epoch  # one host sync per epoch
             if not math.isfinite(epoch_loss):
                 raise FloatingPointError(
                     f"{label}: training diverged (loss {epoch_loss}) in epoch {epoch + 1}; lower the learning rate"
                 )
     model.eval()
     return epoch_loss, time.perf_counter() - started
+
+
+def _mean_over_ranks(value: torch.Tensor, world: int) -> torch.Tensor:
+    """``value`` averaged over the torch.distributed ranks (itself in one process)."""
+    if world == 1:
+        return value
+    import torch.distributed as dist
+
+    total = value.clone()
+    dist.all_reduce(total)
+    return total / world
 
 
 def _world() -> tuple[int, int]:

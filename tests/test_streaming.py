@@ -74,6 +74,8 @@ def test_lazy_images_refuse_bad_indices_and_bad_producers() -> None:
         lazy[::2]
     with pytest.raises(TypeError, match="slice or a 1-D integer tensor"):
         lazy[1]
+    with pytest.raises(TypeError, match="not a mask"):
+        lazy[torch.tensor([True, False, True, False])]
     broken = LazyImages(4, (1, 2, 2), lambda index: torch.zeros(len(index), 1, 2, 2))
     with pytest.raises(RuntimeError, match="expected uint8"):
         broken[:2]
@@ -88,6 +90,9 @@ def test_resize_matches_opencv_bicubic_within_one_and_is_reproducible() -> None:
     theirs = np.stack([cv2.resize(r, (224, 224), interpolation=cv2.INTER_CUBIC) for r in rows])
     difference = np.abs(ours.permute(0, 2, 3, 1).numpy().astype(int) - theirs.astype(int))
     assert difference.max() <= 1 and (difference > 0).mean() < 1e-3
+    mixed = resize_images(torch.from_numpy(rows).permute(0, 3, 1, 2).contiguous(), (16, 48))  # one side grows: bicubic
+    reference = np.stack([cv2.resize(r, (48, 16), interpolation=cv2.INTER_CUBIC) for r in rows])
+    assert np.abs(mixed.permute(0, 2, 3, 1).numpy().astype(int) - reference.astype(int)).max() <= 1
     again = resize_images(torch.from_numpy(rows).permute(0, 3, 1, 2).contiguous(), (224, 224))
     assert torch.equal(ours, again) and ours.dtype == torch.uint8
     blocks = torch.arange(4, dtype=torch.uint8).view(1, 1, 2, 2).repeat_interleave(2, 2).repeat_interleave(2, 3)

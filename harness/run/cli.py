@@ -422,7 +422,7 @@ def prepare_run_folder(out: Path, resume: bool) -> ResultStore:
 
 
 def _run(args: argparse.Namespace, config: dict, cells: list[Cell], out: Path, stdout: Callable[[str], None]) -> int:
-    from harness.run.distributed import join, launched_by_torchrun, leave, run_follower
+    from harness.run.distributed import DistributedCellFailed, join, launched_by_torchrun, leave, run_follower
 
     if not launched_by_torchrun():
         return _run_here(args, config, cells, out, stdout, args.device, args.executor)
@@ -436,6 +436,9 @@ def _run(args: argparse.Namespace, config: dict, cells: list[Cell], out: Path, s
             torch.set_num_threads(args.threads)
         run_follower(Runner(config, out, device=device, refresh_cache=args.refresh_cache), cells)
         return 0
+    except DistributedCellFailed as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 1
     finally:
         leave()
 

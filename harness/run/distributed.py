@@ -5,8 +5,10 @@ runner proper: it decides which cells are to do, writes every record, run.json a
 and computes the key-space and security cells alone.  Every rank trains each accuracy cell
 together (:func:`harness.training._train` under DistributedDataParallel, each rank on 1/N of
 every batch), so one cell's training runs on N GPUs, or N CPU processes with gloo.  The ranks
-agree on the cells to do (rank 0 broadcasts them) and meet after every accuracy cell, so a
-model that rank 0 has just cached is seen by all of them before the next cell looks for it.
+agree on the cells to do (rank 0 broadcasts them; accuracy cells run first, so the other ranks
+are done before rank 0's own cells) and meet after every accuracy cell, so a model that rank 0
+has just cached is seen by all of them before the next cell looks for it.  A failed accuracy
+cell stops the run (rank 0 records it first): its collectives can no longer pair up.
 """
 
 from __future__ import annotations
@@ -47,13 +49,20 @@ def leave() -> None:
 
 
 def _agreed(cells: list[Cell], runner: Runner, todo: list[Cell] | None) -> list[Cell]:
-    """Rank 0's ``todo`` on every rank (cells named by their hashes)."""
+    """Rank 0's ``todo`` on every rank (cells named by their hashes), accuracy cells first (in
+    their planned order, so a plain ``vit`` still precedes ``vit_keyed``): the other ranks are
+    done once the last one is trained and never wait through rank 0's own cells."""
     import torch.distributed as dist
 
     message = [None if todo is None else [runner.identity(c) for c in todo]]
     dist.broadcast_object_list(message, src=0)
     by_hash = {runner.identity(c): c for c in cells}
-    return [by_hash[h] for h in message[0]]
+    agreed = [by_hash[h] for h in message[0]]
+    return [c for c in agreed if c.kind == "accuracy"] + [c for c in agreed if c.kind != "accuracy"]
+
+
+class DistributedCellFailed(RuntimeError):
+    """An accuracy cell failed on this rank: the run stops, since the ranks' collectives no longer pair."""
 
 
 def run_leader(runner: Runner, cells: list[Cell], todo: list[Cell], finish: Callable[..., None]) -> None:
@@ -61,8 +70,11 @@ def run_leader(runner: Runner, cells: list[Cell], todo: list[Cell], finish: Call
     import torch.distributed as dist
 
     for cell in _agreed(cells, runner, todo):
-        finish(cell, *runner.compute_guarded(cell))
+        output, failure, elapsed = runner.compute_guarded(cell)
+        finish(cell, output, failure, elapsed)
         if cell.kind == "accuracy":
+            if failure is not None:
+                raise DistributedCellFailed(f"{cell.label} failed on rank 0 ({failure[0]}); recorded, run stopped")
             dist.barrier()
 
 
@@ -71,6 +83,9 @@ def run_follower(runner: Runner, cells: list[Cell]) -> None:
     import torch.distributed as dist
 
     for cell in _agreed(cells, runner, None):
-        if cell.kind == "accuracy":
-            runner.compute_guarded(cell)
-            dist.barrier()
+        if cell.kind != "accuracy":
+            break
+        _, failure, _ = runner.compute_guarded(cell)
+        if failure is not None:
+            raise DistributedCellFailed(f"{cell.label} failed on rank {dist.get_rank()}: {failure[0]}")
+        dist.barrier()
