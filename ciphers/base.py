@@ -20,6 +20,7 @@ Shape = tuple[int, ...]
 
 WITHIN_BLOCK = ("none", "pixel_shuffle", "nibble_shuffle", "dihedral")
 COLOUR_SPACES = ("rgb", "ycbcr_planes")
+KEYSTREAMS = ("none", "xor", "additive", "substitution")
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,11 @@ class Traits:
       as one grayscale image before the blocks are cut (grayscale-based EtC).
     - ``byte_map``: for one key the whole transform is one gather plus one XOR over the image's
       bytes (``c[j] = x[index[j]] ^ mask[j]``), so known plain/cipher pairs pin it generically.
+    - ``keystream``: values are changed where they land by a key-derived stream other than the
+      ``255 - x`` and nibble flips above: ``"xor"`` (``x ^ k``), ``"additive"`` (``x + k mod 256``)
+      or ``"substitution"`` (a keyed bijection of 0..255 per position, e.g. format-preserving
+      encryption of bytes); ``"none"`` otherwise.  A value-only cipher (no movement) declares
+      just this, so it is never mistaken for ``plain``.
     """
 
     block_scrambling: bool = False
@@ -52,12 +58,15 @@ class Traits:
     channel_shuffle: bool = False
     colour_space: str = "rgb"
     byte_map: bool = False
+    keystream: str = "none"
 
     def __post_init__(self) -> None:
         if self.within_block not in WITHIN_BLOCK:
             raise ValueError(f"within_block must be one of {WITHIN_BLOCK}, got {self.within_block!r}")
         if self.colour_space not in COLOUR_SPACES:
             raise ValueError(f"colour_space must be one of {COLOUR_SPACES}, got {self.colour_space!r}")
+        if self.keystream not in KEYSTREAMS:
+            raise ValueError(f"keystream must be one of {KEYSTREAMS}, got {self.keystream!r}")
 
     @property
     def position_permuting(self) -> bool:
@@ -66,8 +75,8 @@ class Traits:
 
     @property
     def value_bijection(self) -> bool:
-        """Whether values are changed by a keyed bijection where they land (255 - x, 15 - n)."""
-        return self.negative_positive or self.within_block == "nibble_shuffle"
+        """Whether values are changed by a keyed bijection where they land (255 - x, 15 - n, a keystream)."""
+        return self.negative_positive or self.within_block == "nibble_shuffle" or self.keystream != "none"
 
     @property
     def identity(self) -> bool:
