@@ -187,10 +187,12 @@ def test_corrupt_results_file_gives_a_clear_error(capsys, tmp_path, tiny_config)
 def test_mean_rows_cap_infinite_psnr_and_give_an_interval() -> None:
     import torch
 
-    finite = bench._mean_row({}, "ssim", torch.tensor([0.2, 0.4, 0.6]))
+    from harness.run.security import mean_row
+
+    finite = mean_row({}, "ssim", torch.tensor([0.2, 0.4, 0.6]))
     assert finite["value"] == pytest.approx(0.4) and finite["n"] == 3
     assert finite["ci95_low"] == pytest.approx(0.4 - 1.959963984540054 * 0.2 / math.sqrt(3))
-    capped = bench._mean_row({}, "psnr", torch.tensor([20.0, float("inf")]))
+    capped = mean_row({}, "psnr", torch.tensor([20.0, float("inf")]))
     assert capped["value"] == pytest.approx(60.0) and "capped at 100" in capped["note"]
     assert math.isnan(capped["ci95_low"])
 

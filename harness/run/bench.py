@@ -38,7 +38,7 @@ from harness.metrics import ssim
 from harness.progress import ProgressCallback
 from harness.registry import Registry, attacks, ciphers, classifiers
 from harness.results import DamagedRecordError, ResultStore, cell_id, encode_array, exact_int_string
-from harness.stats import bootstrap_mean_interval, mean_interval, wilson_interval
+from harness.stats import bootstrap_mean_interval
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -679,7 +679,7 @@ class Runner:
 
     def _security_cell(self, cell: Cell) -> CellOutput:
         from attacks.base import AttackConfig, CipherFamily
-        from harness.run.security import run_security_cell
+        from harness.run.security import run_security_cell, security_rows
 
         cipher = self.victim_cipher(cell.cipher)
         size = self.image_size(cell.cipher)
@@ -714,43 +714,8 @@ class Runner:
             progress=self.cell_progress(cell),
             keep_restored=count,
         )
-        ok = {**base, "status": "ok", "note": result.note}
-        identified = result.identified.double().cpu().numpy()
-        rate, low, high = wilson_interval(float(identified.sum()), identified.size)
-        rows = [
-            _mean_row(ok, "ssim", result.ssim),
-            _mean_row(ok, "abs_ssim", result.ssim.abs()),
-            _mean_row(ok, "psnr", result.psnr),
-            {**ok, "metric": "identification", "value": rate, "ci95_low": low, "ci95_high": high, "n": identified.size,
-             "note": f"top-1 among {identified.size} images (chance {1 / identified.size:.4f}); Wilson interval"},
-        ]
-        rows += [{**ok, "metric": name, "value": float(value)} for name, value in sorted(result.extra.items())]
-        rows += [{**ok, "metric": "ssim_vs_ciphertexts", "value": value, "n": seen, "note": "n = victim ciphertexts the attack saw"}
-                 for seen, value in result.curve]
-        psnr_values = np.minimum(result.psnr.double().cpu().numpy(), PSNR_CAP_DB)
-        return CellOutput(
-            rows,
-            per_image={"ssim": result.ssim.cpu().numpy(), "psnr": psnr_values, "identified": identified},
-            examples=[(cell.attack, result.restored[:count].cpu().numpy(), result.ssim[:count].cpu().numpy())],
-        )
-
-
-#: PSNR of an exact restoration is infinite; means cap it here so one exact image does not make the mean inf
-PSNR_CAP_DB = 100.0
-
-
-def _mean_row(base: dict[str, Any], metric: str, values: torch.Tensor) -> dict[str, Any]:
-    """Mean with a normal-approximation 95% interval over images (infinite values capped, noted)."""
-    array = values.detach().double().cpu().numpy()
-    note = base.get("note", "")
-    infinite = ~np.isfinite(array)
-    if infinite.any():
-        array = np.minimum(array, PSNR_CAP_DB)
-        note = "; ".join(filter(None, [note, f"{metric} capped at {PSNR_CAP_DB:g} for exact restorations"]))
-    mean, low, high = mean_interval(array)
-    if infinite.any():
-        low = high = float("nan")
-    return {**base, "metric": metric, "value": mean, "ci95_low": low, "ci95_high": high, "n": int(array.size), "note": note}
+        rows, per_image, examples = security_rows(base, result, count)
+        return CellOutput(rows, per_image=per_image, examples=examples)
 
 
 #: the runner of a worker process (``Runner.run`` with several workers)
@@ -852,6 +817,8 @@ def run_metadata(config: dict[str, Any], runner: Runner, cells: list[Cell], devi
                 "threat_model": getattr(attacks.get(n), "threat_model", "ciphertext-only"),
                 "baseline": bool(getattr(attacks.get(n), "baseline", False)),
                 "statistical": bool(getattr(attacks.get(n), "statistical", False)),
+                "learned": bool(getattr(attacks.get(n), "learned", False)),
+                "key_recovery": bool(getattr(attacks.get(n), "key_recovery", False)),
             }
             for n in attacks.names()
         },
@@ -868,4 +835,4 @@ def now() -> datetime:
 
 
 #: the functions whose source is part of every cell's code version (see :func:`code_version`)
-_COMPUTE_OBJECTS = [getattr(Runner, name) for name in _COMPUTE_FUNCTIONS] + [_mean_row]
+_COMPUTE_OBJECTS = [getattr(Runner, name) for name in _COMPUTE_FUNCTIONS]
