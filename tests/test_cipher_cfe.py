@@ -244,3 +244,75 @@ def test_cuda_equals_cpu(name: str) -> None:
     x = _images(2, (224, 224))
     assert torch.equal(cipher.encrypt(x.cuda()).cpu(), cipher.encrypt(x))
     assert torch.equal(cipher.decrypt(cipher.encrypt(x.cuda())).cpu(), x)
+
+
+# -- the keyed ViT (KDDA) -----------------------------------------------------------------------
+def _vit(block: int, size: tuple[int, int], seed: int = 0, **variant: object):
+    """A random two-layer timm ViT, scaled so its logits depend strongly on the input."""
+    from timm.models.vision_transformer import VisionTransformer
+
+    from harness.classifiers.base import ImageClassifier, seeded
+
+    with seeded(seed):
+        net = VisionTransformer(
+            img_size=size, patch_size=block, num_classes=5, embed_dim=24, depth=2, num_heads=2, mlp_ratio=2.0, **variant
+        )
+        with torch.no_grad():
+            for name, parameter in net.named_parameters():
+                if parameter.ndim >= 2 and name not in ("pos_embed", "cls_token", "reg_token"):
+                    parameter.normal_(0, parameter[0].numel() ** -0.5)
+                else:
+                    parameter.normal_(0, 0.5)
+    return ImageClassifier(net, in_chans=3).eval()
+
+
+@pytest.mark.usefixtures("single_thread")
+@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize(
+    "block, sub, size, variant",
+    [(16, 8, (32, 32), {}), (8, 4, (16, 24), {"class_token": False, "global_pool": "avg"}), (8, 2, (16, 16), {"reg_tokens": 1})],
+)
+def test_keyed_vit_logits_on_ciphertexts_equal_plain_logits(version, block, sub, size, variant) -> None:
+    from harness.classifiers.vit_cfe_keyed import cfe_keyed_vit
+
+    model = _vit(block, size, **variant).to(torch.float64)
+    cipher = CLASSES[version].from_seed(5, image_size=size, block_size=block, sub_block_size=sub)
+    x = _images(3, size)
+    keyed = cfe_keyed_vit(model, cipher)
+    with torch.no_grad():
+        plain, on_ciphertexts = model(x), keyed(cipher.encrypt(x))
+        untransformed = model(cipher.encrypt(x))
+    assert (on_ciphertexts - plain).abs().max() < 1e-10
+    assert (untransformed - plain).abs().max() > 1e-3, "the control (no transformation) must differ"
+
+
+def test_keyed_vit_v1_keeps_the_architecture_and_v2_uses_per_position_kernels() -> None:
+    from harness.classifiers.vit_cfe_keyed import PerPositionPatchEmbed, cfe_keyed_vit
+
+    model = _vit(16, (32, 32))
+    v1 = cfe_keyed_vit(model, CFEv1Cipher.from_seed(1, (32, 32)))
+    assert isinstance(v1.net.patch_embed.proj, torch.nn.Conv2d)
+    v2 = cfe_keyed_vit(model, CFEv2Cipher.from_seed(1, (32, 32)))
+    assert isinstance(v2.net.patch_embed.proj, PerPositionPatchEmbed)
+    assert isinstance(model.net.patch_embed.proj, torch.nn.Conv2d), "the input model must not change"
+    x = _images(2, (32, 32))
+    with torch.no_grad():
+        assert (v2(CFEv2Cipher.from_seed(1, (32, 32)).encrypt(x)) - model(x)).abs().max() < 1e-4
+
+
+def test_keyed_classifier_is_registered_and_checks_its_cipher() -> None:
+    from ciphers.proposed import ProposedCipher
+    from harness.classifiers.vit_cfe_keyed import VitCFEKeyedClassifier, cfe_keyed_vit
+    from harness.registry import classifiers
+
+    assert classifiers.get("vit_cfe_keyed") is VitCFEKeyedClassifier and VitCFEKeyedClassifier.plain_base == "vit"
+    cipher = create_cipher("cfe", (32, 32))
+    assert VitCFEKeyedClassifier.for_cipher(cipher, {})["patch_size"] == 16
+    with pytest.raises(ValueError, match="patch_size"):
+        VitCFEKeyedClassifier.for_cipher(cipher, {"patch_size": 8})
+    with pytest.raises(ValueError, match="cfe_v1 or cfe_v2"):
+        VitCFEKeyedClassifier.for_cipher(ProposedCipher.from_seed(0, (32, 32), 4), {})
+    with pytest.raises(ValueError, match="patch size"):
+        cfe_keyed_vit(_vit(8, (32, 32)), cipher)
+    with pytest.raises(ValueError, match="main blocks"):
+        cfe_keyed_vit(_vit(16, (32, 48)), cipher)
