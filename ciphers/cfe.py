@@ -79,7 +79,14 @@ def draw_sub_keys(generator: np.random.Generator, n_sub: int) -> dict[str, np.nd
 
 
 class _CFECipher(IndexMapCipher):
-    """The shared machinery; subclasses fix ``per_main_block`` (V1: False, V2: True)."""
+    """The shared machinery; subclasses fix ``per_main_block`` (V1: False, V2: True).
+
+    Traits: at the level of ``block_size`` (the main block, what block scrambling moves) the
+    within-block movement is a keyed permutation of pixels (sub-blocks moved, rotated and mirrored),
+    with per-sub-block channel orders and ``255 - x``: ``within_block="pixel_shuffle"`` with
+    ``channel_shuffle`` and ``negative_positive``.  It is not ``"dihedral"``: the main block as a
+    whole is not rotated, and attacks that model a dihedral block key (EtC's ``geometry``) do not fit.
+    """
 
     default_block_size = 16
     channels = 3
@@ -292,7 +299,7 @@ class CFEv1Cipher(_CFECipher):
     per_main_block = False
     version = 1
     traits = Traits(
-        block_scrambling=True, within_block="dihedral", negative_positive=True, channel_shuffle=True, byte_map=True
+        block_scrambling=True, within_block="pixel_shuffle", negative_positive=True, channel_shuffle=True, byte_map=True
     )
 
 
@@ -303,6 +310,6 @@ class CFEv2Cipher(_CFECipher):
     per_main_block = True
     version = 2
     traits = Traits(
-        block_scrambling=True, within_block="dihedral", per_position_key=True, negative_positive=True,
+        block_scrambling=True, within_block="pixel_shuffle", per_position_key=True, negative_positive=True,
         channel_shuffle=True, byte_map=True,
     )
