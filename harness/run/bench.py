@@ -694,10 +694,10 @@ class Runner:
         if reason:
             return CellOutput([{**base, "status": "n/a", "metric": "ssim", "note": reason}])
         # lazy splits: CIFAR stays at 32 x 32 and is resized a chunk at a time (bounded memory)
-        victim = self.dataset(cell.dataset, "test", size).lazy()
-        attacker = self.dataset(cell.dataset, "attacker", size).lazy()
+        victim = self.dataset(cell.dataset, "test", size).lazy(self.device)
+        attacker = self.dataset(cell.dataset, "attacker", size).lazy(self.device)
         # the provider holds the encrypted training set too: attacks on victim ciphertexts pool it
-        pool = self.dataset(cell.dataset, "train", size).lazy() if attacks.get(cell.attack).uses_victim_ciphertexts else None
+        pool = self.dataset(cell.dataset, "train", size).lazy(self.device) if attacks.get(cell.attack).uses_victim_ciphertexts else None
         count = int(self.config["examples"])
         result = run_security_cell(
             cell.attack,
