@@ -202,19 +202,58 @@ def _cifar(name: str, data_dir: Path, split: str):
     layout = CIFAR_LAYOUT[name]
     root = data_dir / layout["folder"] if (data_dir / layout["folder"]).is_dir() else data_dir
     meta_file, meta_key = layout["meta"]
-    classes = [c.decode() for c in _read_pickle(root / meta_file, (meta_key,), name)[meta_key]]
+    classes = _class_names(_read_pickle(root / meta_file, (meta_key,), name)[meta_key], root / meta_file, meta_key)
     chunks, labels = [], []
     for file_name in layout[split]:
-        batch = _read_pickle(root / file_name, (b"data", layout["labels"]), name)
-        data = _pixel_rows(batch[b"data"], root / file_name)
+        path = root / file_name
+        batch = _read_pickle(path, (b"data", layout["labels"]), name)
+        data = _pixel_rows(batch[b"data"], path)
         chunks.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
-        labels.append(np.asarray(batch[layout["labels"]], dtype=np.int64))
+        labels.append(_label_values(batch[layout["labels"]], path, layout["labels"].decode(), data.shape[0], len(classes)))
     images, label_array = np.concatenate(chunks), np.concatenate(labels)
     if name == "cifar100" and split == "attacker":
         images, label_array = images[-CIFAR_ATTACKER_COUNT:], label_array[-CIFAR_ATTACKER_COUNT:]
-    if label_array.shape[0] != images.shape[0] or label_array.min() < 0 or label_array.max() >= len(classes):
-        raise ValueError(f"{root}: labels do not match the images or the {len(classes)} class names")
     return images, label_array, classes
+
+
+def _class_names(values: object, path: Path, key: bytes) -> list[str]:
+    """The meta file's class names (bytes or str), refusing anything else with the file's name."""
+    names = list(values) if isinstance(values, (list, tuple, np.ndarray)) else None
+    if not names or not all(isinstance(v, (bytes, str)) for v in names):
+        raise ValueError(f"{path}: {key.decode()!r} must be a non-empty list of class names (bytes or str), got {values!r:.80}")
+    try:
+        return [v.decode() if isinstance(v, bytes) else v for v in names]
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: a class name in {key.decode()!r} is not text ({exc})") from None
+
+
+def _label_values(values: object, path: Path, key: str, rows: int, classes: int) -> np.ndarray:
+    """``values`` as int64 labels, one per image row of ``path`` and each in 0..classes-1.
+
+    Refused, naming the file: a batch of 0 rows, labels that are not numbers (strings, bytes),
+    numbers that are not whole (float labels are never truncated), a count that differs from the
+    rows, labels outside the class names.
+    """
+    if rows == 0:
+        raise ValueError(f"{path} holds 0 images ('data' has 0 rows): a CIFAR batch needs at least one; replace the file")
+    try:
+        labels = np.asarray(values)
+    except Exception as exc:  # ragged lists
+        raise ValueError(f"{path}: {key!r} must be a flat list of integer labels ({type(exc).__name__}: {exc})") from None
+    if labels.ndim != 1:
+        raise ValueError(f"{path}: {key!r} must be a flat list of integer labels, got shape {labels.shape}")
+    if labels.dtype == bool or not (np.issubdtype(labels.dtype, np.integer) or np.issubdtype(labels.dtype, np.floating)):
+        raise ValueError(f"{path}: {key!r} must hold integer labels, got {labels.dtype} values such as {labels[:3].tolist()!r:.60}")
+    if np.issubdtype(labels.dtype, np.floating):
+        whole = np.isfinite(labels) & (labels == np.round(labels))
+        if not whole.all():
+            bad = labels[~whole][:3].tolist()
+            raise ValueError(f"{path}: {key!r} holds labels that are not whole numbers (e.g. {bad}); labels are class indices")
+    if labels.shape[0] != rows:
+        raise ValueError(f"{path}: {labels.shape[0]} labels for {rows} images; '{key}' and 'data' must have one entry per image")
+    if labels.min() < 0 or labels.max() >= classes:
+        raise ValueError(f"{path}: labels must lie in 0..{classes - 1} (the {classes} class names), got {labels.min()}..{labels.max()}")
+    return labels.astype(np.int64)
 
 
 #: the only globals a CIFAR batch may name: numpy's array reconstruction, and the bytes codec

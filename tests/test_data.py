@@ -150,3 +150,43 @@ def test_own_photographs_are_shared_out_disjointly_without_labels(tmp_path) -> N
     empty.mkdir()
     with pytest.raises(ValueError, match="needs at least 4"):
         load_dataset("images", "test", (32, 32), data_dir=empty)
+
+
+def _rewrite_test_batch(root: Path, content: dict) -> Path:
+    path = root / "cifar-10-batches-py" / "test_batch"
+    with path.open("wb") as handle:
+        pickle.dump(content, handle)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ({b"data": np.zeros((0, 3072), np.uint8), b"labels": []}, r"test_batch holds 0 images"),
+        ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [b"cat", b"dog"]}, r"test_batch: 'labels' must hold integer labels"),
+        ({b"data": np.zeros((2, 3072), np.uint8), b"labels": ["cat", "dog"]}, r"test_batch: 'labels' must hold integer labels"),
+        ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [1.5, 2.0]}, r"test_batch: 'labels' holds labels that are not whole numbers"),
+        ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [1, 2, 3]}, r"test_batch: 3 labels for 2 images"),
+        ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [1, 10]}, r"test_batch: labels must lie in 0\.\.9"),
+    ],
+    ids=["zero_rows", "bytes_labels", "str_labels", "fractional_labels", "count", "range"],
+)
+def test_cifar_label_problems_name_the_file(tmp_path: Path, content: dict, message: str) -> None:
+    write_cifar10(tmp_path)
+    _rewrite_test_batch(tmp_path, content)
+    with pytest.raises(ValueError, match=message):
+        load_dataset("cifar10", "test", (32, 32), data_dir=tmp_path)
+
+
+def test_cifar_whole_float_labels_are_read_exactly(tmp_path: Path) -> None:
+    write_cifar10(tmp_path)
+    _rewrite_test_batch(tmp_path, {b"data": np.zeros((2, 3072), np.uint8), b"labels": [3.0, 9.0]})
+    assert load_dataset("cifar10", "test", (32, 32), data_dir=tmp_path).labels.tolist() == [3, 9]
+
+
+def test_cifar_meta_without_class_names_is_named(tmp_path: Path) -> None:
+    write_cifar10(tmp_path)
+    with (tmp_path / "cifar-10-batches-py" / "batches.meta").open("wb") as handle:
+        pickle.dump({b"label_names": [1, 2]}, handle)
+    with pytest.raises(ValueError, match=r"batches.meta: 'label_names' must be a non-empty list of class names"):
+        load_dataset("cifar10", "test", (32, 32), data_dir=tmp_path)
