@@ -119,6 +119,14 @@ RUN_CONFIG_REQUIRED = {"datasets": (list,), "ciphers": (list, dict)}
 PRIVATE_DIR, PRIVATE_FILE = 0o700, 0o600
 
 
+def _drop_group_and_other(path: Path) -> None:
+    """Owner-only ``path``: a folder keeps its owner bits (0700 for a normal one), a file its owner's read/write (0600)."""
+    mode = path.stat().st_mode
+    keep = PRIVATE_DIR if os.path.isdir(path) else PRIVATE_FILE
+    if mode & 0o7777 != mode & keep:
+        path.chmod(mode & keep)
+
+
 def _os_problem(exc: OSError) -> str:
     return "permission denied" if isinstance(exc, PermissionError) else (exc.strerror or str(exc))
 
@@ -184,6 +192,7 @@ class ResultStore:
         self.examples_dir = self.folder / EXAMPLES_DIR
         self._records: dict[str, tuple[tuple, dict[str, Any]]] = {}  # verified records by file name
         self._private = False  # whether this store has made the run folder private yet
+        self._private_folders: set[Path] = set()  # folders inside it made private (or found so)
         #: what reading found and fixed (a recompiled results.csv ...): for a report to mention
         self.notes: list[str] = []
 
@@ -193,7 +202,7 @@ class ResultStore:
         try:
             if not self._private:
                 self.folder.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
-                self.folder.chmod(PRIVATE_DIR)  # an existing folder too: owner only, whatever the umask
+                _drop_group_and_other(self.folder)  # an existing folder too: owner only, whatever the umask
                 self._private = True
             if folder is not None and folder != self.folder:
                 try:
@@ -202,9 +211,12 @@ class ResultStore:
                     current, parts = Path(folder.anchor or "."), folder.parts[1 if folder.anchor else 0 :]
                 for part in parts:
                     current = current / part
+                    if current in self._private_folders:
+                        continue
                     if not current.is_dir():
                         current.mkdir(mode=PRIVATE_DIR, exist_ok=True)
-                        current.chmod(PRIVATE_DIR)
+                    _drop_group_and_other(current)
+                    self._private_folders.add(current)
         except OSError as exc:
             raise RunFolderError(
                 f"run folder {self.folder} cannot be written ({_os_problem(exc)}): make it writable "
@@ -248,29 +260,38 @@ class ResultStore:
     def make_private(self) -> None:
         """chmod the run folder's tree: folders 0700, files 0600 (symlinks are left alone).
 
+        Permissions are only taken away, never given: group and other lose everything, files lose
+        execute; a folder the owner made read-only stays read-only.
+
         The store's own writes are private already; call this after others write into the folder
         (the report's figures through matplotlib, the model cache).
         """
         try:
-            self.folder.chmod(PRIVATE_DIR)
+            _drop_group_and_other(self.folder)
             for root, dirs, files in os.walk(self.folder):
-                for name in dirs:
+                for name in [*dirs, *files]:
                     path = Path(root) / name
                     if not path.is_symlink():
-                        path.chmod(PRIVATE_DIR)
-                for name in files:
-                    path = Path(root) / name
-                    if not path.is_symlink():
-                        path.chmod(PRIVATE_FILE)
+                        _drop_group_and_other(path)
         except OSError as exc:
             raise RunFolderError(f"cannot make {self.folder} private ({_os_problem(exc)}): chmod -R go-rwx it yourself") from None
 
     def load(self) -> pd.DataFrame:
         """results.csv, checked against the records it was compiled from (recompiled where they disagree)."""
+        return self._checked(self._read_results, 1, RESULTS_FILE)
+
+    def _checked(self, read, column: int, name: str) -> pd.DataFrame:
+        """A compiled file read by ``read``, recompiled when it disagrees with the compiled index."""
         index = self.compiled_index()
-        if index is not None and not self._agrees(self._read_results, index, 1):
-            return self._recompile(index, RESULTS_FILE)[0]
-        return self._read_results()
+        try:
+            frame = read()
+        except ResultsSchemaError:
+            if index is None:
+                raise
+            frame = None  # damaged (a line cut mid-row): recompiled where the records allow
+        if index is not None and (frame is None or not _counts_agree(frame, index, column)):
+            return self._recompile(index, name)[column - 1]
+        return frame
 
     def _read_results(self) -> pd.DataFrame:
         if not self.results_path.exists():
@@ -305,17 +326,11 @@ class ResultStore:
             return None  # damaged: treated as absent; the next compile rewrites it
 
     def _agrees(self, read, index: list[tuple[str, int, int]], column: int) -> bool:
-        """Whether a compiled file holds exactly the rows per cell that ``index`` lists."""
-        expected = {entry[0]: entry[column] for entry in index if entry[column]}
-        path = self.results_path if column == 1 else self.per_image_path
-        if not path.exists():
-            return not expected
+        """Whether the compiled file ``read`` reads holds exactly the rows per cell that ``index`` lists."""
         try:
-            frame = read()
+            return _counts_agree(read(), index, column)
         except ResultsSchemaError:
-            return False  # damaged (a line cut mid-row): recompiled where the records allow
-        actual = frame["cell_hash"].astype(str).value_counts().to_dict() if len(frame) else {}
-        return {h: int(n) for h, n in actual.items()} == expected
+            return False
 
     def _recompile(self, index: list[tuple[str, int, int]], name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Rebuild the compiled files from the records ``index`` lists, under the folder's lock (a compile
@@ -365,10 +380,7 @@ class ResultStore:
     # -- per-image scores -----------------------------------------------------------------
     def load_per_image(self) -> pd.DataFrame:
         """The per-image table (empty when the run has none yet), checked against the records like :meth:`load`."""
-        index = self.compiled_index()
-        if index is not None and not self._agrees(self._read_per_image, index, 2):
-            return self._recompile(index, PER_IMAGE_FILE)[1]
-        return self._read_per_image()
+        return self._checked(self._read_per_image, 2, PER_IMAGE_FILE)
 
     def _read_per_image(self) -> pd.DataFrame:
         if not self.per_image_path.exists():
@@ -620,6 +632,13 @@ def compile_frames(records: list[dict[str, Any]]) -> tuple[pd.DataFrame, pd.Data
             parts.append(part)
     table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(PER_IMAGE_COLUMNS))
     return frame, table[list(PER_IMAGE_COLUMNS)].astype(PER_IMAGE_COLUMNS)
+
+
+def _counts_agree(frame: pd.DataFrame, index: list[tuple[str, int, int]], column: int) -> bool:
+    """Whether ``frame`` holds, per cell hash, the rows ``index`` lists in ``column`` (1: results, 2: per-image)."""
+    expected = {entry[0]: entry[column] for entry in index if entry[column]}
+    actual = frame["cell_hash"].astype(str).value_counts().to_dict() if len(frame) else {}
+    return {h: int(n) for h, n in actual.items()} == expected
 
 
 def _read_examples(path: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -96,14 +96,17 @@ def test_a_damaged_example_file_no_record_holds_is_one_clear_error(tmp_path: Pat
             store.load_examples(path)
 
 
-@pytest.mark.parametrize("cut", ["last_cell", "mid_cell", "header_only", "missing"])
+@pytest.mark.parametrize("cut", ["last_cell", "mid_cell", "header_only", "missing", "mid_line"])
 def test_results_csv_cut_at_a_line_boundary_is_recompiled_from_the_records(tmp_path: Path, cut: str) -> None:
     store = _run_folder(tmp_path / "run", cells=4)
     whole = store.load()
     lines = store.results_path.read_text().splitlines(keepends=True)
-    keep = {"last_cell": len(lines) - 3, "mid_cell": len(lines) - 2, "header_only": 1, "missing": 0}[cut]
+    keep = {"last_cell": len(lines) - 3, "mid_cell": len(lines) - 2, "header_only": 1}.get(cut, 0)
     if cut == "missing":
         store.results_path.unlink()
+    elif cut == "mid_line":
+        text = store.results_path.read_text()
+        store.results_path.write_text(text[: len(text) - len(lines[-1]) // 2])
     else:
         store.results_path.write_text("".join(lines[:keep]))
     fresh = ResultStore(tmp_path / "run")
@@ -226,3 +229,17 @@ def test_compiled_index_is_not_taken_for_a_record(tmp_path: Path) -> None:
     good, damaged = store.scan_records()
     assert len(good) == 2 and not damaged
     assert json.loads(store.compiled_index_path.read_text())["cells"][0][1:] == [3, 2]
+
+
+def test_private_takes_permissions_away_and_never_gives_them(tmp_path: Path) -> None:
+    store = _run_folder(tmp_path / "run", cells=1)
+    examples = store.folder / "examples"
+    examples.chmod(0o755)
+    (store.folder / "notes.txt").write_text("mine")
+    (store.folder / "notes.txt").chmod(0o444)
+    store.make_private()
+    assert stat.S_IMODE((store.folder / "notes.txt").stat().st_mode) == 0o400  # read-only stays read-only
+    assert stat.S_IMODE(examples.stat().st_mode) == 0o700
+    examples.chmod(0o755)
+    ResultStore(store.folder).save_examples(store.example_path("natural", "c0", "plain"), np.zeros((1, 3, 4, 4), np.uint8))
+    assert stat.S_IMODE(examples.stat().st_mode) == 0o700  # an existing subfolder written into is made private too
