@@ -468,12 +468,14 @@ def _content_problem(data: bytes) -> str | None:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            if image.format == "JPEG":
-                image.draft("RGB", (64, 64))  # decode at 1/8 scale: still reads every byte of the scan
-            image.load()
-    except UnidentifiedImageError:
-        pass  # a format Pillow does not know: OpenCV decides below
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                if image.format == "JPEG":
+                    image.draft("RGB", (64, 64))  # decode at 1/8 scale: still reads every byte of the scan
+                image.load()
+    except (UnidentifiedImageError, Image.DecompressionBombError):
+        pass  # a format Pillow does not know, or a panorama past its pixel limit: OpenCV decides below
     except Exception as exc:
         text = str(exc)
         if "truncated" in text.lower():

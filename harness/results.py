@@ -592,11 +592,25 @@ class ResultStore:
         return self.marker_path.is_file()
 
     def write_marker(self) -> None:
-        """Mark the folder as the runner's and make it private (RunFolderError where it cannot be written)."""
-        self.write_bytes(self.marker_path, (
-            "This folder is a scramblebench run folder. `--no-resume` clears only the runner's own files here: "
-            + ", ".join(RUN_OUTPUTS) + ".\n"
-        ).encode())
+        """Mark the folder as the runner's and make it private (RunFolderError where it cannot be written).
+
+        Written in place, not through a temp file: the marker's name appears at once, so another
+        process adopting the same new folder never sees a folder holding only a stray temp file.
+        """
+        self._ensure_folder()
+        text = ("This folder is a scramblebench run folder. `--no-resume` clears only the runner's own files here: "
+                + ", ".join(RUN_OUTPUTS) + ".\n").encode()
+        try:
+            descriptor = os.open(self.marker_path, os.O_WRONLY | os.O_CREAT, PRIVATE_FILE)
+            with os.fdopen(descriptor, "wb") as handle:
+                handle.write(text)  # the same bytes every time: a concurrent writer writes what is there
+                handle.truncate()
+            _drop_group_and_other(self.marker_path)
+        except OSError as exc:
+            raise RunFolderError(
+                f"cannot write {self.marker_path} ({_os_problem(exc)}): make the run folder {self.folder} writable "
+                "(chmod u+w) or choose another --out"
+            ) from None
 
     def clear_run_files(self) -> list[Path]:
         """Delete :data:`RUN_OUTPUTS` (nothing else) from a marked folder; returns what was removed."""
