@@ -11,6 +11,7 @@ from harness.cache import atomic_write_bytes
 from harness.results import ResultStore
 from reports.figures import ciphertext_curve_figure, examples_figure, ssim_boxplots, tradeoff_figure
 from reports.findings import findings
+from reports.published import reported_vs_measured
 from reports.paper import LATEX_PACKAGES, PaperTable, html_page, paper_tables, to_latex
 from reports.verdicts import IDENTIFICATION_LEAK, MIN_IMAGES_RESISTS
 from reports.tables import (
@@ -163,6 +164,10 @@ def render_report(folder: str | Path) -> Path:
         if scatter:
             parts.append(f"![accuracy vs strongest attack SSIM ({dataset})]({FIGURES_DIR}/{scatter.name})")
     parts += ["## The seed's findings, checked", "\n".join(f"- {line}" for line in findings(frame, per_image, run))]
+    headers, body, summary = reported_vs_measured(frame, per_image, run)
+    parts += ["## Reported vs measured", summary]
+    if body:
+        parts.append(_table(headers, body))
     parts += ["## Protocol", _protocol(run)]
     failures = failures_table(frame)
     if failures[1]:
