@@ -13,20 +13,19 @@ from reports.figures import ciphertext_curve_figure, examples_figure, ssim_boxpl
 from reports.findings import findings
 from reports.published import reported_vs_measured
 from reports.paper import LATEX_PACKAGES, PaperTable, html_page, paper_tables, to_latex
-from reports.verdicts import IDENTIFICATION_LEAK, MIN_IMAGES_RESISTS
+from reports.verdicts import IDENTIFICATION_LEAK, MIN_IMAGES_RESISTS, is_identity
 from reports.tables import (
     accuracy_table,
     curve_table,
     extra_metrics_table,
     failures_table,
     key_space_table,
+    ordered_ciphers,
     security_table,
     verdict_table,
 )
 
 REPORT_FILE = "report.md"
-#: example images drawn as the seed's Fig. 4, one figure each
-FIGURE_EXAMPLES = 3
 FIGURES_DIR = "figures"
 
 
@@ -148,12 +147,13 @@ def render_report(folder: str | Path) -> Path:
     parts += ["## Key spaces", _table(*key_space_table(frame, run))]
     parts += ["## Figures"]
     for dataset in config["datasets"]:
-        # the seed's Fig. 4 for several example images (the run's `examples`, at most FIGURE_EXAMPLES)
-        for index in range(min(int(config.get("examples", 1)), FIGURE_EXAMPLES)):
-            suffix = "" if index == 0 else f"_{index}"
-            grid = examples_figure(store, frame, per_image, dataset, figures / f"examples_{dataset}{suffix}.png", index=index)
+        # the seed's Fig. 4, one figure per cipher: distinct example images, every applicable attack
+        for cipher in ordered_ciphers(list(frame[(frame["kind"] == "key_space") & (frame["dataset"] == dataset)]["cipher"].unique())):
+            if is_identity(run, cipher):
+                continue
+            grid = examples_figure(store, frame, per_image, run, dataset, cipher, figures / f"examples_{dataset}_{cipher}.png")
             if grid:
-                parts.append(f"![plain, encrypted and restored images, example {index + 1} ({dataset})]({FIGURES_DIR}/{grid.name})")
+                parts.append(f"![{cipher}: plain, encrypted and restored example images ({dataset})]({FIGURES_DIR}/{grid.name})")
         boxes = ssim_boxplots(per_image, run, dataset, figures / f"ssim_boxplots_{dataset}.png")
         if boxes:
             parts.append(f"![per-image SSIM of every attack per cipher ({dataset})]({FIGURES_DIR}/{boxes.name})")
