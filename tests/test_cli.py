@@ -83,8 +83,8 @@ def test_key_space_run_writes_results_report_and_figure(capsys, tmp_path, tiny_c
     rows = frame[(frame["cipher"] == "proposed") & (frame["metric"] == "key_space_log2")]
     assert rows["value"].iloc[0] == pytest.approx(math.log2(math.factorial(16) * math.factorial(4)))
     report = (out / "report.md").read_text()
-    assert "| proposed" in report and "figures/examples_natural.png" in report
-    assert (out / "figures" / "examples_natural.png").stat().st_size > 1000
+    assert "| proposed" in report and "figures/examples_natural_proposed.png" in report  # Fig. 4, one per cipher
+    assert (out / "figures" / "examples_natural_proposed.png").stat().st_size > 1000
     run = ResultStore(out).read_run()
     assert run["key_spaces"]["proposed"]["nominal"] == str(math.factorial(16) * math.factorial(4))
     assert run["config"]["n_train"] == 20 and run["git_commit"]
