@@ -56,7 +56,10 @@ def test_wide_tables_span_the_page_or_split_into_panels() -> None:
 def test_tables_compile_on_a_two_column_page_without_overfull_boxes(rendered: Path, tmp_path: Path) -> None:
     shutil.copytree(rendered / "tables", tmp_path / "tables")
     frame, run, per_image = (ResultStore(rendered).load(), ResultStore(rendered).read_run(), ResultStore(rendered).load_per_image())
-    (tmp_path / "doc.tex").write_text(latex_document(paper_tables(frame, per_image, run)))
+    wide = PaperTable("wide", "A matrix as wide as the quick preset's (14 attacks, long names).", ["encryption", *[f"attack_{i:02d}" for i in range(14)]],
+                      [[name, *[Measure(-0.123 + 0.1 * i, -0.2, 0.99) for i in range(14)]] for name in ("etc_gray", "vit_cfe_v2")])
+    (tmp_path / "tables" / "wide.tex").write_text(to_latex(wide))
+    (tmp_path / "doc.tex").write_text(latex_document([*paper_tables(frame, per_image, run), wide]))
     result = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"], cwd=tmp_path,
                             capture_output=True, text=True, timeout=300)
     log = (tmp_path / "doc.log").read_text(errors="replace")
