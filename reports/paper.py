@@ -33,7 +33,7 @@ LATEX_PACKAGES = "\\usepackage{booktabs}\n\\usepackage{siunitx}\n\\usepackage{am
 #: width (the article class at 10pt: 229.5 and 469 pt; IEEEtran and ACM pages are wider)
 COLUMN_PT, TEXT_PT = 229.0, 469.0
 #: average glyph widths at \small and \scriptsize (Computer Modern), and the column padding
-SMALL_PT, SCRIPT_PT, PAD_PT = 4.6, 3.6, 8.0
+SMALL_PT, SCRIPT_PT, PAD_PT = 4.6, 3.4, 8.0
 SYMBOL_LEGEND = "\u2717 an attack restores the images, \u2713 every attack run resists, ? inconclusive, -- no key"
 LATEX_TEXT = {"✓": "\\checkmark{}", "✗": "$\\times$", "≤": "$\\le$", "≥": "$\\ge$", "…": "\\dots{}", "–": "--", "−": "$-$",
               "Δ": "$\\Delta$"}
