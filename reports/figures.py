@@ -209,6 +209,7 @@ def tradeoff_figure(frame: pd.DataFrame, per_image: pd.DataFrame, run: dict[str,
     colours = {net: f"C{i % 10}" for i, net in enumerate(networks)}
     fig = Figure(figsize=(7.6, 4.4))
     ax = fig.subplots()
+    stacked: dict[tuple[float, int], int] = {}
     for net in networks:
         if net in references:
             ax.axhline(100 * references[net].value, color=colours[net], linestyle=":", linewidth=1.2, label=f"plain images, {net}")
@@ -223,7 +224,13 @@ def tradeoff_figure(frame: pd.DataFrame, per_image: pd.DataFrame, run: dict[str,
                     markerfacecolor="white" if base else colour)
         cost = accuracy_cost(per_image, dataset, cipher, cell.classifier)
         delta = f", {cost[0].value:+.1f} pts" if cost else ""
-        ax.annotate(f"{cipher} ({cell.classifier}{delta})", (best.gain, accuracy), textcoords="offset points", xytext=(5, 4), fontsize=7)
+        spot = (round(best.gain, 2), round(accuracy / 4))  # labels of nearby points stack instead of overlapping
+        stacked[spot] = stacked.get(spot, -1) + 1
+        ax.annotate(f"{cipher} ({cell.classifier}{delta})", (best.gain, accuracy), textcoords="offset points",
+                    xytext=(5, 4 - 9 * stacked[spot]), fontsize=7)
+    gains = [verdict.deciding.gain_high for _, _, verdict, _ in points]
+    low_end = min([verdict.deciding.gain_low for _, _, verdict, _ in points] + [0.0])
+    ax.set_xlim(low_end - 0.05, max(gains) + 0.25 * (max(gains) - low_end) + 0.05)  # room for the labels
     ax.axvline(float(run["config"].get("verdict_margin", 0.05)), color="grey", linestyle="--", linewidth=1, label="verdict margin")
     for symbol, marker, word in ((RESTORES, "X", "restores"), ("?", "s", "inconclusive"), ("✓", "o", "resists")):
         ax.plot([], [], marker, color="0.3", label=f"{symbol} {word}")
