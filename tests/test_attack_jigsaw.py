@@ -63,7 +63,7 @@ def etc_fit():
 
 def test_etc_key_is_recovered_from_ciphertexts_alone(etc_fit) -> None:
     attack, cipher, images = etc_fit
-    assert invariant_ssim(attack.restore(cipher.encrypt(images)), images) >= 0.95
+    assert invariant_ssim(attack.restore(cipher.encrypt(images)), images, sample=48) >= 0.95
     assert attack.note and all(isinstance(v, float) for v in attack.extra.values())
     assert 0.0 <= attack.extra["orientation_heldout"] <= 1.0
 
@@ -77,9 +77,9 @@ def test_the_fit_does_not_depend_on_the_order_of_the_ciphertexts(etc_fit) -> Non
 def test_orientation_rule_fitted_on_natural_picks_upright_photographs_of_another_source() -> None:
     """Fitted on the natural attacker crops, applied to held-out photographs shown in every variant."""
     group = symmetries(3, True)
-    rule, accuracy = fit_rule(_attacker(300), group, apply_symmetry, MIRROR)
+    rule, accuracy = fit_rule(_attacker(200), group, apply_symmetry, MIRROR)
     assert 0.0 <= accuracy <= 1.0
-    photos = _photos(300, 5, "other")
+    photos = _photos(200, 5, "other")
     for truth in ((0, 0, 0, 0), (1, 0, 1, 1), (2, 1, 0, 1)):
         shown = apply_symmetry(photos, truth)
         best, _ = rule.choose([apply_symmetry(shown, s) for s in group], group, MIRROR)
