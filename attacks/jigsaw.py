@@ -460,6 +460,7 @@ class ExtendedJigsawAttack(Attack):
     uses_victim_ciphertexts = True
     restores_positions = True
     statistical = True
+    key_recovery = True
 
     def __init__(
         self,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import itertools
 
 import numpy as np
 import pytest
@@ -15,6 +14,7 @@ from attacks.jigsaw import MIRROR, apply_symmetry, key_from_maps, symmetries
 from harness.data import load_dataset
 from harness.metrics import ssim
 from harness.registry import attacks
+from harness.symmetry import SymmetryScores
 from tests.photos import SOURCES, missing_sources, other_photographs
 
 
@@ -31,17 +31,11 @@ def _attacker(n: int) -> torch.Tensor:
 
 
 def invariant_ssim(restored: torch.Tensor, images: torch.Tensor, sample: int = 200) -> float:
-    """Best mean SSIM over one whole-batch dihedral transform x negation x channel order (chosen on
-    the first ``sample`` images, then measured on all): a restoration up to the symmetry the
-    ciphertexts cannot fix."""
-    def variant(x: torch.Tensor, turns: int, mirror: int, neg: int, order: tuple[int, ...]) -> torch.Tensor:
-        x = torch.rot90(x, turns, (-2, -1))
-        x = x.flip(-1) if mirror else x
-        return (255 - x if neg else x)[:, list(order)].contiguous()
-
-    choices = list(itertools.product(range(4), (0, 1), (0, 1), itertools.permutations(range(3))))
-    best = max(choices, key=lambda c: float(ssim(variant(restored[:sample], *c), images[:sample]).mean()))
-    return float(ssim(variant(restored, *best), images).mean())
+    """Mean SSIM under the one whole-batch transform (dihedral x negation x channel order) that
+    scores best on the first ``sample`` images: the harness's symmetry-invariant score."""
+    scores = SymmetryScores(*images.shape[1:])
+    scores.add(restored[:sample], images[:sample])
+    return float(ssim(scores.best().apply(restored), images).mean())
 
 
 def _fit(name: str, key_seed: int, n: int, source: str = "other", attacker: int = 300, order=None):
