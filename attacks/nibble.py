@@ -314,7 +314,7 @@ class NibbleAttack(Attack):
         restarts: int = 128,
         max_ciphertexts: int = 5000,
         chunk: int = 256,
-        flip_weight: float = 1.0,
+        flip_weight: float = 10.0,
         refine: int = 1,
     ) -> None:
         super().__init__(seed=seed, device=device)
