@@ -40,7 +40,6 @@ from scipy.optimize import linear_sum_assignment
 
 from attacks.base import Attack, AttackConfig, CipherFamily, check_int
 from attacks.puzzle import block_statistics, dihedral, estimate_block_perm
-from harness.keys import derive_seed
 from harness.progress import ProgressCallback, report
 from harness.registry import attacks
 
@@ -141,31 +140,48 @@ def partial_correlation(corr: np.ndarray, ridge: float = 1e-6) -> np.ndarray:
     return out
 
 
-def faq_start(a: np.ndarray, b: np.ndarray, item_sign: np.ndarray, cell_sign: np.ndarray, rng) -> np.ndarray:
-    """An arrangement from scipy's FAQ relaxation; the rank-one flip term rides on an extra, pinned node."""
-    from scipy.optimize import quadratic_assignment
-
-    n = len(a)
-    big_a = np.zeros((n + 1, n + 1))
-    big_b = np.zeros((n + 1, n + 1))
-    big_a[:n, :n], big_b[:n, :n] = a, b
-    big_a[n, :n] = big_a[:n, n] = item_sign / 2
-    big_b[n, :n] = big_b[:n, n] = cell_sign
-    result = quadratic_assignment(
-        big_a, big_b, method="faq",
-        options={"maximize": True, "partial_match": np.array([[n, n]]), "P0": "randomized", "rng": np.random.default_rng(int(rng.integers(2**31)))},
-    )
-    return np.asarray(result.col_ind[:n])
-
-
 def qap_score(a: np.ndarray, b: np.ndarray, linear: np.ndarray, p: np.ndarray) -> float:
     """The objective :func:`qap_descent` maximises, at arrangement ``p``."""
     return float((a * b[np.ix_(p, p)]).sum() + linear[np.arange(len(p)), p].sum())
 
 
+def high_slots(corr: np.ndarray, d: int) -> tuple[np.ndarray, np.ndarray]:
+    """The d slots carrying high nibbles (sorted) and their relative signs, from a slot correlation."""
+    strength = (corr**2).sum(1) - 1
+    high = np.sort(np.argsort(-strength)[:d])
+    vector = np.linalg.eigh(corr[np.ix_(high, high)])[1][:, -1]
+    return high, np.where(vector >= 0, 1.0, -1.0)
+
+
+def beam_layout(a: np.ndarray, b: np.ndarray, linear: np.ndarray, width: int) -> np.ndarray:
+    """Arrangements ``[K, n]`` (``p[i]``: the cell of item i) built cell by cell, keeping the ``width`` best.
+
+    Cell k takes an unused item by its gain against the cells already filled (the objective of
+    :func:`qap_descent`).  Neighbouring cells of the prior are filled close together (raster
+    order), so each choice is judged by its strongest partial correlations; unlike a relaxation
+    of the whole problem, this holds on the sparse partial-correlation matrices.
+    """
+    n = len(a)
+    placed = np.zeros((1, 0), dtype=np.int64)  # [beam, k]: item at each filled cell
+    used = np.zeros((1, n), dtype=bool)
+    score = np.zeros(1)
+    for k in range(n):
+        gain = 2 * np.einsum("ibj,j->bi", a[:, placed], b[k, :k]) + linear[:, k][None]
+        total = np.where(used, -np.inf, score[:, None] + gain)
+        flat = np.argsort(-total, axis=None, kind="stable")[:width]
+        flat = flat[np.isfinite(total.reshape(-1)[flat])]
+        rows, items = np.divmod(flat, n)
+        placed = np.concatenate([placed[rows], items[:, None]], 1)
+        used = used[rows]
+        used[np.arange(len(rows)), items] = True
+        score = total.reshape(-1)[flat]
+    p = np.empty_like(placed)
+    p[np.arange(len(placed))[:, None], placed] = np.arange(n)[None]
+    return p
+
+
 def high_layout(
-    corr: np.ndarray, prior: np.ndarray, block: int, channels: int, restarts: int, rng: np.random.Generator,
-    flip_weight: float,
+    corr: np.ndarray, prior: np.ndarray, block: int, channels: int, beam: int, flip_weight: float, descents: int = 8
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """P restricted to the high slots, from one block position's slot correlation ``[2d, 2d]``.
 
@@ -173,40 +189,27 @@ def high_layout(
     the source slot (d..2d-1) of each.
     """
     d = block * block * channels
-    strength = (corr**2).sum(1) - 1
-    high = np.sort(np.argsort(-strength)[:d])
-    carries = np.zeros(2 * d, dtype=bool)
-    carries[high] = True
-    sub = corr[np.ix_(high, high)]
-    vector = np.linalg.eigh(sub)[1][:, -1]
-    signs = np.where(vector >= 0, 1.0, -1.0)
-    oriented = sub * np.outer(signs, signs)
+    high, signs = high_slots(corr, d)
+    oriented = corr[np.ix_(high, high)] * np.outer(signs, signs)
     a, b = standardised(partial_correlation(oriented)), standardised(partial_correlation(prior))
-    # the partial-correlation landscape is rugged; FAQ on the smooth raw correlations gives starts
-    a_raw, b_raw = standardised(oriented), standardised(prior)
     # a high slot i from source s (d..2d-1) is flipped iff slot s carries no high nibble
     # (H(i) = 1); observed sign +1 means "not flipped" under global sign +1
-    expected = np.where(carries[d:], 1.0, -1.0)  # [cells]: sign a slot from source d + cell shows
+    expected = np.where(np.isin(np.arange(d, 2 * d), high), 1.0, -1.0)  # [cells]: sign a slot from source d + cell shows
     expected[0] *= -1  # the slot carrying source d is not in F itself (P[i] = d is not > d)
+    linears = [flip_weight * sigma * np.outer(signs, expected) for sigma in (1.0, -1.0)]
+    tried = [qap_descent(a, b, linear, beam_layout(a, b, linear, beam)[:descents]) for linear in linears]
+    found, scores = max(tried, key=lambda r: r[1].max())
+    layout, score = found[scores.argmax()], float(scores.max())
+    # the prior is nearly symmetric under the block's dihedral group and channel swaps: descend
+    # from every symmetric image of the best, under both global signs, until nothing improves
     moves = np.stack(cell_symmetries(block, channels))  # [S, d]
-    linears = {sigma: flip_weight * sigma * np.outer(signs, expected) for sigma in (1.0, -1.0)}
-    best = (None, -np.inf)
-    for sigma, linear in linears.items():
-        starts = [faq_start(a_raw, b_raw, flip_weight * sigma * signs, expected, rng) for _ in range(restarts)]
-        p, scores = qap_descent(a, b, linear, np.stack(starts))
-        if scores.max() > best[1]:
-            best = (p[scores.argmax()], float(scores.max()))
-    # the prior is nearly symmetric under the block's dihedral group and channel swaps, so a
-    # descent often ends in a mirrored layout: descend from every symmetric image of the best,
-    # under both global signs, until nothing improves
     while True:
-        images = moves[:, best[0]]
-        tried = [qap_descent(a, b, linear, images) for linear in linears.values()]
+        tried = [qap_descent(a, b, linear, moves[:, layout]) for linear in linears]
         q, q_scores = max(tried, key=lambda r: r[1].max())
-        if q_scores.max() <= best[1] + 1e-9:
+        if q_scores.max() <= score + 1e-9:
             break
-        best = (q[q_scores.argmax()], float(q_scores.max()))
-    return high, best[0] + d, float(best[1])
+        layout, score = q[q_scores.argmax()], float(q_scores.max())
+    return high, layout + d, score
 
 
 def cell_symmetries(block: int, channels: int) -> list[np.ndarray]:
@@ -305,24 +308,25 @@ class NibbleAttack(Attack):
     uses_victim_ciphertexts = True
     restores_positions = True
     statistical = True
+    version = 2  # v2: partial-correlation layout by beam search (keys change)
 
     def __init__(
         self,
         *,
         seed: int = 0,
         device: str | torch.device = "cpu",
-        restarts: int = 128,
+        beam: int = 256,
         max_ciphertexts: int = 5000,
         chunk: int = 256,
         flip_weight: float = 10.0,
         refine: int = 1,
     ) -> None:
         super().__init__(seed=seed, device=device)
-        for name, value, minimum in (("restarts", restarts, 1), ("max_ciphertexts", max_ciphertexts, 1), ("chunk", chunk, 1), ("refine", refine, 0)):
+        for name, value, minimum in (("beam", beam, 1), ("max_ciphertexts", max_ciphertexts, 1), ("chunk", chunk, 1), ("refine", refine, 0)):
             check_int(name, value, minimum)
         if isinstance(flip_weight, bool) or not isinstance(flip_weight, (int, float)) or not flip_weight >= 0:
             raise ValueError(f"flip_weight must be a number >= 0, got {flip_weight!r}")
-        self.restarts, self.max_ciphertexts, self.chunk = restarts, max_ciphertexts, chunk
+        self.beam, self.max_ciphertexts, self.chunk = beam, max_ciphertexts, chunk
         self.flip_weight, self.refine = float(flip_weight), refine
         self.key: dict[str, np.ndarray] | None = None
 
@@ -358,7 +362,6 @@ class NibbleAttack(Attack):
         rows, cols = height // block, width // block
         d = block * block * channels
         per_position = bool(template.traits.per_position_key)
-        rng = np.random.default_rng(derive_seed(self.seed, "nibble", "restarts"))
 
         def chunks() -> Iterator[torch.Tensor]:
             for part in used.split(self.chunk):
@@ -376,7 +379,7 @@ class NibbleAttack(Attack):
             moments.add(slots)
         corr = moments.correlation().numpy()
         groups = corr.shape[0]
-        parts = [high_layout(corr[g], prior, block, channels, self.restarts, rng, self.flip_weight) for g in range(groups)]
+        parts = [high_layout(corr[g], prior, block, channels, self.beam, self.flip_weight) for g in range(groups)]
         report(progress, 1, 3, "nibble: high-nibble slots placed")
 
         # low nibbles: correlate low slots with their prediction from the decoded neighbours (first

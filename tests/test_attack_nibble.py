@@ -67,7 +67,7 @@ def test_state_round_trip(photographs) -> None:
 
 @pytest.mark.parametrize(
     "options",
-    [{"restarts": 0}, {"max_ciphertexts": 0}, {"chunk": 0}, {"chunk": 2.5}, {"restarts": True}, {"flip_weight": -1.0}],
+    [{"beam": 0}, {"max_ciphertexts": 0}, {"chunk": 0}, {"chunk": 2.5}, {"beam": True}, {"flip_weight": -1.0}],
 )
 def test_bad_options_raise(options) -> None:
     with pytest.raises(ValueError):
