@@ -11,21 +11,29 @@ ciphertext at each block position (ELE) expose P:
 2. *Their relative signs.*  All high nibbles of a block are positively correlated in the plain
    image, so the signs of the leading eigenvector of their correlation give each slot's flip up
    to one global sign.
-3. *Their layout.*  Because the flip of output slot i is ``H(i) xor H(P[i])`` (H: "carries a
-   high nibble", known from step 1), each relative sign names the set of source slots the slot
-   may come from (up to the global sign).  The layout is a quadratic assignment: match the
-   sign-corrected correlation matrix to the correlation of high nibbles in the attacker's own
-   plain images (both as z-scores), with the flip consistency as a linear term; scipy's FAQ
-   relaxation gives the starts, pairwise-swap descent polishes them, and the descent restarts
-   from the 8 x 6 images of the best under the block's symmetries and channel orders (the prior
-   is nearly invariant under them; the flips are not), for both global signs.  The one slot
-   carrying source slot d is not in F (the cipher's ``P[i] > d``), which the flip rules honour.
+3. *Their layout.*  Raw correlations of smooth photographs are high between every pair of
+   slots of a block, so they barely tell a neighbour from the far corner, and how fast they
+   decay depends on the photographs.  *Partial* correlations (from the precision matrix) keep
+   only the direct neighbours (next pixel, same pixel's other channel) on any photographs, so
+   the layout matches the sign-corrected partial correlations of the ciphertext slots to those
+   of high nibbles in the attacker's own plain images (both as z-scores): a quadratic
+   assignment.  Because the flip of output slot i is ``H(i) xor H(P[i])`` (H: "carries a high
+   nibble", known from step 1), each slot's sign names the cells it may come from, a linear
+   term weighted 10x: the prior is nearly invariant under the block's dihedral group and
+   channel orders, the flips are not, so a rotated or mirrored key would decrypt with wrong
+   flips and must not win.  (The one slot carrying source slot d is not in F, the cipher's
+   ``P[i] > d``, which the flip rules honour.)  The sparse objective defeats relaxations (FAQ),
+   so a beam search fills the cells in raster order, each choice judged against the cells
+   already filled; pairwise-swap descent polishes the best beams, then restarts from the
+   symmetric images of the best, for both global signs.
 4. *The low nibbles.*  With the high nibbles decoded, each byte's low nibble is predicted by how
    far its neighbours' coarse values sit from its own (a neighbour one high-nibble step up means
    the low nibble is probably large): the low slots are assigned to bytes by the largest
    correlation with that prediction (linear assignment), signed by the flip the key implies.
 5. *ELE.*  Steps 1-4 run per block position (the scrambled position keeps its key), then the
-   per-position keys are undone and the blocks are reassembled by ``puzzle``'s jigsaw.
+   per-position keys are undone and the blocks are reassembled by ``puzzle``'s jigsaw.  The
+   flip term pins each position's key exactly (not only up to a symmetry of the block), so the
+   pieces need no rotation.
 
 The recovered key is applied with the cipher's own ``decrypt``.
 """
