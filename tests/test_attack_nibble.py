@@ -101,7 +101,7 @@ def test_partial_correlation_keeps_only_direct_neighbours() -> None:
     rng = np.random.default_rng(0)
     x = np.cumsum(rng.normal(size=(20000, 6)), axis=1)  # a random walk: a Markov chain
     raw = np.corrcoef(x.T)
-    partial = partial_correlation(raw)
+    partial = partial_correlation(raw, 0.0)
     assert raw[0, 5] > 0.3
     assert np.abs(partial[np.abs(np.subtract.outer(range(6), range(6))) > 1]).max() < 0.05
     assert np.diag(partial, 1).min() > 0.4  # 1/2 inside the chain
@@ -138,7 +138,7 @@ def test_high_layout_places_every_slot_of_other_photographs() -> None:
     prior, corr = Moments(), Moments()
     prior.add(block_nibbles(attacker, 4).reshape(1, -1, 2 * d)[:, :, d:])
     corr.add(block_nibbles(cipher.encrypt(victim), 4).reshape(1, -1, 2 * d))
-    high, source, _ = high_layout(corr.correlation()[0].numpy(), prior.correlation()[0].numpy(), 4, 3, 256, 10.0)
+    high, source, _ = high_layout(corr.correlation()[0].numpy(), prior.correlation()[0].numpy(), 4, 3, 256, 10.0, 0.0)
     assert np.array_equal(high, np.flatnonzero(perm >= d))
     assert np.array_equal(source, perm[high])
 
