@@ -395,9 +395,7 @@ class NibbleAttack(Attack):
         for slots in chunks():
             moments.add(slots)
         corr = moments.correlation().numpy()
-        groups = corr.shape[0]
-        ridge = RIDGE_SAMPLES / moments.count
-        parts = [high_layout(corr[g], prior, block, channels, self.beam, self.flip_weight, ridge) for g in range(groups)]
+        parts = self._layouts(corr, prior, block, channels, RIDGE_SAMPLES / moments.count)
         report(progress, 1, 3, "nibble: high-nibble slots placed")
 
         # low nibbles: correlate low slots with their prediction from the decoded neighbours (first
@@ -441,6 +439,19 @@ class NibbleAttack(Attack):
         self.recovered_cipher = template.rebuild(**self.key)
         self.extra = {"ciphertexts_used": float(n)}
         self.note = f"nibble key{'s and block scramble' if per_position else ''} estimated from {n} ciphertexts of one key"
+
+    def _layouts(
+        self, corr: np.ndarray, prior: np.ndarray, block: int, channels: int, ridge: float
+    ) -> list[tuple[np.ndarray, np.ndarray, float]]:
+        """:func:`high_layout` of every group; outliers (ELE positions scoring under 90% of the
+        median, where the beam lost the layout) are searched again with a 4x wider beam."""
+        parts = [high_layout(c, prior, block, channels, self.beam, self.flip_weight, ridge) for c in corr]
+        median = float(np.median([score for _, _, score in parts]))
+        for g, (_, _, score) in enumerate(parts):
+            if score < 0.9 * median:
+                wider = high_layout(corr[g], prior, block, channels, 4 * self.beam, self.flip_weight, ridge)
+                parts[g] = max(parts[g], wider, key=lambda part: part[2])
+        return parts
 
     @staticmethod
     def _orient(values: torch.Tensor, part: tuple[np.ndarray, np.ndarray, float], d: int) -> torch.Tensor:
