@@ -325,6 +325,7 @@ class NibbleAttack(Attack):
     uses_victim_ciphertexts = True
     restores_positions = True
     statistical = True
+    key_recovery = True
     version = 2  # v2: partial-correlation layout by beam search (keys change)
 
     def __init__(
