@@ -74,7 +74,7 @@ def child(spec: str, data_dir: str, device: str, threads: int, override: dict[st
 
     torch.set_num_threads(threads)
     from harness.run.bench import Cell, Runner
-    from harness.run.presets import merge, resolve_config
+    from harness.run.config import merge, resolve_config
 
     if spec == "baseline":
         return {"cell": spec, "peak_rss_mb": peak_rss_mb(), "seconds": 0.0}

@@ -14,7 +14,7 @@ import pytest
 
 from harness.run import bench
 from harness.run.cli import main
-from harness.run.presets import resolve_config
+from harness.run.config import resolve_config
 from harness.results import ResultStore, decode_record
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

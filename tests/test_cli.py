@@ -310,7 +310,7 @@ def test_subcommands_and_their_aliases(capsys, tmp_path, tiny_config, monkeypatc
     assert not out.exists()
     code, text, _ = _run(capsys, "validate", "--config", str(tiny_config))
     assert code == 0 and not out.exists()
-    from harness.run.presets import resolve_config
+    from harness.run.config import resolve_config
 
     assert yaml.safe_load(text) == resolve_config(None, tiny_config)
     assert _run(capsys, "list")[1] == _run(capsys, "--list")[1]

@@ -57,7 +57,7 @@ def test_ray_executor_gives_exactly_the_rows_of_a_serial_run(tmp_path, serial_gr
 
 def test_ray_resources_follow_the_cell_and_the_device(tmp_path) -> None:
     from harness.run.executors import resources
-    from harness.run.presets import resolve_config
+    from harness.run.config import resolve_config
 
     cpu = bench.Runner(resolve_config("quick"), tmp_path, device="cpu")
     gpu = bench.Runner(resolve_config("quick"), tmp_path, device="cuda")

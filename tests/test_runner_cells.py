@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from harness.run import bench
-from harness.run.presets import resolve_config
+from harness.run.config import resolve_config
 from harness.results import ResultStore, rows_frame, validate_results
 
 TINY = {

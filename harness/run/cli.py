@@ -20,8 +20,7 @@ from typing import Callable, NoReturn, Sequence
 import torch
 
 from harness.run.bench import Cell, Runner, Selection, now, parse_shard, plan_cells, run_metadata, scramblebench_version, shard_cells
-from harness.run.config_schema import ConfigError
-from harness.run.presets import PRESETS, resolve_config
+from harness.run.config import PRESETS, ConfigError, resolve_config
 from harness.progress import ProgressCallback
 from harness.registry import attacks, ciphers, classifiers
 from harness.results import KINDS as CELL_KINDS
