@@ -73,7 +73,8 @@ def child(spec: str, data_dir: str, device: str, threads: int, override: dict[st
     import torch
 
     torch.set_num_threads(threads)
-    from harness.run.bench import Cell, Runner
+    from harness.run.bench import Runner
+    from harness.run.plan import Cell
     from harness.run.config import merge, resolve_config
 
     if spec == "baseline":

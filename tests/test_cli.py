@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.run import bench
+from harness.run import bench, identity, plan
 from harness.run.cli import main
 from harness.results import MARKER_FILE, ResultStore, ResultsSchemaError, rows_frame, validate_results
 
@@ -91,8 +91,8 @@ def test_key_space_run_writes_results_report_and_figure(capsys, tmp_path, tiny_c
     assert "block_perm" not in (out / "run.json").read_text()
 
 
-def _fake_rows(runner: bench.Runner, cell: bench.Cell) -> bench.CellOutput:
-    return bench.CellOutput([{**runner.provenance(cell), "status": "ok", "metric": "key_space_log2", "value": 1.0}])
+def _fake_rows(runner: bench.Runner, cell: plan.Cell) -> bench.CellOutput:
+    return bench.CellOutput([{**plan.row_base(runner.config, cell), "status": "ok", "metric": "key_space_log2", "value": 1.0}])
 
 
 def test_interrupted_run_resumes_without_recomputing(capsys, tmp_path, tiny_config, monkeypatch) -> None:
@@ -304,9 +304,9 @@ def test_an_older_run_folder_without_marker_is_adopted_on_resume(capsys, tmp_pat
 def test_subcommands_and_their_aliases(capsys, tmp_path, tiny_config, monkeypatch) -> None:
     out = tmp_path / "run"
     select = ["--config", str(tiny_config), "--ciphers", "plain,pro*", "--out", str(out)]
-    code, plan, _ = _run(capsys, "plan", *select)
-    assert code == 0 and "to do  key_space: natural / proposed / key space" in plan
-    assert _run(capsys, "run", *select, "--dry-run")[1] == plan == _run(capsys, *select, "--dry-run")[1]
+    code, listing, _ = _run(capsys, "plan", *select)
+    assert code == 0 and "to do  key_space: natural / proposed / key space" in listing
+    assert _run(capsys, "run", *select, "--dry-run")[1] == listing == _run(capsys, *select, "--dry-run")[1]
     assert not out.exists()
     code, text, _ = _run(capsys, "validate", "--config", str(tiny_config))
     assert code == 0 and not out.exists()
@@ -325,7 +325,7 @@ def test_subcommands_and_their_aliases(capsys, tmp_path, tiny_config, monkeypatc
 def test_version_and_prog_name(capsys) -> None:
     from importlib import metadata
 
-    from harness.run.bench import scramblebench_version as version
+    from harness.run.identity import scramblebench_version as version
     from harness.run.cli import build_parser
 
     assert main(["--version"]) == 0
@@ -345,12 +345,12 @@ def test_version_and_prog_name(capsys) -> None:
 def test_version_falls_back_to_pyproject(monkeypatch) -> None:
     from importlib import metadata
 
-    from harness.run import bench
+    from harness.run import identity
 
     def missing(name: str) -> str:
         raise metadata.PackageNotFoundError(name)
 
-    monkeypatch.setattr(bench.metadata, "version", missing)
+    monkeypatch.setattr(identity.metadata, "version", missing)
     import tomllib
 
-    assert bench.scramblebench_version() == tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]["version"]
+    assert identity.scramblebench_version() == tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]["version"]

@@ -12,7 +12,7 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="the 'ray' extra is not installed (pip install -e '.[ray]'); CI runs these tests")
 
-from harness.run import bench  # noqa: E402
+from harness.run import bench, identity, plan  # noqa: E402
 from harness.run.cli import main  # noqa: E402
 from harness.results import ResultStore  # noqa: E402
 from tests.test_cell_records import GRID, assert_same_rows, serial_grid  # noqa: E402,F401  (serial_grid: a fixture)
@@ -61,10 +61,10 @@ def test_ray_resources_follow_the_cell_and_the_device(tmp_path) -> None:
 
     cpu = bench.Runner(resolve_config("quick"), tmp_path, device="cpu")
     gpu = bench.Runner(resolve_config("quick"), tmp_path, device="cuda")
-    train = bench.Cell("accuracy", "natural", "plain", classifier="vit")
-    learned = bench.Cell("security", "natural", "le", attack="itn")
-    none = bench.Cell("security", "natural", "le", attack="none")
-    key_space = bench.Cell("key_space", "natural", "le")
+    train = plan.Cell("accuracy", "natural", "plain", classifier="vit")
+    learned = plan.Cell("security", "natural", "le", attack="itn")
+    none = plan.Cell("security", "natural", "le", attack="none")
+    key_space = plan.Cell("key_space", "natural", "le")
     assert all(resources(cpu, c) == {"num_cpus": 1} for c in (train, learned, none, key_space))
     assert resources(gpu, train)["num_gpus"] == 1 and resources(gpu, learned)["num_gpus"] == 1
     assert resources(gpu, none)["num_gpus"] < 1 and "num_gpus" not in resources(gpu, key_space)

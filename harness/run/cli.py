@@ -19,9 +19,12 @@ from typing import Callable, NoReturn, Sequence
 
 import torch
 
-from harness.run.bench import Cell, Runner, Selection, now, parse_shard, plan_cells, run_metadata, scramblebench_version, shard_cells
+from harness.run.bench import Runner
+from harness.run.identity import scramblebench_version
+from harness.run.plan import Cell, Selection, parse_shard, plan_cells, shard_cells
+from harness.run.progress_display import ProgressDisplay
+from harness.run.provenance import now, run_metadata
 from harness.run.config import PRESETS, ConfigError, resolve_config
-from harness.progress import ProgressCallback
 from harness.registry import attacks, ciphers, classifiers
 from harness.results import KINDS as CELL_KINDS
 from harness.results import ResultsSchemaError, ResultStore
@@ -187,58 +190,6 @@ def _list_plugins() -> str:
     return "\n".join(lines)
 
 
-class ProgressDisplay:
-    """The only place that draws progress: a tqdm bar (on a terminal), plain lines, or nothing.
-
-    Plain mode writes one line per finished cell with its time, and for a long cell a heartbeat
-    line at most every ``heartbeat`` seconds, so a log file never fills with redraws.
-    """
-
-    def __init__(self, mode: str, total: int, heartbeat: float = 60.0, stream=None) -> None:
-        self.stream = stream or sys.stderr
-        if mode == "auto":
-            mode = "bar" if getattr(self.stream, "isatty", lambda: False)() else "plain"
-        self.mode, self.total, self.heartbeat = mode, total, heartbeat
-        self.bar = None
-        if mode == "bar":
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, unit="cell", file=self.stream, dynamic_ncols=True)
-        self._done = 0
-        self._last_line: dict[tuple[str, ...], float] = {}
-        self._started: dict[tuple[str, ...], float] = {}
-
-    def for_cell(self, cell: Cell) -> ProgressCallback | None:
-        if self.mode == "none":
-            return None
-        self._started.setdefault(cell.id, time.monotonic())
-
-        def update(done: int, total: int, message: str) -> None:
-            text = f"{cell.cipher}/{cell.classifier or cell.attack}: {message} {done}/{total}"
-            if self.bar is not None:
-                self.bar.set_postfix_str(text, refresh=True)
-                return
-            now = time.monotonic()
-            if now - self._last_line.setdefault(cell.id, now) >= self.heartbeat:
-                self._last_line[cell.id] = now
-                print(f"  ... {text} ({now - self._started[cell.id]:.0f} s)", file=self.stream, flush=True)
-
-        return update
-
-    def cell_done(self, cell: Cell, status: str, seconds: float = 0.0) -> None:
-        self._done += 1
-        self._started.pop(cell.id, None)
-        if self.bar is not None:
-            self.bar.update(1)
-        elif self.mode == "plain":
-            timing = "" if status == "cached" else f" in {seconds:.0f} s"
-            print(f"[{self._done}/{self.total}] [{status}] {cell.label}{timing}", file=self.stream, flush=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
 def main(argv: Sequence[str] | None = None, *, stdout: Callable[[str], None] = print) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     threads = torch.get_num_threads()
@@ -300,7 +251,7 @@ def _dispatch(args: argparse.Namespace, stdout: Callable[[str], None]) -> int:
             index, count = parse_shard(args.shard)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-        cells = shard_cells(cells, index, count, Runner(config, ".").dependency)
+        cells = shard_cells(cells, index, count)
     if command == "validate":
         import yaml
 

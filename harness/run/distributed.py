@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Callable
 import torch
 
 if TYPE_CHECKING:
-    from harness.run.bench import Cell, Runner
+    from harness.run.bench import Runner
+    from harness.run.plan import Cell
 
 
 def launched_by_torchrun() -> bool:

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
-    from harness.run.bench import Cell, Runner
+    from harness.run.bench import Runner
+    from harness.run.plan import Cell
 
 RAY_MISSING = "--executor ray needs Ray: install the extra with pip install 'scramblebench[ray]'"
 
@@ -52,10 +53,11 @@ def compute_cell(settings: dict[str, Any], cell: Cell) -> tuple[Any, Any, float]
     import torch
 
     from harness.run import bench
+    from harness.run.identity import REPO_ROOT
 
-    if Path(bench.REPO_ROOT) != Path(settings["repo_root"]):
+    if Path(REPO_ROOT) != Path(settings["repo_root"]):
         raise RuntimeError(
-            f"this Ray worker imports scramblebench from {bench.REPO_ROOT}, the driver from {settings['repo_root']}: "
+            f"this Ray worker imports scramblebench from {REPO_ROOT}, the driver from {settings['repo_root']}: "
             "install the same code on every node (or start Ray with PYTHONPATH set to the driver's checkout)"
         )
     key = json.dumps({k: v for k, v in settings.items() if k != "threads"}, sort_keys=True, default=str)
@@ -71,12 +73,13 @@ def run_ray(runner: Runner, todo: list[Cell], finish: Callable[..., None], *, ad
     import torch
 
     from harness.run import bench
+    from harness.run.identity import REPO_ROOT
 
     ray = require_ray()
     started_here = not ray.is_initialized()
     if started_here:
         # workers import this checkout, whatever else is on their path
-        env = {"env_vars": {"PYTHONPATH": str(bench.REPO_ROOT)}}
+        env = {"env_vars": {"PYTHONPATH": str(REPO_ROOT)}}
         try:
             if address:
                 ray.init(address=address, runtime_env=env, log_to_driver=False)
@@ -92,7 +95,7 @@ def run_ray(runner: Runner, todo: list[Cell], finish: Callable[..., None], *, ad
             "device": runner.device,
             "refresh_cache": runner.refresh_cache,
             "threads": torch.get_num_threads(),
-            "repo_root": str(bench.REPO_ROOT),
+            "repo_root": str(REPO_ROOT),
         }
         task = ray.remote(compute_cell)
         refs: dict[Any, Any] = {}
