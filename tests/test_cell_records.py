@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness.run import bench, identity, plan
+from harness.run import CellContext, Runner, cells, identity, plan
 from harness.run.cli import main
 from harness.run.config import resolve_config
 from harness.results import ResultStore, decode_record
@@ -92,11 +92,11 @@ def _counting(monkeypatch) -> list[plan.Cell]:
     computed: list[plan.Cell] = []
     monkeypatch.setattr(reports.markdown, "render_report", lambda folder: Path(folder) / "report.md")
 
-    def compute(runner, cell):
+    def compute(cell, ctx):
         computed.append(cell)
-        return bench.CellOutput([{**plan.row_base(runner.config, cell), "status": "ok", "metric": "accuracy" if cell.kind == "accuracy" else "ssim", "value": 0.5}])
+        return cells.CellOutput([{**ctx.row_base(cell), "status": "ok", "metric": "accuracy" if cell.kind == "accuracy" else "ssim", "value": 0.5}])
 
-    monkeypatch.setattr(bench.Runner, "compute", compute)
+    monkeypatch.setattr(cells, "compute_cell", compute)
     return computed
 
 
@@ -201,7 +201,7 @@ def test_a_damaged_record_is_named_and_only_its_cell_recomputed(tmp_path, monkey
     assert main(argv, stdout=lambda line: None) == 0
     err = capsys.readouterr().err
     assert f"cell record {victim}" in err and "damaged" in err and "recomputed" in err
-    assert len(computed) == 1 and bench.Runner(resolve_config(None, argv[1]), tmp_path / "run").identity(computed[0]) == victim.stem
+    assert len(computed) == 1 and Runner(CellContext(resolve_config(None, argv[1]), tmp_path / "run")).identity(computed[0]) == victim.stem
     assert victim.name in (tmp_path / "run" / "errors.log").read_text()
     pd.testing.assert_frame_equal(compiled(tmp_path / "run")[0], before)
 
@@ -237,7 +237,7 @@ def test_cut_results_and_half_written_records_never_count_as_finished(tmp_path, 
 def test_a_record_holds_rows_per_image_scores_and_examples_with_a_checksum(tmp_path) -> None:
     config = resolve_config("quick")
     config.update({"n_train": 20, "n_test": 10, "n_attacker": 10, "image_size": [16, 16], "examples": 2, "known_pairs": 4})
-    runner = bench.Runner(config, tmp_path / "run")
+    runner = Runner(CellContext(config, tmp_path / "run"))
     cell = plan.Cell("security", "natural", "proposed", attack="none")
     rows = runner.run_cell(cell)
     path = runner.store.record_path(runner.identity(cell))
@@ -270,7 +270,7 @@ def test_two_processes_into_one_folder_both_finish_and_both_cells_are_kept(tmp_p
 def test_shards_split_the_grid_stably_and_keep_dependencies_together() -> None:
     config = resolve_config("quick")
     cells = plan.plan_cells(config, plan.Selection())
-    runner = bench.Runner(config, ".")
+    runner = Runner(CellContext(config, "."))
     shards = [plan.shard_cells(cells, i, 3) for i in (1, 2, 3)]
     assert sorted(map(str, sum(shards, []))) == sorted(map(str, cells)) and all(shards)
     for shard in shards:

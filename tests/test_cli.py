@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.run import bench, identity, plan
+from harness.run import cells, identity, plan
+from harness.run.cells.security import mean_row
 from harness.run.cli import main
 from harness.results import MARKER_FILE, ResultStore, ResultsSchemaError, rows_frame, validate_results
 
@@ -91,27 +92,27 @@ def test_key_space_run_writes_results_report_and_figure(capsys, tmp_path, tiny_c
     assert "block_perm" not in (out / "run.json").read_text()
 
 
-def _fake_rows(runner: bench.Runner, cell: plan.Cell) -> bench.CellOutput:
-    return bench.CellOutput([{**plan.row_base(runner.config, cell), "status": "ok", "metric": "key_space_log2", "value": 1.0}])
+def _fake_rows(cell: plan.Cell, ctx: cells.CellContext) -> cells.CellOutput:
+    return cells.CellOutput([{**ctx.row_base(cell), "status": "ok", "metric": "key_space_log2", "value": 1.0}])
 
 
 def test_interrupted_run_resumes_without_recomputing(capsys, tmp_path, tiny_config, monkeypatch) -> None:
     out, calls, interrupt_after = tmp_path / "run", [], 1
 
-    def interrupted(runner, cell):
+    def interrupted(cell, ctx):
         if len(calls) == interrupt_after:
             raise KeyboardInterrupt
         calls.append(cell.id)
-        return _fake_rows(runner, cell)
+        return _fake_rows(cell, ctx)
 
     argv = ["--config", str(tiny_config), "--ciphers", "plain,proposed", "--kinds", "key_space", "--out", str(out), "--progress", "none"]
-    monkeypatch.setattr(bench.Runner, "compute", interrupted)
+    monkeypatch.setattr(cells, "compute_cell", interrupted)
     with pytest.raises(KeyboardInterrupt):
         _run(capsys, *argv)
     assert len(ResultStore(out).load()) == 1  # the finished cell was stored before the interruption
 
     resumed: list = []
-    monkeypatch.setattr(bench.Runner, "compute", lambda runner, cell: resumed.append(cell.id) or _fake_rows(runner, cell))
+    monkeypatch.setattr(cells, "compute_cell", lambda cell, ctx: resumed.append(cell.id) or _fake_rows(cell, ctx))
     assert _run(capsys, *argv)[0] == 0
     assert resumed and not set(resumed) & set(calls)  # nothing finished was recomputed
     assert _run(capsys, *argv)[0] == 0
@@ -125,19 +126,19 @@ def test_interrupted_run_resumes_without_recomputing(capsys, tmp_path, tiny_conf
 def test_failing_cell_is_recorded_and_exit_code_is_1(capsys, tmp_path, tiny_config, monkeypatch) -> None:
     out = tmp_path / "run"
 
-    def flaky(runner, cell):
+    def flaky(cell, ctx):
         if cell.cipher == "proposed":
             raise RuntimeError("simulated failure")
-        return _fake_rows(runner, cell)
+        return _fake_rows(cell, ctx)
 
-    monkeypatch.setattr(bench.Runner, "compute", flaky)
+    monkeypatch.setattr(cells, "compute_cell", flaky)
     argv = ["--config", str(tiny_config), "--ciphers", "plain,proposed", "--kinds", "key_space", "--out", str(out), "--progress", "none"]
     code, text, _ = _run(capsys, *argv)
     assert code == 1 and "1 failed" in text
     report = (out / "report.md").read_text()
     assert "## Failed cells" in report and "RuntimeError: simulated failure" in report
     assert "simulated failure" in (out / "errors.log").read_text()
-    monkeypatch.setattr(bench.Runner, "compute", _fake_rows)
+    monkeypatch.setattr(cells, "compute_cell", _fake_rows)
     assert _run(capsys, *argv)[0] == 0  # a resumed run retries the failed cell only
 
 
@@ -187,10 +188,10 @@ def test_corrupt_results_file_gives_a_clear_error(capsys, tmp_path, tiny_config)
 def test_mean_rows_cap_infinite_psnr_and_give_an_interval() -> None:
     import torch
 
-    finite = bench._mean_row({}, "ssim", torch.tensor([0.2, 0.4, 0.6]))
+    finite = mean_row({}, "ssim", torch.tensor([0.2, 0.4, 0.6]))
     assert finite["value"] == pytest.approx(0.4) and finite["n"] == 3
     assert finite["ci95_low"] == pytest.approx(0.4 - 1.959963984540054 * 0.2 / math.sqrt(3))
-    capped = bench._mean_row({}, "psnr", torch.tensor([20.0, float("inf")]))
+    capped = mean_row({}, "psnr", torch.tensor([20.0, float("inf")]))
     assert capped["value"] == pytest.approx(60.0) and "capped at 100" in capped["note"]
     assert math.isnan(capped["ci95_low"])
 
@@ -245,7 +246,7 @@ def test_unwritable_out_is_a_user_error(capsys, tmp_path, tiny_config) -> None:
 
 
 def test_run_folder_is_owner_only_and_marked(capsys, tmp_path, tiny_config, monkeypatch) -> None:
-    monkeypatch.setattr(bench.Runner, "compute", _fake_rows)
+    monkeypatch.setattr(cells, "compute_cell", _fake_rows)
     out = tmp_path / "new" / "run"
     assert _run(capsys, *_key_space_argv(tiny_config, out))[0] == 0
     assert (out / MARKER_FILE).is_file()
@@ -261,7 +262,7 @@ def _repo_like(tmp_path: Path) -> tuple[Path, list[Path]]:
 
 
 def test_no_resume_in_a_folder_the_runner_did_not_make_deletes_nothing(capsys, tmp_path, tiny_config, monkeypatch) -> None:
-    monkeypatch.setattr(bench.Runner, "compute", _fake_rows)
+    monkeypatch.setattr(cells, "compute_cell", _fake_rows)
     repo, before = _repo_like(tmp_path)
     code, _, err = _run(capsys, *_key_space_argv(tiny_config, repo, "--no-resume"))
     assert code == 2 and "--no-resume refuses to clear" in err and MARKER_FILE in err
@@ -274,7 +275,7 @@ def test_no_resume_in_a_folder_the_runner_did_not_make_deletes_nothing(capsys, t
 
 
 def test_no_resume_clears_only_the_runners_own_files(capsys, tmp_path, tiny_config, monkeypatch) -> None:
-    monkeypatch.setattr(bench.Runner, "compute", _fake_rows)
+    monkeypatch.setattr(cells, "compute_cell", _fake_rows)
     out = tmp_path / "run"
     assert _run(capsys, *_key_space_argv(tiny_config, out))[0] == 0
     (out / "notes.txt").write_text("mine")
@@ -293,7 +294,7 @@ def test_no_resume_clears_only_the_runners_own_files(capsys, tmp_path, tiny_conf
 
 
 def test_an_older_run_folder_without_marker_is_adopted_on_resume(capsys, tmp_path, tiny_config, monkeypatch) -> None:
-    monkeypatch.setattr(bench.Runner, "compute", _fake_rows)
+    monkeypatch.setattr(cells, "compute_cell", _fake_rows)
     out = tmp_path / "run"
     assert _run(capsys, *_key_space_argv(tiny_config, out))[0] == 0
     (out / MARKER_FILE).unlink()
@@ -314,7 +315,7 @@ def test_subcommands_and_their_aliases(capsys, tmp_path, tiny_config, monkeypatc
 
     assert yaml.safe_load(text) == resolve_config(None, tiny_config)
     assert _run(capsys, "list")[1] == _run(capsys, "--list")[1]
-    monkeypatch.setattr(bench.Runner, "compute", _fake_rows)
+    monkeypatch.setattr(cells, "compute_cell", _fake_rows)
     assert _run(capsys, *_key_space_argv(tiny_config, out))[0] == 0  # no command: run
     assert _run(capsys, "report", str(out))[1] == _run(capsys, "--report-only", str(out))[1] == f"report: {out / 'report.md'}"
     code, _, err = _run(capsys, "report", str(tmp_path / "missing"))

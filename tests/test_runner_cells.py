@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.run import bench, identity, plan
+from harness.run import CellContext, Runner, plan
 from harness.run.config import resolve_config
 from harness.results import ResultStore, rows_frame, validate_results
 
@@ -17,10 +17,10 @@ TINY = {
 
 
 @pytest.fixture
-def runner(tmp_path) -> bench.Runner:
+def runner(tmp_path) -> Runner:
     config = resolve_config("quick")
     config.update(TINY)
-    return bench.Runner(config, tmp_path / "run")
+    return Runner(CellContext(config, tmp_path / "run"))
 
 
 def _metric(rows, name):
@@ -54,7 +54,7 @@ def test_a_rerun_cell_replaces_its_per_image_rows(runner) -> None:
 
 
 def test_accuracy_cell_repeats_seeds_and_gives_a_bootstrap_interval(runner) -> None:
-    runner.config["accuracy_seeds"] = 2
+    runner.ctx.config["accuracy_seeds"] = 2
     rows = runner.run_cell(plan.Cell("accuracy", "natural", "plain", classifier="resnet18"))
     accuracy = _metric(rows, "accuracy")
     assert accuracy["ci95_low"] <= accuracy["value"] <= accuracy["ci95_high"] and "2 training seed(s)" in accuracy["note"]

@@ -19,18 +19,19 @@ from typing import Callable, NoReturn, Sequence
 
 import torch
 
-from harness.run.bench import Runner
+from harness.run.cells import CellContext
+from harness.run.executors import make_executor
 from harness.run.identity import scramblebench_version
 from harness.run.plan import Cell, Selection, parse_shard, plan_cells, shard_cells
 from harness.run.progress_display import ProgressDisplay
 from harness.run.provenance import now, run_metadata
+from harness.run.runner import Runner
 from harness.run.config import PRESETS, ConfigError, resolve_config
 from harness.registry import attacks, ciphers, classifiers
 from harness.results import KINDS as CELL_KINDS
 from harness.results import ResultsSchemaError, ResultStore
 
 PROG = "scramblebench"
-COMMANDS = ("run", "plan", "report", "merge", "list", "validate")
 
 
 class UsageError(Exception):
@@ -208,37 +209,43 @@ def main(argv: Sequence[str] | None = None, *, stdout: Callable[[str], None] = p
 
 
 def _dispatch(args: argparse.Namespace, stdout: Callable[[str], None]) -> int:
-    command = args.command
-    if command == "run":  # run's own flags are checked even when an alias turns it into another command
-        args.device = _device(args.device)
-        if args.threads < 0:
-            raise UsageError(f"--threads must be 0 (torch's default) or a positive count, got {args.threads}")
-        if args.workers < 1:
-            raise UsageError(f"--workers must be a positive count, got {args.workers}")
-        if args.address is not None and args.executor != "ray":
-            raise UsageError("--address is for --executor ray")
-        if args.workers > 1 and args.executor != "local":
-            raise UsageError("--workers is for --executor local (Ray schedules its tasks on the cluster's CPUs and GPUs)")
-        if args.executor == "ray" and not (args.list or args.report_only or args.dry_run):
-            from harness.run.executors import require_ray
+    if args.command == "run":  # run's own flags are checked even when an alias turns it into another command
+        _check_run_flags(args)
+        args.command = _aliased(args)
+    return COMMANDS[args.command](args, stdout)
 
-            try:
-                require_ray()
-            except ImportError as exc:
-                raise UsageError(str(exc)) from None
-    if command == "run" and args.list:
-        command = "list"
-    elif command == "run" and args.report_only:
-        command, args.dir = "report", args.report_only
-    elif command == "run" and args.dry_run:
-        command = "plan"
-    if command == "list":
-        stdout(_list_plugins())
-        return 0
-    if command == "report":
-        return _report(Path(args.dir), stdout)
-    if command == "merge":
-        return _merge(Path(args.out), [Path(s) for s in args.shards], stdout)
+
+def _check_run_flags(args: argparse.Namespace) -> None:
+    args.device = _device(args.device)
+    if args.threads < 0:
+        raise UsageError(f"--threads must be 0 (torch's default) or a positive count, got {args.threads}")
+    if args.workers < 1:
+        raise UsageError(f"--workers must be a positive count, got {args.workers}")
+    if args.address is not None and args.executor != "ray":
+        raise UsageError("--address is for --executor ray")
+    if args.workers > 1 and args.executor != "local":
+        raise UsageError("--workers is for --executor local (Ray schedules its tasks on the cluster's CPUs and GPUs)")
+    if args.executor == "ray" and not (args.list or args.report_only or args.dry_run):
+        from harness.run.executors.ray import require_ray
+
+        try:
+            require_ray()
+        except ImportError as exc:
+            raise UsageError(str(exc)) from None
+
+
+def _aliased(args: argparse.Namespace) -> str:
+    """The command an old flag of ``run`` stands for (``--list``, ``--report-only DIR``, ``--dry-run``)."""
+    if args.list:
+        return "list"
+    if args.report_only:
+        args.dir = args.report_only
+        return "report"
+    return "plan" if args.dry_run else "run"
+
+
+def _planned(args: argparse.Namespace) -> tuple[dict, list[Cell]]:
+    """The resolved configuration and the cells of the grid (of this shard) that the flags select."""
     config = resolve_config(
         args.preset,
         args.config,
@@ -252,23 +259,14 @@ def _dispatch(args: argparse.Namespace, stdout: Callable[[str], None]) -> int:
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         cells = shard_cells(cells, index, count)
-    if command == "validate":
-        import yaml
+    return config, cells
 
-        stdout(yaml.safe_dump(config, sort_keys=False, default_flow_style=None).rstrip("\n"))
-        stdout(f"# valid: {len(cells)} cells")
-        return 0
+
+def _out(args: argparse.Namespace, config: dict) -> Path:
     out = Path(args.out or Path("runs") / config["preset"])
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file, not a folder; name a new or existing run folder")
-    if command == "plan":
-        runner = Runner(config, out)
-        finished = runner.finished(cells) if args.resume and out.is_dir() else set()
-        for cell in cells:
-            stdout(f"{'done ' if cell in finished else 'to do'}  {cell.label}  [{runner.identity(cell)}]")
-        stdout(f"{len(cells)} cells, {sum(c in finished for c in cells)} already done in {out}")
-        return 0
-    return _run(args, config, cells, out, stdout)
+    return out
 
 
 def _selection(args: argparse.Namespace) -> Selection:
@@ -279,45 +277,58 @@ def _selection(args: argparse.Namespace) -> Selection:
     return Selection(_patterns(args.ciphers), _patterns(args.classifiers), _patterns(args.attacks), kinds)
 
 
-def _merge(out: Path, shards: list[Path], stdout: Callable[[str], None]) -> int:
-    """Copy every verified record of ``shards`` into ``out`` (a damaged one is skipped with a
-    warning), then compile ``out`` with its run.json's configuration and render the report."""
-    import shutil
+# -- the commands -----------------------------------------------------------------------------
+def _list_command(args: argparse.Namespace, stdout: Callable[[str], None]) -> int:
+    stdout(_list_plugins())
+    return 0
 
-    from harness.results import DamagedRecordError
 
+def _validate_command(args: argparse.Namespace, stdout: Callable[[str], None]) -> int:
+    import yaml
+
+    config, cells = _planned(args)
+    stdout(yaml.safe_dump(config, sort_keys=False, default_flow_style=None).rstrip("\n"))
+    stdout(f"# valid: {len(cells)} cells")
+    return 0
+
+
+def _plan_command(args: argparse.Namespace, stdout: Callable[[str], None]) -> int:
+    config, cells = _planned(args)
+    out = _out(args, config)
+    runner = Runner(CellContext(config, out))
+    finished = runner.finished_cells(cells) if args.resume and out.is_dir() else set()
+    for cell in cells:
+        stdout(f"{'done ' if cell in finished else 'to do'}  {cell.label}  [{runner.identity(cell)}]")
+    stdout(f"{len(cells)} cells, {sum(c in finished for c in cells)} already done in {out}")
+    return 0
+
+
+def _run_command(args: argparse.Namespace, stdout: Callable[[str], None]) -> int:
+    config, cells = _planned(args)
+    return _run(args, config, cells, _out(args, config), stdout)
+
+
+def _report_command(args: argparse.Namespace, stdout: Callable[[str], None]) -> int:
+    return _report(Path(args.dir), stdout)
+
+
+def _merge_command(args: argparse.Namespace, stdout: Callable[[str], None]) -> int:
+    """Copy every verified record of the shard folders into OUT, then compile OUT with its
+    run.json's configuration and render the report."""
+    out, shards = Path(args.out), [Path(s) for s in args.shards]
     for shard in shards:
         if not ResultStore(shard).run_path.is_file():
             raise UsageError(f"merge: {shard} is not a run folder (no run.json)")
-    store = prepare_run_folder(out, resume=True)
+    store = ResultStore(out).prepare(resume=True)
     if not store.run_path.exists():
         if not shards:
             raise UsageError(f"merge: {out} has no run.json; name the shard folders to merge into it")
         store.write_run(ResultStore(shards[0]).read_run())
+    copied = store.merge_from(shards)
     run = store.read_run()
-    runner = Runner(run["config"], out, device=run.get("device", "cpu"))
-    copied = 0
-    store.cells_dir.mkdir(parents=True, exist_ok=True)
-    for shard in shards:
-        source = ResultStore(shard)
-        for path in sorted(source.cells_dir.glob("*.json")) if source.cells_dir.is_dir() else []:
-            try:
-                source.read_record(path)
-            except DamagedRecordError as exc:
-                runner.warn(f"{exc}; not merged")
-                continue
-            target = store.cells_dir / path.name
-            if not target.exists() or path.stat().st_mtime_ns > target.stat().st_mtime_ns:
-                tmp = target.with_name(f".{path.name}.merge.tmp")
-                shutil.copy2(path, tmp)  # keeps the file time: the newest record of a cell wins
-                tmp.replace(target)
-                copied += 1
-        other = source.read_run()
-        if other.get("config") == run["config"]:
-            run["key_spaces"] = {**other.get("key_spaces", {}), **run.get("key_spaces", {})}
-    compiled = runner.compile()
+    compiled = Runner(CellContext(run["config"], out, device=run.get("device", "cpu"))).compile_results()
     run["cells"] = len(compiled)
-    runner.write_run(run)
+    store.write_run(run, merge_key_spaces=True)
     stdout(f"merged {copied} record(s) from {len(shards)} folder(s): {len(compiled)} cells in {out}")
     return _report(out, stdout)
 
@@ -331,60 +342,20 @@ def _report(folder: Path, stdout: Callable[[str], None]) -> int:
     return 0
 
 
-def prepare_run_folder(out: Path, resume: bool) -> ResultStore:
-    """Create or adopt ``out`` as a run folder (owner-only, with the runner's marker); with
-    ``resume=False`` clear the runner's own files there.  User errors are :class:`UsageError`.
-
-    A folder without the marker is adopted only when it is empty or an older run folder
-    (results.csv or run.json, resume only); any other non-empty folder is refused, so the
-    runner never writes into, or clears, a folder it did not make.
-    """
-    from harness.results import MARKER_FILE
-
-    store = ResultStore(out)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} is a file, not a folder; name a new or existing run folder")
-    if out.is_dir():
-        if not store.has_marker() and any(out.iterdir()):
-            if not resume:
-                raise UsageError(
-                    f"--no-resume refuses to clear {out}: it is not empty and has no {MARKER_FILE} marker, "
-                    "so scramblebench did not make it; choose a new folder, or empty it yourself"
-                )
-            if not (store.results_path.exists() or store.run_path.exists()):
-                raise UsageError(
-                    f"--out {out} is a non-empty folder that is not a scramblebench run folder "
-                    f"(no {MARKER_FILE} marker, no results); choose a new or empty folder"
-                )
-    else:
-        try:
-            out.mkdir(parents=True, mode=0o700, exist_ok=True)  # another process of a sharded run may have just made it
-            out.chmod(0o700)  # owner-only whatever the umask: examples are known plaintexts
-        except OSError as exc:
-            raise UsageError(f"--out {out}: cannot create the run folder ({exc.strerror or exc})") from None
-    try:
-        store.write_marker()
-    except OSError as exc:
-        raise UsageError(f"--out {out} is not writable ({exc.strerror or exc})") from None
-    if not resume:
-        store.clear_run_files()
-    return store
-
-
 def _run(args: argparse.Namespace, config: dict, cells: list[Cell], out: Path, stdout: Callable[[str], None]) -> int:
-    from harness.run.distributed import DistributedCellFailed, join, launched_by_torchrun, leave, run_follower
+    from harness.run.executors.torchrun import DistributedCellFailed, follow, join, launched_by_torchrun, leave
 
     if not launched_by_torchrun():
         return _run_here(args, config, cells, out, stdout, args.device, args.executor)
     if args.executor != "local" or args.workers > 1:
         raise UsageError("under torchrun the ranks share each accuracy cell; drop --executor ray and --workers")
-    rank, _, device = join(args.device)
+    world, device = join(args.device)
     try:
-        if rank == 0:
+        if world.is_leader:
             return _run_here(args, config, cells, out, stdout, device, "torchrun")
         if args.threads:
             torch.set_num_threads(args.threads)
-        run_follower(Runner(config, out, device=device, refresh_cache=args.refresh_cache), cells)
+        follow(cells, CellContext(config, out, device=device, refresh_cache=args.refresh_cache), world)
         return 0
     except DistributedCellFailed as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
@@ -398,7 +369,7 @@ def _run_here(
 ) -> int:
     from reports.markdown import render_report
 
-    store = prepare_run_folder(out, args.resume)
+    store = ResultStore(out).prepare(args.resume)
     if store.results_path.exists() and not store.cells_dir.is_dir():
         raise UsageError(
             f"{store.results_path} is not backed by cell records ({store.cells_dir} is missing): it was written by an "
@@ -408,19 +379,31 @@ def _run_here(
         torch.set_num_threads(args.threads)  # the runner owns the process; components never set it
     started, clock = now(), time.perf_counter()
     display = ProgressDisplay(args.progress, len(cells), heartbeat=args.heartbeat)
-    runner = Runner(config, out, device=device, refresh_cache=args.refresh_cache, cell_progress=display.for_cell)
-    run = run_metadata(config, runner, cells, device, started)
+    ctx = CellContext(config, out, device=device, refresh_cache=args.refresh_cache, progress=display.for_cell)
+    runner = Runner(ctx)
+    run = run_metadata(config, ctx, cells, device, started)
     if executor == "torchrun":
         import torch.distributed as dist
 
         run["distributed"] = {"world_size": dist.get_world_size(), "backend": dist.get_backend()}
-    runner.write_run(run)
+    runner.store.write_run(run, merge_key_spaces=True)
     try:
-        failed = runner.run(cells, on_cell_done=display.cell_done, workers=args.workers, executor=executor, address=args.address)
+        failed = runner.run(cells, make_executor(executor, workers=args.workers, address=args.address), on_cell_done=display.cell_done)
     finally:
         display.close()
         run["wall_s"] = time.perf_counter() - clock
-        runner.write_run(run)
+        runner.store.write_run(run, merge_key_spaces=True)
     report = render_report(out)
     stdout(f"report: {report}  ({len(cells)} cells, {failed} failed, {run['wall_s']:.0f} s)")
     return 1 if failed else 0
+
+
+#: every subcommand and the function that runs it
+COMMANDS: dict[str, Callable[[argparse.Namespace, Callable[[str], None]], int]] = {
+    "run": _run_command,
+    "plan": _plan_command,
+    "report": _report_command,
+    "merge": _merge_command,
+    "list": _list_command,
+    "validate": _validate_command,
+}
