@@ -228,9 +228,8 @@ def train(
     gradient is that of the whole batch: the same training as one process up to float rounding
     (batch-norm statistics are per rank, as usual for DDP).  Only the leader writes checkpoints.
 
-    ``checkpoint``: a file to resume from when it exists and to save to every ``every``
-    optimiser steps (:class:`_Progress`), so a resumed run takes exactly the steps an
-    uninterrupted one would have taken.
+    ``checkpoint``: resumed from when it exists, saved every ``every`` optimiser steps
+    (:class:`_Progress`): a resumed run takes exactly the steps of an uninterrupted one.
     """
     world = world or current_world()
     n = len(data)
@@ -241,10 +240,7 @@ def train(
     if batch_size % world.size:
         raise ValueError(f"batch_size {batch_size} must be a multiple of the {world.size} distributed processes")
     trained = world.wrap(model, device)
-    optimizer = sgd(model, config, config.lr_for(cipher))
-    warmup = round(config.warmup_epochs * steps_per_epoch)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: warmup_cosine(step, total, warmup))
-    state = _Progress(model, optimizer, scheduler, torch.Generator().manual_seed(derive_seed(config.seed, "batches")), device)
+    state = _Progress.start(model, cipher, config, steps_per_epoch, device)
     feed = DeviceFeed(data, device)
     epoch_loss = math.nan
     with seeded(derive_seed(config.seed, "layers"), device):
@@ -260,14 +256,12 @@ def train(
             first = state.done % steps_per_epoch
             for step, (index, plain, labels) in enumerate(feed.epoch(state.order, batch_size, first, steps_per_epoch), start=first):
                 part = on_device.part(step * batch_size, (step + 1) * batch_size) if on_device is not None else None
-                running += train_step(trained, optimizer, cipher, plain, labels, index, config, part, (world.rank, world.size))
-                scheduler.step()
+                running += train_step(trained, state.optimizer, cipher, plain, labels, index, config, part, (world.rank, world.size))
+                state.scheduler.step()
                 state.done += 1
                 report(progress, state.done, total, f"{label}: epoch {epoch + 1}/{config.epochs}")
                 if checkpoint is not None and every and state.done % every == 0 and state.done < total:
-                    so_far = world.mean(running)  # every rank takes part; the leader saves
-                    if world.is_leader:
-                        save_checkpoint(checkpoint, state.capture(state.running_sum + float(so_far), time.perf_counter() - started))
+                    state.save(checkpoint, world, running, time.perf_counter() - started)
             epoch_loss = (state.running_sum + float(world.mean(running))) / steps_per_epoch  # one host sync per epoch
             if not math.isfinite(epoch_loss):
                 raise FloatingPointError(
@@ -293,6 +287,21 @@ class _Progress:
     augmentation: Augmentation | None = None
     running_sum: float = 0.0
     elapsed: float = 0.0
+
+    @classmethod
+    def start(cls, model: nn.Module, cipher: Any, config: TrainConfig, steps_per_epoch: int, device: torch.device) -> _Progress:
+        """Step 0: the seed's optimiser and learning-rate schedule, the batch-order generator."""
+        total = steps_per_epoch * config.epochs
+        optimizer = sgd(model, config, config.lr_for(cipher))
+        warmup = round(config.warmup_epochs * steps_per_epoch)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: warmup_cosine(step, total, warmup))
+        return cls(model, optimizer, scheduler, torch.Generator().manual_seed(derive_seed(config.seed, "batches")), device)
+
+    def save(self, checkpoint: Path, world: World, running: torch.Tensor, elapsed: float) -> None:
+        """Every rank takes part in the mean of the epoch's running loss; the leader saves."""
+        so_far = world.mean(running)
+        if world.is_leader:
+            save_checkpoint(checkpoint, self.capture(self.running_sum + float(so_far), elapsed))
 
     def capture(self, running: float, elapsed: float) -> dict[str, Any]:
         state = {

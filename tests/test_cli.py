@@ -327,7 +327,7 @@ def test_version_and_prog_name(capsys) -> None:
     from importlib import metadata
 
     from harness.run.identity import scramblebench_version as version
-    from harness.run.cli import build_parser
+    from harness.run.arguments import build_parser
 
     assert main(["--version"]) == 0
     printed = capsys.readouterr().out.strip()

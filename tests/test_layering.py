@@ -31,6 +31,7 @@ FLOORS = {
     "harness.run.provenance": 8,
     "harness.run.runner": 9,
     "harness.run.progress_display": 9,
+    "harness.run.arguments": 9,
     "harness.run.cli": 10,
     "harness.run": 10,  # the package's public surface
 }

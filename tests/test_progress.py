@@ -68,7 +68,7 @@ def test_device_names_are_checked(capsys) -> None:
     import pytest
     import torch
 
-    from harness.run.cli import UsageError, _device
+    from harness.run.arguments import UsageError, parse_device as _device
 
     assert _device("cpu") == "cpu"
     for bad, message in (("gpu", "auto, cpu, cuda or cuda:N"), ("cuda:x", "auto, cpu, cuda or cuda:N")):
