@@ -26,6 +26,8 @@ from harness.run.arguments import PROG, UsageError, build_parser, parse_device, 
 from harness.run.cells import CellContext
 from harness.run.config import ConfigError, resolve_config
 from harness.run.executors import make_executor
+from harness.run.executors.ray import require_ray
+from harness.run.executors.torchrun import DistributedCellFailed, follow, join, launched_by_torchrun, leave
 from harness.run.plan import Cell, Selection, parse_shard, plan_cells, shard_cells
 from harness.run.progress_display import ProgressDisplay
 from harness.run.provenance import now, run_metadata
@@ -85,8 +87,6 @@ def _check_run_flags(args: argparse.Namespace) -> None:
     if args.workers > 1 and args.executor != "local":
         raise UsageError("--workers is for --executor local (Ray schedules its tasks on the cluster's CPUs and GPUs)")
     if args.executor == "ray" and not (args.list or args.report_only or args.dry_run):
-        from harness.run.executors.ray import require_ray
-
         try:
             require_ray()
         except ImportError as exc:
@@ -202,8 +202,6 @@ def _report(folder: Path, stdout: Callable[[str], None]) -> int:
 
 
 def _run(args: argparse.Namespace, config: dict, cells: list[Cell], out: Path, stdout: Callable[[str], None]) -> int:
-    from harness.run.executors.torchrun import DistributedCellFailed, follow, join, launched_by_torchrun, leave
-
     if not launched_by_torchrun():
         return _run_here(args, config, cells, out, stdout, args.device, args.executor)
     if args.executor != "local" or args.workers > 1:

@@ -18,6 +18,7 @@ import torch
 from harness.keys import derive_seed
 from harness.registry import attacks, ciphers, classifiers
 from harness.results import exact_int_string
+from harness.run.cells import CellContext
 from harness.run.identity import REPO_ROOT
 from harness.run.plan import Cell, image_size
 
@@ -55,7 +56,7 @@ def plugins() -> dict[str, Any]:
     return listing
 
 
-def split_sizes(config: dict[str, Any], ctx: Any) -> dict[str, dict[str, int | None]]:
+def split_sizes(config: dict[str, Any], ctx: CellContext) -> dict[str, dict[str, int | None]]:
     """Images per dataset and split as loaded (a folder of photographs has what it has), for the report."""
     sizes: dict[str, dict[str, int | None]] = {}
     for dataset in config["datasets"]:
@@ -68,7 +69,7 @@ def split_sizes(config: dict[str, Any], ctx: Any) -> dict[str, dict[str, int | N
     return sizes
 
 
-def run_metadata(config: dict[str, Any], ctx: Any, cells: list[Cell], device: str, started: datetime) -> dict[str, Any]:
+def run_metadata(config: dict[str, Any], ctx: CellContext, cells: list[Cell], device: str, started: datetime) -> dict[str, Any]:
     """Everything needed to reproduce a run and render its report; never a key."""
     names = sorted({c.cipher for c in cells})
     key_spaces = {}

@@ -22,7 +22,7 @@ import numpy as np
 from harness.results import CellRecord, DamagedRecordError, ResultStore, encode_array
 from harness.run import cells
 from harness.run.cells import CellContext, CellOutcome, CellOutput, Failure
-from harness.run.executors import Executor
+from harness.run.executors.base import Executor
 from harness.run.executors.local import SerialExecutor
 from harness.run.identity import cell_hash, cell_inputs, code_version, normalised
 from harness.run.plan import Cell

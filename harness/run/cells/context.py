@@ -14,7 +14,7 @@ from ciphers.base import Cipher
 from harness.data import ImageDataset, load_dataset
 from harness.keys import derive_seed
 from harness.progress import ProgressCallback
-from harness.registry import ciphers
+from harness.registry import create_cipher
 from harness.run.plan import Cell, cipher_options, image_size, row_base
 
 
@@ -65,12 +65,13 @@ class CellContext:
         return self._data[key]
 
     def victim_cipher(self, name: str, image_size: tuple[int, int] | None = None) -> Cipher:
-        """The user's cipher: a key drawn from the master seed for this cipher name only."""
+        """The user's cipher: a key drawn from the master seed for this cipher name only, built on the
+        one construction path (:func:`harness.registry.create_cipher`)."""
         image_size = image_size or self.image_size(name)
         key = (name, image_size)
         if key not in self._ciphers:
             options = cipher_options(self.config, name)
             block_size = options.pop("block_size", None)
             seed = derive_seed(self.config["seed"], "victim-key", name)
-            self._ciphers[key] = ciphers.get(name).from_seed(seed, image_size=image_size, block_size=block_size, **options)
+            self._ciphers[key] = create_cipher(name, image_size, block_size, seed, **options)
         return self._ciphers[key]

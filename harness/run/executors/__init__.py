@@ -4,38 +4,27 @@ copy of ``ctx`` and hands every outcome to ``finish`` in this process, which alo
 records.  It never sees the runner.
 
 - ``local``: serial in this process, or ``workers`` spawned processes (:mod:`.local`);
-- ``ray``: one Ray task per cell (:mod:`.ray`, needs the ``ray`` extra);
+- ``ray``: one Ray task per cell (:mod:`.ray`, imports Ray only when it runs: the ``ray`` extra);
 - ``torchrun``: rank 0 of a torchrun launch, accuracy cells trained by every rank (:mod:`.torchrun`).
 """
 
 from __future__ import annotations
 
-from typing import Callable, Protocol
-
-from harness.run.cells import CellContext, CellOutcome
-from harness.run.plan import Cell
-
-#: what an executor calls in the driver process for every computed cell
-Finish = Callable[[Cell, CellOutcome], None]
-
-
-class Executor(Protocol):
-    def run(self, todo: list[Cell], ctx: CellContext, finish: Finish) -> None:
-        """Compute every cell of ``todo`` (a cell after the one it depends on) and ``finish`` it."""
+from harness.run.executors.base import Executor, Finish
+from harness.run.executors.local import PoolExecutor, SerialExecutor
+from harness.run.executors.ray import RayExecutor
+from harness.run.executors.torchrun import TorchrunExecutor
 
 
 def make_executor(name: str, *, workers: int = 1, address: str | None = None) -> Executor:
     """The executor a command line names: ``local`` (``workers`` processes), ``ray`` or ``torchrun``."""
     if name == "local":
-        from harness.run.executors.local import PoolExecutor, SerialExecutor
-
         return PoolExecutor(workers) if workers > 1 else SerialExecutor()
     if name == "ray":
-        from harness.run.executors.ray import RayExecutor
-
         return RayExecutor(address)
     if name == "torchrun":
-        from harness.run.executors.torchrun import TorchrunExecutor
-
         return TorchrunExecutor()
     raise ValueError(f"unknown executor {name!r}; choose local, ray or torchrun")
+
+
+__all__ = ["Executor", "Finish", "PoolExecutor", "RayExecutor", "SerialExecutor", "TorchrunExecutor", "make_executor"]

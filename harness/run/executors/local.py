@@ -9,6 +9,7 @@ import torch
 
 from harness.run import cells
 from harness.run.cells import CellContext, CellOutcome
+from harness.run.executors.base import Finish
 from harness.run.executors.schedule import Done, schedule
 from harness.run.plan import Cell
 
@@ -16,7 +17,7 @@ from harness.run.plan import Cell
 class SerialExecutor:
     """One cell after another, in this process (plan order: a dependency comes first)."""
 
-    def run(self, todo: list[Cell], ctx: CellContext, finish) -> None:
+    def run(self, todo: list[Cell], ctx: CellContext, finish: Finish) -> None:
         for cell in todo:
             finish(cell, cells.compute_guarded(cell, ctx))
 
@@ -28,7 +29,7 @@ class PoolExecutor:
     def __init__(self, workers: int) -> None:
         self.workers = workers
 
-    def run(self, todo: list[Cell], ctx: CellContext, finish) -> None:
+    def run(self, todo: list[Cell], ctx: CellContext, finish: Finish) -> None:
         if len(todo) < 2:
             return SerialExecutor().run(todo, ctx, finish)
         context = multiprocessing.get_context("spawn")

@@ -19,6 +19,7 @@ import torch
 from harness.registry import attacks
 from harness.run import cells
 from harness.run.cells import CellContext, CellOutcome, Failure, one_line
+from harness.run.executors.base import Finish
 from harness.run.executors.schedule import Done, schedule
 from harness.run.identity import REPO_ROOT
 from harness.run.plan import Cell
@@ -71,7 +72,7 @@ class RayExecutor:
     def __init__(self, address: str | None = None) -> None:
         self.address = address
 
-    def run(self, todo: list[Cell], ctx: CellContext, finish) -> None:
+    def run(self, todo: list[Cell], ctx: CellContext, finish: Finish) -> None:
         ray = require_ray()
         started_here = not ray.is_initialized()
         if started_here:

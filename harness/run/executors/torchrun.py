@@ -20,6 +20,7 @@ import torch
 
 from harness.run import cells
 from harness.run.cells import CellContext
+from harness.run.executors.base import Finish
 from harness.run.identity import identity
 from harness.run.plan import Cell
 from harness.world import World, current_world
@@ -71,7 +72,7 @@ class TorchrunExecutor:
     def __init__(self, world: World | None = None) -> None:
         self.world = world
 
-    def run(self, todo: list[Cell], ctx: CellContext, finish) -> None:
+    def run(self, todo: list[Cell], ctx: CellContext, finish: Finish) -> None:
         world = self.world or current_world()
         for cell in agreed(todo, ctx.config, world, todo):
             outcome = cells.compute_guarded(cell, ctx)
