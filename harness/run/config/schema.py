@@ -275,8 +275,6 @@ def validate_config(config: Mapping[str, Any], origin: Mapping[str, str] | None 
 
 
 def _validate(config: dict[str, Any]) -> dict[str, Any]:
-    from harness.data import DATASETS
-
     known = set(KEYS)
     unknown = sorted(set(config) - known)
     if unknown:
@@ -287,23 +285,7 @@ def _validate(config: dict[str, Any]) -> dict[str, Any]:
     if config["preset"] not in PRESET_NAMES:
         raise ConfigError(f"preset: unknown preset {config['preset']!r}; allowed: {allowed_list(PRESET_NAMES)}")
 
-    datasets = to_list(config["datasets"], "datasets")
-    if not datasets:
-        raise ConfigError(f"datasets: give at least one of {', '.join(DATASETS)}")
-    for i, name in enumerate(datasets):
-        if name not in DATASETS:
-            raise ConfigError(f"datasets[{i}]: unknown dataset {name!r}.{did_you_mean(str(name), DATASETS)} Allowed: {', '.join(DATASETS)}")
-    config["datasets"] = list(dict.fromkeys(datasets))
-    if config["data_dir"] is not None:
-        if not isinstance(config["data_dir"], (str, Path)):
-            raise ConfigError(f"data_dir: must be a folder path, got {config['data_dir']!r}")
-        config["data_dir"] = str(config["data_dir"])
-    needs_dir = [d for d in config["datasets"] if d != "natural"]
-    if needs_dir and config["data_dir"] is None:
-        raise ConfigError(f"data_dir: dataset {needs_dir[0]} is read from a local folder; set data_dir (--data-dir)")
-    if needs_dir and not Path(config["data_dir"]).is_dir():
-        raise ConfigError(f"data_dir: {config['data_dir']} is not a folder (needed by dataset {needs_dir[0]})")
-
+    _check_datasets(config)
     config["image_size"] = image_size(config["image_size"], "image_size")
     for split in ("n_train", "n_test", "n_attacker"):
         config[split] = _optional_count(config[split], split)
@@ -334,6 +316,28 @@ def _validate(config: dict[str, Any]) -> dict[str, Any]:
     for name, section in config["ciphers"].items():
         config["ciphers"][name] = cipher_section(name, section, f"ciphers.{name}", _cipher_sizes(config, name))
     return config
+
+
+def _check_datasets(config: dict[str, Any]) -> None:
+    """``datasets`` are known names (duplicates dropped); ``data_dir`` is a folder when one is read from disk."""
+    from harness.data import DATASETS
+
+    datasets = to_list(config["datasets"], "datasets")
+    if not datasets:
+        raise ConfigError(f"datasets: give at least one of {', '.join(DATASETS)}")
+    for i, name in enumerate(datasets):
+        if name not in DATASETS:
+            raise ConfigError(f"datasets[{i}]: unknown dataset {name!r}.{did_you_mean(str(name), DATASETS)} Allowed: {', '.join(DATASETS)}")
+    config["datasets"] = list(dict.fromkeys(datasets))
+    if config["data_dir"] is not None:
+        if not isinstance(config["data_dir"], (str, Path)):
+            raise ConfigError(f"data_dir: must be a folder path, got {config['data_dir']!r}")
+        config["data_dir"] = str(config["data_dir"])
+    needs_dir = [d for d in config["datasets"] if d != "natural"]
+    if needs_dir and config["data_dir"] is None:
+        raise ConfigError(f"data_dir: dataset {needs_dir[0]} is read from a local folder; set data_dir (--data-dir)")
+    if needs_dir and not Path(config["data_dir"]).is_dir():
+        raise ConfigError(f"data_dir: {config['data_dir']} is not a folder (needed by dataset {needs_dir[0]})")
 
 
 def _cipher_sizes(config: Mapping[str, Any], cipher: str) -> list[tuple[int, int]]:
