@@ -189,7 +189,7 @@ def predict_logits(
     return torch.cat(outputs)
 
 
-# -- internals -------------------------------------------------------------------------------
+# -- the loop and its parts -----------------------------------------------------------------
 def input_shape(data: ImageDataset, cipher: Any) -> tuple[int, tuple[int, int]]:
     """Channels and size of what the network sees: the ciphertext (etc_gray's is 1 x H x 3W)."""
     _, channels, height, width = cipher.encrypted_shape((1, data.channels, *data.image_size))

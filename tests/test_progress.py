@@ -68,12 +68,12 @@ def test_device_names_are_checked(capsys) -> None:
     import pytest
     import torch
 
-    from harness.run.arguments import UsageError, parse_device as _device
+    from harness.run.arguments import UsageError, parse_device
 
-    assert _device("cpu") == "cpu"
+    assert parse_device("cpu") == "cpu"
     for bad, message in (("gpu", "auto, cpu, cuda or cuda:N"), ("cuda:x", "auto, cpu, cuda or cuda:N")):
         with pytest.raises(UsageError, match=message):
-            _device(bad)
+            parse_device(bad)
     if not torch.cuda.is_available():
         with pytest.raises(UsageError, match="CUDA is not available"):
-            _device("cuda:1")
+            parse_device("cuda:1")
