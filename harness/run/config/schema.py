@@ -29,6 +29,9 @@ import typing
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from attacks.base import AttackConfig
+from harness.data import DATASETS
+from harness.registry import Registry, attacks, ciphers, classifiers
 from harness.run.config.values import (
     MAX_SEED,
     ConfigError,
@@ -41,6 +44,7 @@ from harness.run.config.values import (
     to_list,
     to_mapping,
 )
+from harness.training import TrainConfig
 
 #: every top-level key of a configuration (each preset sets them all; tests/test_config_schema.py checks)
 KEYS = (
@@ -62,9 +66,7 @@ PLUGIN_SECTIONS = {
 }
 
 
-def _registry(kind: str):
-    from harness.registry import attacks, ciphers, classifiers
-
+def _registry(kind: str) -> Registry:
     return {"cipher": ciphers, "classifier": classifiers, "attack": attacks}[kind]
 
 
@@ -174,8 +176,6 @@ def _build(factory: Callable[..., Any], options: dict[str, Any], path: str) -> N
 
 
 def classifier_section(name: str, section: Any, path: str) -> dict[str, Any]:
-    from harness.training import TrainConfig
-
     cls = _registry("classifier").get(name)
     base = getattr(cls, "plain_base", None)
     if base:
@@ -209,8 +209,6 @@ def _check_model_options(name: str, declared: Mapping[str, Any], given: Mapping[
 
 
 def attack_section(name: str, section: Any, path: str) -> dict[str, Any]:
-    from attacks.base import AttackConfig
-
     cls = _registry("attack").get(name)
     result = dataclass_section(
         AttackConfig, section, path, exclude={"known_pairs": "set the top-level known_pairs (the runner overrides it per attack)"}
@@ -320,8 +318,6 @@ def _validate(config: dict[str, Any]) -> dict[str, Any]:
 
 def _check_datasets(config: dict[str, Any]) -> None:
     """``datasets`` are known names (duplicates dropped); ``data_dir`` is a folder when one is read from disk."""
-    from harness.data import DATASETS
-
     datasets = to_list(config["datasets"], "datasets")
     if not datasets:
         raise ConfigError(f"datasets: give at least one of {', '.join(DATASETS)}")
@@ -342,7 +338,6 @@ def _check_datasets(config: dict[str, Any]) -> None:
 
 def _cipher_sizes(config: Mapping[str, Any], cipher: str) -> list[tuple[int, int]]:
     """Every image size ``cipher`` runs at: its own, and its paired classifiers' own sizes."""
-    classifiers = _registry("classifier")
     sizes = [tuple(config["cipher_image_size"].get(cipher, config["image_size"]))]
     for name in config["pairings"].get(cipher, config["default_classifiers"]):
         trained = getattr(classifiers.get(name), "plain_base", None) or name
