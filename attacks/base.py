@@ -280,6 +280,9 @@ class Attack(abc.ABC):
     #: a content-free baseline (``none``, ``mean_image``, ``mean_colour``): verdicts compare every
     #: other attack with the best baseline of its cell
     baseline: ClassVar[bool] = False
+    #: whether the attack recovers the victim's key (then ``recovered_cipher`` is set): a verdict of
+    #: ✓ or ? without one says that no key-recovery attack applies to the cipher's traits
+    key_recovery: ClassVar[bool] = False
     #: a statistical attack pooling over the victim's ciphertexts: the security cell also measures
     #: its SSIM against the number of ciphertexts it sees (``ciphertext_ladder``)
     statistical: ClassVar[bool] = False

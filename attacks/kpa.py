@@ -368,6 +368,7 @@ class KnownPlaintextAttack(Attack):
     threat_model = "known-plaintext"
     uses_known_pairs = True
     restores_positions = True
+    key_recovery = True
 
     def __init__(self, *, seed: int = 0, device: str | torch.device = "cpu") -> None:
         super().__init__(seed=seed, device=device)
@@ -413,12 +414,28 @@ class KnownPlaintextAttack(Attack):
             k, key, determined = smallest_determining(attempt, available)
         self.key = key
         self.recovered_cipher = self._rebuild(key)
-        self.extra = {"pairs_given": float(available), **({"pairs_needed": float(k)} if determined else {})}
-        self.note = (
-            f"key determined by {k} known pair(s)"
-            if determined
-            else f"{available} known pairs leave the key open; decrypted with the best consistent guess"
-        )
+        reproduced = self._reproduced(plain, cipher)
+        if determined and reproduced < available:
+            determined = False
+            self.note = (
+                f"the key read from {k} pair(s) re-encrypts only {reproduced} of the {available} known pairs: "
+                f"{self.family.canonical_name}'s declared traits do not describe what it does, so no key is claimed"
+            )
+        elif determined:
+            self.note = f"key determined by {k} known pair(s), checked: it re-encrypts all {available}"
+        else:
+            self.note = f"{available} known pairs leave the key open; decrypted with the best consistent guess"
+        self.extra = {"pairs_given": float(available), "pairs_reproduced": reproduced / available,
+                      **({"pairs_needed": float(k)} if determined else {})}
+
+    def _reproduced(self, plain: torch.Tensor, cipher: torch.Tensor) -> int:
+        """How many known pairs the recovered key encrypts to exactly their ciphertexts: a claim
+        that the key is determined is only made when it holds for all of them."""
+        assert self.recovered_cipher is not None
+        encrypted = self.recovered_cipher.encrypt(plain)
+        if encrypted.shape != cipher.shape:
+            return 0
+        return int((encrypted == cipher).flatten(1).all(1).sum())
 
     def _restore(self, ciphertexts: torch.Tensor) -> torch.Tensor:
         assert self.recovered_cipher is not None and self.layout is not None

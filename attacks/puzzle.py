@@ -263,6 +263,7 @@ class PuzzleAttack(Attack):
     uses_victim_ciphertexts = True
     restores_positions = True
     statistical = True
+    key_recovery = True
 
     def __init__(
         self,

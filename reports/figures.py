@@ -11,7 +11,7 @@ from matplotlib.figure import Figure  # the object API: no pyplot state, no glob
 
 from harness.results import ResultStore
 from reports.tables import NONE_ATTACK, ordered_ciphers
-from reports.verdicts import CIPHERTEXT_ONLY, attack_info, is_identity, judge, strongest
+from reports.verdicts import CIPHERTEXT_ONLY, RESTORES, attack_info, is_identity, model_verdict
 
 
 def _to_hwc(image: np.ndarray) -> np.ndarray:
@@ -19,8 +19,23 @@ def _to_hwc(image: np.ndarray) -> np.ndarray:
     return image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0)
 
 
-def examples_figure(store: ResultStore, frame: pd.DataFrame, dataset: str, path: Path, index: int = 0) -> Path | None:
-    """The seed's Fig. 4 layout: per cipher, plain, encrypted and each attack's restoration."""
+def _invariant_label(frame: pd.DataFrame, per_image: pd.DataFrame, dataset: str, cipher: str, attack: str, index: int) -> str:
+    """``"\n1.00 if mirrored"`` under a restoration whose chosen transform is not the identity."""
+    rows = frame[(frame["kind"] == "security") & (frame["dataset"] == dataset) & (frame["cipher"] == cipher)
+                 & (frame["attack"] == attack) & (frame["metric"] == "symmetry") & (frame["status"] == "ok")]
+    if rows.empty or float(rows["value"].iloc[0]) == 0.0:
+        return ""
+    scores = per_image[(per_image["kind"] == "security") & (per_image["dataset"] == dataset) & (per_image["cipher"] == cipher)
+                       & (per_image["attack"] == attack) & (per_image["metric"] == "ssim_invariant") & (per_image["image_id"] == index)]
+    if scores.empty:
+        return ""
+    transform = str(rows["note"].iloc[0]).split(": ")[-1]
+    return f"\n{float(scores['value'].iloc[0]):.2f} if {transform}"
+
+
+def examples_figure(store: ResultStore, frame: pd.DataFrame, per_image: pd.DataFrame, dataset: str, path: Path, index: int = 0) -> Path | None:
+    """The seed's Fig. 4 layout: per cipher, plain, encrypted and each attack's restoration, with
+    its raw SSIM and, where the restoration is a transformed copy, the SSIM undoing that transform."""
     ciphers = ordered_ciphers(list(frame[(frame["kind"] == "key_space") & (frame["dataset"] == dataset)]["cipher"].unique()))
     attacks = sorted(a for a in frame[frame["kind"] == "security"]["attack"].unique() if a and a != NONE_ATTACK)
     columns = ["plain", "encrypted", *attacks]
@@ -46,7 +61,8 @@ def examples_figure(store: ResultStore, frame: pd.DataFrame, dataset: str, path:
                 continue
             ax.imshow(_to_hwc(images[index]), cmap="gray", vmin=0, vmax=255, interpolation="nearest")
             if len(scores) > index:
-                ax.set_xlabel(f"SSIM {scores[index]:.2f}", fontsize=8)
+                extra = _invariant_label(frame, per_image, dataset, cipher, column, index) if c >= 2 else ""
+                ax.set_xlabel(f"SSIM {scores[index]:.2f}{extra}", fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -112,9 +128,9 @@ def tradeoff_figure(frame: pd.DataFrame, per_image: pd.DataFrame, run: dict[str,
         if is_identity(run, cipher):  # no key, nothing to attack: the accuracy to compare with
             reference = cell
             continue
-        best = strongest(judge(frame, per_image, run, dataset, cipher), run, CIPHERTEXT_ONLY)
-        if best is not None:
-            points.append((cipher, cell, best))
+        verdict = model_verdict(frame, per_image, run, dataset, cipher, CIPHERTEXT_ONLY)
+        if verdict is not None:
+            points.append((cipher, cell, verdict))
     if not points:
         return None
     fig = Figure(figsize=(6, 4.2))
@@ -122,17 +138,18 @@ def tradeoff_figure(frame: pd.DataFrame, per_image: pd.DataFrame, run: dict[str,
     if reference is not None:
         ax.axhline(100 * reference["value"], color="grey", linestyle=":", linewidth=1,
                    label=f"{reference['cipher']} ({reference['classifier']})")
-    for cipher, cell, best in points:
+    for cipher, cell, verdict in points:
+        best = verdict.deciding
         low, high = 100 * cell["ci95_low"], 100 * cell["ci95_high"]
         accuracy = 100 * cell["value"]
         yerr = None if np.isnan(low) else [[accuracy - low], [high - accuracy]]
         xerr = [[best.gain - best.gain_low], [best.gain_high - best.gain]]
-        ax.errorbar(best.gain, accuracy, xerr=xerr, yerr=yerr, fmt="x" if best.restores else "o", capsize=2)
+        ax.errorbar(best.gain, accuracy, xerr=xerr, yerr=yerr, fmt={RESTORES: "x", "?": "s"}.get(verdict.symbol, "o"), capsize=2)
         ax.annotate(f"{cipher} ({cell['classifier']}, {best.attack})", (best.gain, accuracy), textcoords="offset points", xytext=(5, 4), fontsize=7)
     ax.axvline(float(run["config"].get("verdict_margin", 0.05)), color="grey", linestyle="--", linewidth=1, label="verdict margin")
-    ax.set_xlabel("strongest ciphertext-only attack: SSIM gain over the best content-free baseline")
+    ax.set_xlabel("deciding ciphertext-only attack: symmetry-invariant SSIM gain over the best baseline")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"Privacy vs accuracy ({dataset}); x = restores, o = resists", fontsize=9)
+    ax.set_title(f"Privacy vs accuracy ({dataset}); x = restores, o = resists, square = inconclusive", fontsize=9)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from harness.stats import bootstrap_mean_interval
-from reports.verdicts import CIPHERTEXT_ONLY, judge, strongest
+from reports.verdicts import CIPHERTEXT_ONLY, RESISTS, RESTORES, WORDS, model_verdict
 
 #: "close to plain accuracy" for the proposed cipher with ViT, in accuracy points
 CLOSE_POINTS = 5.0
@@ -50,15 +50,19 @@ def findings(frame: pd.DataFrame, per_image: pd.DataFrame, run: dict[str, Any]) 
         lines.append(_accuracy_claim(per_image, dataset, "vit_keyed", "costs no accuracy with the key-transformed ViT"))
         for group, expected in ((("le", "pe"), "is partly restored by"), (("etc", "ele", "proposed"), "resists")):
             for cipher in group:
-                best = strongest(judge(frame, per_image, run, dataset, cipher), run, CIPHERTEXT_ONLY)
-                if best is None:
+                verdict = model_verdict(frame, per_image, run, dataset, cipher, CIPHERTEXT_ONLY)
+                if verdict is None:
                     lines.append(f"{dataset}: '{cipher} {expected} ciphertext-only attacks': not measured.")
                     continue
-                state = "holds" if best.restores == (expected == "is partly restored by") else "does not hold"
+                wanted = RESTORES if expected == "is partly restored by" else RESISTS
+                other = RESISTS if wanted == RESTORES else RESTORES
+                state = "holds" if verdict.symbol == wanted else "does not hold" if verdict.symbol == other else "is inconclusive"
+                best = verdict.deciding
                 lines.append(
-                    f"{dataset}: '{cipher} {expected} ciphertext-only attacks' {state}: strongest attack {best.attack} "
-                    f"reaches SSIM {best.ssim:.3f} vs the best content-free baseline {best.baseline} {best.baseline_ssim:.3f} "
-                    f"(gain {best.gain:+.3f}, 95% [{best.gain_low:+.3f}, {best.gain_high:+.3f}]) and identifies "
-                    f"{100 * best.identification:.1f}% of the images ({'restores' if best.restores else 'does not restore'})."
+                    f"{dataset}: '{cipher} {expected} ciphertext-only attacks' {state}: deciding attack {best.attack} "
+                    f"reaches SSIM {best.ssim:.3f} up to '{best.transform}' (raw {best.raw_ssim:.3f}) vs the best content-free "
+                    f"baseline {best.baseline} {best.baseline_ssim:.3f} (gain {best.gain:+.3f}, 95% [{best.gain_low:+.3f}, "
+                    f"{best.gain_high:+.3f}]) and identifies {100 * best.identification:.1f}% of the images "
+                    f"({WORDS[verdict.symbol]}: {verdict.reason})."
                 )
     return lines

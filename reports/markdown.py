@@ -12,6 +12,7 @@ from harness.cache import atomic_write_bytes
 from harness.results import ResultStore
 from reports.figures import ciphertext_curve_figure, examples_figure, ssim_boxplots, tradeoff_figure
 from reports.findings import findings
+from reports.verdicts import IDENTIFICATION_LEAK, MIN_IMAGES_RESISTS
 from reports.tables import (
     accuracy_table,
     curve_table,
@@ -59,9 +60,13 @@ def _protocol(run: dict[str, Any]) -> str:
         f"images {config['image_size'][0]}x{config['image_size'][1]} (per-cipher sizes below)",
         *_split_lines(run),
         f"- master seed {config['seed']}; victim keys, data, training and attacks use seeds derived from it",
-        f"- security verdict: ✗ when an attack of the threat model beats the best content-free baseline (raw ciphertext, "
-        f"attacker's mean image, flat mean colour) by more than {config.get('verdict_margin', 0.05)} SSIM at the lower end of "
-        "the paired 95% interval *and* identifies images above every baseline's rate (Wilson interval); ✓ otherwise",
+        "- scores up to content-keeping transforms: every restoration is also scored after the one transform (of the 8 "
+        "rotations/mirrors x negation x channel orders) that fits the cell's restorations best; verdicts use these",
+        f"- security verdict: ✗ when an attack recovers the key exactly, or beats the best content-free baseline (raw "
+        f"ciphertext, attacker's mean image, flat mean colour) by more than {config.get('verdict_margin', 0.05)} SSIM at the "
+        "lower end of the paired 95% interval *and* identifies images above every baseline's rate (Wilson interval); ✓ only "
+        f"when the evidence excludes that (at least {MIN_IMAGES_RESISTS} images, the gain's upper end below the margin, "
+        f"identification below {100 * IDENTIFICATION_LEAK:.0f}% or the baselines' rate); ? inconclusive otherwise, with the reason",
         f"- statistical attacks pool the victim's encrypted training set and test images (the provider holds both) and are "
         f"scored on the test images; ciphertext ladder {config.get('ciphertext_ladder')}",
         f"- accuracy: {config.get('accuracy_seeds', 1)} training seed(s) per cell, 95% bootstrap interval over test images",
@@ -88,6 +93,7 @@ def paper_tables(frame, per_image, run: dict[str, Any]) -> list[tuple[str, tuple
     tables = [("Accuracy and security verdicts (the seed's Table I)", accuracy_table(frame, per_image, run))]
     for dataset in run["config"]["datasets"]:
         tables.append((f"Security verdicts ({dataset})", verdict_table(frame, per_image, run, dataset)))
+        tables.append((f"Mean symmetry-invariant SSIM of restorations [95% interval] ({dataset})", security_table(frame, run, dataset, "ssim_invariant")))
         tables.append((f"Mean SSIM of restorations [95% interval] ({dataset})", security_table(frame, run, dataset)))
         tables.append((f"Top-1 identification, % ({dataset})", security_table(frame, run, dataset, "identification", scale=100, digits=1)))
     return tables
@@ -136,8 +142,14 @@ def render_report(folder: str | Path) -> Path:
         "the best of them and identifies the images (see Protocol).",
     ]
     for dataset in config["datasets"]:
-        parts += [f"### {dataset}: verdicts", _table(*verdict_table(frame, per_image, run, dataset))]
-        parts += [f"### {dataset}: mean SSIM [95% interval]", "Signed SSIM (scikit-image defaults).", _table(*security_table(frame, run, dataset))]
+        parts += [f"### {dataset}: verdicts",
+                  "✗ restores, ✓ resists, ? inconclusive (the reason follows). Scores are symmetry-invariant: taken after the "
+                  "rotation, mirror, negation or channel order that fits the restorations best (column *transform*); raw SSIM beside.",
+                  _table(*verdict_table(frame, per_image, run, dataset))]
+        parts += [f"### {dataset}: mean SSIM up to content-keeping transforms [95% interval]",
+                  "What the verdicts use: a mirrored or negated exact restoration scores 1.",
+                  _table(*security_table(frame, run, dataset, "ssim_invariant"))]
+        parts += [f"### {dataset}: mean SSIM [95% interval]", "Raw signed SSIM (scikit-image defaults).", _table(*security_table(frame, run, dataset))]
         parts += [f"### {dataset}: mean \\|SSIM\\|", "As the field's plots show it (an inverted restoration counts).",
                   _table(*security_table(frame, run, dataset, "abs_ssim"))]
         parts += [f"### {dataset}: top-1 identification (%)",
@@ -156,7 +168,7 @@ def render_report(folder: str | Path) -> Path:
         # the seed's Fig. 4 for several example images (the run's `examples`, at most FIGURE_EXAMPLES)
         for index in range(min(int(config.get("examples", 1)), FIGURE_EXAMPLES)):
             suffix = "" if index == 0 else f"_{index}"
-            grid = examples_figure(store, frame, dataset, figures / f"examples_{dataset}{suffix}.png", index=index)
+            grid = examples_figure(store, frame, per_image, dataset, figures / f"examples_{dataset}{suffix}.png", index=index)
             if grid:
                 parts.append(f"![plain, encrypted and restored images, example {index + 1} ({dataset})]({FIGURES_DIR}/{grid.name})")
         boxes = ssim_boxplots(per_image, run, dataset, figures / f"ssim_boxplots_{dataset}.png")

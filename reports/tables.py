@@ -7,7 +7,16 @@ from typing import Any
 
 import pandas as pd
 
-from reports.verdicts import CIPHERTEXT_ONLY, KNOWN_PLAINTEXT, attack_info, is_identity, judge, strongest, verdict_text
+from reports.verdicts import (
+    CIPHERTEXT_ONLY,
+    KNOWN_PLAINTEXT,
+    RESTORES,
+    ModelVerdict,
+    attack_info,
+    is_identity,
+    model_verdict,
+    verdict_text,
+)
 
 #: the seed's Table I row order (presentation only: no decision depends on it); others follow alphabetically
 CIPHER_ORDER = ("le", "etc", "etc_gray", "ele", "pe", "proposed", "plain")
@@ -29,16 +38,20 @@ def _interval(row: Any, scale: float = 1.0, digits: int = 3) -> str:
     return f" [{scale * row['ci95_low']:.{digits}f}, {scale * row['ci95_high']:.{digits}f}]"
 
 
-def security_verdict(frame: pd.DataFrame, per_image: pd.DataFrame, run: dict[str, Any], dataset: str, cipher: str, model: str) -> str:
-    """The report's ✓/✗ for one cipher and threat model (reports/verdicts.py has the rule)."""
-    if is_identity(run, cipher):
-        return "–"
+def _applicable(frame: pd.DataFrame, run: dict[str, Any], dataset: str, cipher: str, model: str) -> bool:
     rows = frame[(frame["kind"] == "security") & (frame["dataset"] == dataset) & (frame["cipher"] == cipher)]
-    applicable = any(
+    return any(
         attack_info(run, a).get("threat_model", CIPHERTEXT_ONLY) == model and not attack_info(run, a).get("baseline")
         for a in rows[rows["status"] != "n/a"]["attack"].unique()
     )
-    return verdict_text(strongest(judge(frame, per_image, run, dataset, cipher), run, model), applicable)
+
+
+def security_verdict(frame: pd.DataFrame, per_image: pd.DataFrame, run: dict[str, Any], dataset: str, cipher: str, model: str) -> str:
+    """The report's ✗/✓/? for one cipher and threat model (reports/verdicts.py has the rule)."""
+    if is_identity(run, cipher):
+        return "–"
+    verdict = model_verdict(frame, per_image, run, dataset, cipher, model)
+    return verdict_text(verdict, _applicable(frame, run, dataset, cipher, model))
 
 
 def accuracy_table(frame: pd.DataFrame, per_image: pd.DataFrame, run: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
@@ -63,25 +76,36 @@ def accuracy_table(frame: pd.DataFrame, per_image: pd.DataFrame, run: dict[str, 
     return headers, body
 
 
+def coverage_text(verdict: ModelVerdict) -> str:
+    """Beside a ✓ or ?: which attacks ran at what budget, and whether any could recover the key."""
+    if verdict.symbol == RESTORES:
+        return verdict.reason
+    text = f"{verdict.reason}. Attacks run: {', '.join(verdict.coverage)}"
+    if not verdict.key_recovery_ran:
+        text += "; no key-recovery attack applies to this cipher's traits"
+    return text
+
+
 def verdict_table(frame: pd.DataFrame, per_image: pd.DataFrame, run: dict[str, Any], dataset: str) -> tuple[list[str], list[list[str]]]:
-    """Per cipher and threat model: the strongest attack against the best content-free baseline."""
+    """Per cipher and threat model: the deciding attack against the best content-free baseline,
+    symmetry-invariant scores beside the raw SSIM, the verdict and why."""
     rows = frame[(frame["kind"] == "security") & (frame["dataset"] == dataset)]
-    headers = ["encryption", "threat model", "strongest attack", "SSIM", "best baseline (SSIM)", "SSIM gain [95%]",
-               "identified (%) [95%]", "baselines identify ≤ (%)", "verdict"]
+    headers = ["encryption", "threat model", "deciding attack", "SSIM (invariant)", "raw SSIM", "transform", "best baseline (SSIM)",
+               "SSIM gain [95%]", "identified (%) [95%]", "baselines identify ≤ (%)", "verdict", "why; coverage"]
     body = []
     for cipher in ordered_ciphers(list(rows["cipher"].unique())):
         if is_identity(run, cipher):
             continue
-        judged = judge(frame, per_image, run, dataset, cipher)
         for model in (CIPHERTEXT_ONLY, KNOWN_PLAINTEXT):
-            j = strongest(judged, run, model)
-            if j is None:
+            verdict = model_verdict(frame, per_image, run, dataset, cipher, model)
+            if verdict is None:
                 continue
+            j = verdict.deciding
             body.append([
-                cipher, model, j.attack, f"{j.ssim:.3f}", f"{j.baseline} ({j.baseline_ssim:.3f})",
+                cipher, model, j.attack, f"{j.ssim:.3f}", f"{j.raw_ssim:.3f}", j.transform, f"{j.baseline} ({j.baseline_ssim:.3f})",
                 f"{j.gain:+.3f} [{j.gain_low:+.3f}, {j.gain_high:+.3f}]",
-                f"{100 * j.identification:.1f} [{100 * j.identification_low:.1f}, …]",
-                f"{100 * j.baseline_identification_high:.1f}", "✗ restores" if j.restores else "✓ resists",
+                f"{100 * j.identification:.1f} [{100 * j.identification_low:.1f}, {100 * j.identification_high:.1f}]",
+                f"{100 * j.baseline_identification_high:.1f}", verdict.text, coverage_text(verdict),
             ])
     return headers, body
 
@@ -130,7 +154,8 @@ def extra_metrics_table(frame: pd.DataFrame, dataset: str) -> tuple[list[str], l
 
 
 #: per-cell scores with tables of their own (everything else is an attack-specific number)
-SCORE_METRICS = ("ssim", "abs_ssim", "psnr", "identification", "ssim_vs_ciphertexts")
+SCORE_METRICS = ("ssim", "abs_ssim", "psnr", "identification", "ssim_vs_ciphertexts", "ssim_invariant", "psnr_invariant",
+                 "identification_invariant", "symmetry")
 
 
 def curve_table(frame: pd.DataFrame, dataset: str) -> tuple[list[str], list[list[str]]]:

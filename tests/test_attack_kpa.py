@@ -179,3 +179,77 @@ def test_smallest_determining_finds_the_threshold_of_a_monotone_test(threshold: 
 def test_smallest_determining_reports_failure_with_the_last_guess() -> None:
     k, key, determined = smallest_determining(lambda k: ({"k": np.array([k])}, False), 6)
     assert (k, int(key["k"][0]), determined) == (6, 6, False)
+
+
+class _XorKeystream(IndexMapCipher):
+    """A whole-image XOR keystream (a value-only keyed transform): no byte moves."""
+
+    channels = 3
+
+    def __init__(self, block_size: int, mask: object) -> None:
+        super().__init__(block_size)
+        self.mask = np.asarray(mask, dtype=np.uint8)
+
+    @classmethod
+    def from_seed(cls, seed, image_size, block_size=None, **options):
+        return cls(1, np.random.default_rng(seed).integers(0, 256, 3 * image_size[0] * image_size[1]))
+
+    def key(self):
+        return {"mask": self.mask.copy()}
+
+    def key_space(self) -> int:
+        return 256 ** self.mask.size
+
+    def index_map(self, channels, height, width):
+        return np.arange(channels * height * width)
+
+    def xor_mask(self, channels, height, width):
+        return self.mask
+
+
+class _XorDeclaredPlain(_XorKeystream):
+    traits = Traits()  # what a plugin had to declare before the keystream trait: it reads as `plain`
+
+
+class _XorDeclaredKeystream(_XorKeystream):
+    traits = Traits(keystream="xor", byte_map=True)
+
+
+def _registered(monkeypatch, name: str, cls: type) -> CipherFamily:
+    import dataclasses
+
+    from harness.registry import ciphers
+
+    entry = dataclasses.replace(ciphers.entry("plain"), name=name, obj=cls, origin="test")
+    monkeypatch.setitem(ciphers._entries, name, entry)
+    return CipherFamily(name, SIZE, 1)
+
+
+def test_kpa_claims_no_key_its_recovery_does_not_reproduce(photos, monkeypatch) -> None:
+    """Today's main: 'key determined by 1 known pair' on an XOR keystream declared as plain, then SSIM 0.008."""
+    family = _registered(monkeypatch, "xor_as_plain", _XorDeclaredPlain)
+    victim = family.draw(5)
+    attack = attacks.get("kpa")()
+    attack.fit(photos[:4], family, AttackConfig(), known_pairs=(photos[:8], victim.encrypt(photos[:8])))
+    assert "pairs_needed" not in attack.extra and attack.extra["pairs_reproduced"] < 1
+    assert "determined" not in attack.note and "traits do not describe" in attack.note
+
+
+def test_a_declared_xor_keystream_is_not_plain_and_kpa_recovers_it(photos, monkeypatch) -> None:
+    family = _registered(monkeypatch, "xor_keystream", _XorDeclaredKeystream)
+    assert not family.traits.identity and family.traits.value_bijection
+    victim = family.draw(5)
+    attack = attacks.get("kpa")()
+    attack.fit(photos[:4], family, AttackConfig(), known_pairs=(photos[:8], victim.encrypt(photos[:8])))
+    assert attack.extra["pairs_reproduced"] == 1 and attack.extra["pairs_needed"] <= 8
+    assert "checked" in attack.note
+    evaluated = photos[8:16]
+    assert torch.equal(attack.restore(victim.encrypt(evaluated)), evaluated)
+
+
+def test_the_conformance_suite_names_the_violated_trait(monkeypatch) -> None:
+    from harness.conformance import test_cipher_contract as contract
+
+    monkeypatch.setattr(contract, "_one_key_cipher", lambda name: (_XorDeclaredPlain, (8, 8), _XorDeclaredPlain.from_seed(1, (8, 8))))
+    with pytest.raises(AssertionError, match="declares no trait that changes images.*keystream='xor'"):
+        contract.test_identity_trait_means_unchanged("xor_as_plain")

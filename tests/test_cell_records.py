@@ -246,7 +246,7 @@ def test_a_record_holds_rows_per_image_scores_and_examples_with_a_checksum(tmp_p
     record = decode_record(path.read_bytes())
     assert record["cell"]["attack"] == "none" and record["inputs"] == runner.inputs(cell)
     assert [r["metric"] for r in record["rows"]] == [r["metric"] for r in rows]
-    assert set(record["per_image"]) == {"ssim", "psnr", "identified"} and len(record["per_image"]["ssim"]) == 10 - 4
+    assert set(record["per_image"]) == {"ssim", "psnr", "identified", "ssim_invariant", "psnr_invariant", "identified_invariant"} and len(record["per_image"]["ssim"]) == 10 - 4
     assert record["examples"][0]["name"] == "none" and record["code"] == identity.code_version(cell)
     images, _ = runner.store.load_examples(runner.store.example_path("natural", "proposed", "none"))
     assert images.shape[0] == 2

@@ -40,7 +40,7 @@ def test_security_cell_rows_per_image_scores_and_ladder(runner) -> None:
     assert _metric(rows, "abs_ssim")["value"] >= _metric(rows, "ssim")["value"] - 1e-12
     table = ResultStore(runner.store.folder).load_per_image()
     mine = table[(table["cipher"] == "proposed") & (table["attack"] == "puzzle")]
-    assert set(mine["metric"]) == {"ssim", "psnr", "identified"}
+    assert set(mine["metric"]) == {"ssim", "psnr", "identified", "ssim_invariant", "psnr_invariant", "identified_invariant"}
     ssim = mine[mine["metric"] == "ssim"].sort_values("image_id")["value"].to_numpy()
     assert ssim.shape == (evaluated,) and np.isclose(ssim.mean(), _metric(rows, "ssim")["value"])
 
@@ -50,7 +50,7 @@ def test_a_rerun_cell_replaces_its_per_image_rows(runner) -> None:
     runner.run_cell(cell)
     runner.run_cell(cell)
     table = runner.store.load_per_image()
-    assert len(table) == 3 * (40 - 8)
+    assert len(table) == 6 * (40 - 8)
 
 
 def test_accuracy_cell_repeats_seeds_and_gives_a_bootstrap_interval(runner) -> None:

@@ -218,19 +218,55 @@ def test_byte_map_trait_holds(byte_map: str) -> None:
     x, y = _images(cls, size, batch=2, seed=11)
     zero = torch.zeros_like(x)
     e0, ex, ey, exy = (_same_key_encrypt(cipher, v[None])[0] for v in (zero, x, y, x ^ y))
-    assert torch.equal(exy, ex ^ ey ^ e0), "a byte map is affine over XOR"
-    assert sorted((ex ^ e0).reshape(-1).tolist()) == sorted(x.reshape(-1).tolist()), "and only moves bytes"
+    assert torch.equal(exy, ex ^ ey ^ e0), f"{byte_map} declares byte_map (one gather + XOR) but is not affine over XOR"
+    assert sorted((ex ^ e0).reshape(-1).tolist()) == sorted(x.reshape(-1).tolist()), (
+        f"{byte_map} declares byte_map (one gather + XOR) but E(x) ^ E(0) is not a rearrangement of x's bytes")
 
 
 @pytest.mark.parametrize("identity", _names_where(lambda cls: cls.traits.identity))
 def test_identity_trait_means_unchanged(identity: str) -> None:
     cls, size, cipher = _one_key_cipher(identity)
     x = _images(cls, size)
-    assert torch.equal(_same_key_encrypt(cipher, x), x)
+    assert torch.equal(_same_key_encrypt(cipher, x), x), (
+        f"{identity} declares no trait that changes images (it would be treated as `plain`: no verdict, the accuracy "
+        "reference) but encrypt changes them; declare what it does, e.g. Traits(keystream='xor') for a value-only keyed transform"
+    )
 
 
 @pytest.mark.parametrize("moving", _names_where(lambda cls: cls.traits.position_permuting or cls.traits.value_bijection))
 def test_non_identity_traits_change_images(moving: str) -> None:
     cls, size, cipher = _one_key_cipher(moving)
     x = _images(cls, size)
-    assert not torch.equal(_same_key_encrypt(cipher, x).reshape(-1)[: x.numel()], x.reshape(-1))
+    assert not torch.equal(_same_key_encrypt(cipher, x).reshape(-1)[: x.numel()], x.reshape(-1)), (
+        f"{moving} declares traits that change images but encrypt leaves them unchanged")
+
+
+@pytest.mark.parametrize("mover", _names_where(
+    lambda cls: not cls.traits.value_bijection and cls.traits.colour_space == "rgb" and not cls.traits.identity))
+def test_without_a_value_trait_only_positions_change(mover: str) -> None:
+    """No negative-positive step, nibble flips or keystream declared: encryption only moves bytes."""
+    cls, size, cipher = _one_key_cipher(mover)
+    x = _images(cls, size, batch=2, seed=5)
+    y = _same_key_encrypt(cipher, x)
+    for plain, encrypted in zip(x, y):
+        assert sorted(encrypted.reshape(-1).tolist()) == sorted(plain.reshape(-1).tolist()), (
+            f"{mover} declares no value change (negative_positive, nibble_shuffle or a keystream) but changes byte "
+            "values; declare the value transform it applies")
+
+
+@pytest.mark.parametrize("stayer", _names_where(
+    lambda cls: not cls.traits.position_permuting and cls.traits.colour_space == "rgb" and cls.traits.within_block != "nibble_shuffle"))
+def test_without_a_movement_trait_every_byte_stays_in_place(stayer: str) -> None:
+    """No block scrambling, within-block movement or channel shuffle declared: changing one plain
+    byte changes at most the ciphertext byte at the same position."""
+    cls, size, cipher = _one_key_cipher(stayer)
+    x = _images(cls, size, batch=1, seed=9)
+    base = _same_key_encrypt(cipher, x)
+    flat = x.reshape(-1)
+    for position in (0, flat.numel() // 2 + 1, flat.numel() - 1):
+        changed = x.clone().reshape(-1)
+        changed[position] ^= 0x81
+        moved = (_same_key_encrypt(cipher, changed.view_as(x)) != base).reshape(-1).nonzero().flatten().tolist()
+        assert set(moved) <= {position}, (
+            f"{stayer} declares no movement (block_scrambling, within_block, channel_shuffle) but a change of byte "
+            f"{position} changed ciphertext bytes {moved[:5]}; declare how content moves")

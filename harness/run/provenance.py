@@ -101,6 +101,8 @@ def run_metadata(config: dict[str, Any], ctx: CellContext, cells: list[Cell], de
                 "threat_model": getattr(attacks.get(n), "threat_model", "ciphertext-only"),
                 "baseline": bool(getattr(attacks.get(n), "baseline", False)),
                 "statistical": bool(getattr(attacks.get(n), "statistical", False)),
+                "learned": bool(getattr(attacks.get(n), "learned", False)),
+                "key_recovery": bool(getattr(attacks.get(n), "key_recovery", False)),
             }
             for n in attacks.names()
         },

@@ -19,6 +19,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,9 +28,11 @@ from attacks.base import Attack, AttackConfig, CipherFamily, check_batch
 from ciphers.base import Cipher
 from harness.cache import cache_key, load_checkpoint, save_checkpoint, tensor_digest
 from harness.lazy import LazyImages, as_lazy, release_freed_memory
-from harness.metrics import identify, identity_features, psnr, ssim
+from harness.metrics import IDENTIFICATION_SIDE, identify, identity_features, psnr, ssim
 from harness.progress import ProgressCallback
 from harness.registry import attacks
+from harness.stats import mean_interval, wilson_interval
+from harness.symmetry import Symmetry, SymmetryScores, feature_grid, selection_images, transform_features
 
 #: values of a position code differ by at least this much in some channel (survives +-1 rounding)
 _CODE_SPACING = 4
@@ -47,23 +50,37 @@ class AttackNotApplicable(ValueError):
 class SecurityResult:
     """What one security cell measured.
 
-    ``restored``: the attack's uint8 images of the evaluated victim images; ``ssim``/``psnr``: per
-    image, against the plain images; ``identified``: per image, whether the restoration is more
-    similar to its own plain image than to any other evaluated one; ``extra``: numbers the attack
-    or the cell measured (e.g. ``pairs_needed``, ``positions_recovered``, ``ciphertexts_seen``,
-    training losses; always finite); ``curve``: (ciphertexts seen, mean SSIM) of a statistical
-    attack's ladder; ``note``: one line for the report.
+    ``restored``: the attack's uint8 images of the evaluated victim images (as it output them);
+    ``ssim``/``psnr``: per image, against the plain images; ``identified``: per image, whether the
+    restoration is more similar to its own plain image than to any other evaluated one;
+    ``invariant``: the same three scores up to the content-keeping transform
+    (:mod:`harness.symmetry`) that fits the restorations best, ``symmetry``: that transform;
+    ``extra``: numbers the attack or the cell measured (e.g. ``pairs_needed``,
+    ``positions_recovered``, ``ciphertexts_seen``, training losses; always finite); ``curve``:
+    (ciphertexts seen, mean symmetry-invariant SSIM) of a statistical attack's ladder; ``note``:
+    one line for the report.
     """
 
     restored: torch.Tensor
     ssim: torch.Tensor
     psnr: torch.Tensor
     identified: torch.Tensor
+    invariant: "InvariantScores"
     extra: dict[str, float] = field(default_factory=dict)
     curve: list[tuple[int, float]] = field(default_factory=list)
     note: str = ""
     cached: bool = False
     fit_seconds: float = 0.0
+
+
+@dataclass
+class InvariantScores:
+    """Per-image scores under the cell's chosen content-keeping transform."""
+
+    symmetry: Symmetry
+    ssim: torch.Tensor
+    psnr: torch.Tensor
+    identified: torch.Tensor
 
 
 def attack_cache_path(
@@ -144,17 +161,56 @@ def encrypted(cipher: Cipher, images: LazyImages, first_id: int, device: torch.d
 
 @dataclass
 class _Scores:
-    """Per-image scores of one restoration pass over the evaluated images."""
+    """Per-image scores of one restoration pass over the evaluated images, raw and invariant."""
 
     ssim: torch.Tensor
     psnr: torch.Tensor
     features: torch.Tensor
     kept: torch.Tensor
+    symmetry: Symmetry
+    invariant_ssim: torch.Tensor
+    invariant_psnr: torch.Tensor
+
+
+class _InvariantPass:
+    """Chooses the transform on the first :func:`selection_images` restorations (every transform
+    scored from their statistics), then scores the remaining ones under that transform only."""
+
+    def __init__(self, image_shape: tuple[int, ...]) -> None:
+        self.scan = SymmetryScores(*image_shape)
+        self.selection = selection_images(image_shape)
+        self.seen = 0
+        self.chosen: Symmetry | None = None
+        self.later_ssim: list[torch.Tensor] = []
+        self.later_psnr: list[torch.Tensor] = []
+
+    def add(self, restored: torch.Tensor, plain: torch.Tensor) -> None:
+        take = max(0, min(restored.shape[0], self.selection - self.seen))
+        if take:
+            self.scan.add(restored[:take], plain[:take])
+            self.seen += take
+        if take < restored.shape[0]:
+            symmetry = self.choose()
+            moved = symmetry.apply(restored[take:])
+            self.later_ssim.append(ssim(moved, plain[take:]).cpu())
+            self.later_psnr.append(psnr(moved, plain[take:]).cpu())
+
+    def choose(self) -> Symmetry:
+        if self.chosen is None:
+            self.chosen = self.scan.best()
+        return self.chosen
+
+    def scores(self) -> tuple[Symmetry, torch.Tensor, torch.Tensor]:
+        symmetry = self.choose()
+        first_ssim, first_psnr = self.scan.scores(symmetry)
+        return symmetry, torch.cat([first_ssim, *self.later_ssim]), torch.cat([first_psnr, *self.later_psnr])
 
 
 def _score(instance: Attack, cipher: Cipher, plain: LazyImages, device: torch.device, keep: int) -> _Scores:
-    """Restore and score the evaluated images a chunk at a time; keeps the first ``keep`` restorations."""
+    """Restore and score the evaluated images a chunk at a time (raw and up to the content-keeping
+    transforms); keeps the first ``keep`` restorations."""
     ssims, psnrs, features, kept = [], [], [], []
+    invariant = _InvariantPass(plain.image_shape)
     chunk = stream_chunk(plain.image_shape)
     held = 0
     for start in range(0, len(plain), chunk):
@@ -164,13 +220,16 @@ def _score(instance: Attack, cipher: Cipher, plain: LazyImages, device: torch.de
         ssims.append(ssim(restored, images).cpu())
         psnrs.append(psnr(restored, images).cpu())
         features.append(identity_features(restored).cpu())
+        invariant.add(restored, images)
         if held < keep:
             kept.append(restored[: keep - held].cpu())
             held += kept[-1].shape[0]
         del images, restored
         release_freed_memory()
     empty = torch.empty((0, *plain.image_shape), dtype=torch.uint8)
-    return _Scores(torch.cat(ssims), torch.cat(psnrs), torch.cat(features), torch.cat(kept) if kept else empty)
+    symmetry, invariant_ssim, invariant_psnr = invariant.scores()
+    return _Scores(torch.cat(ssims), torch.cat(psnrs), torch.cat(features), torch.cat(kept) if kept else empty,
+                   symmetry, invariant_ssim, invariant_psnr)
 
 
 def run_security_cell(
@@ -254,20 +313,89 @@ def run_security_cell(
         if attack_cls.statistical:
             for count in (c for c in ladder if c < len(seen)):
                 smaller, _ = fitted(seen.head(count))
-                curve.append((count, float(_score(smaller, victim_cipher, evaluated, device, 0).ssim.mean())))
-            curve.append((len(seen), float(scores.ssim.mean())))
-            reached = [count for count, value in curve if value >= RESTORED_SSIM]
+                curve.append((count, float(_score(smaller, victim_cipher, evaluated, device, 0).invariant_ssim.mean())))
+            curve.append((len(seen), float(scores.invariant_ssim.mean())))
+            reached = [count for count, value in curve if value >= RESTORED_SSIM]  # symmetry-invariant SSIM
             if reached:
                 extra["ciphertexts_needed"] = float(reached[0])
     gallery = torch.cat([identity_features(chunk) for chunk in evaluated.chunks(stream_chunk(evaluated.image_shape))])
+    grid = feature_grid(*family.image_size, IDENTIFICATION_SIDE)
+    invariant = InvariantScores(
+        scores.symmetry, scores.invariant_ssim, scores.invariant_psnr,
+        identify(transform_features(scores.features, scores.symmetry, grid), gallery),
+    )
     return SecurityResult(
         restored=scores.kept,
         ssim=scores.ssim,
         psnr=scores.psnr,
         identified=identify(scores.features, gallery),
+        invariant=invariant,
         extra=extra,
         curve=curve,
         note=instance.note,
         cached=cached,
         fit_seconds=fit_seconds,
     )
+
+
+#: PSNR of an exact restoration is infinite; means cap it here so one exact image does not make the mean inf
+PSNR_CAP_DB = 100.0
+
+
+def mean_row(base: dict[str, Any], metric: str, values: torch.Tensor) -> dict[str, Any]:
+    """Mean with a normal-approximation 95% interval over images (infinite values capped, noted)."""
+    array = values.detach().double().cpu().numpy()
+    note = base.get("note", "")
+    infinite = ~np.isfinite(array)
+    if infinite.any():
+        array = np.minimum(array, PSNR_CAP_DB)
+        note = "; ".join(filter(None, [note, f"{metric} capped at {PSNR_CAP_DB:g} for exact restorations"]))
+    mean, low, high = mean_interval(array)
+    if infinite.any():
+        low = high = float("nan")
+    return {**base, "metric": metric, "value": mean, "ci95_low": low, "ci95_high": high, "n": int(array.size), "note": note}
+
+
+def _identification_row(base: dict[str, Any], metric: str, identified: torch.Tensor, how: str) -> dict[str, Any]:
+    hits = identified.double().cpu().numpy()
+    rate, low, high = wilson_interval(float(hits.sum()), hits.size)
+    return {**base, "metric": metric, "value": rate, "ci95_low": low, "ci95_high": high, "n": hits.size,
+            "note": f"top-1 among {hits.size} images{how} (chance {1 / hits.size:.4f}); Wilson interval"}
+
+
+def security_rows(
+    base: dict[str, Any], result: SecurityResult, examples: int
+) -> tuple[list[dict[str, Any]], dict[str, np.ndarray], list[tuple[str, np.ndarray, np.ndarray]]]:
+    """A security cell's result rows, per-image scores and example restorations.
+
+    Raw scores (``ssim``, ``abs_ssim``, ``psnr``, ``identification``) sit beside the scores up
+    to the chosen content-keeping transform (``*_invariant``; the ``symmetry`` row names it and
+    is 1 when it is not the identity), which the verdicts use.
+    """
+    ok = {**base, "status": "ok", "note": result.note}
+    invariant = result.invariant
+    moved = f" after the transform '{invariant.symmetry.label}'"
+    rows = [
+        mean_row(ok, "ssim", result.ssim),
+        mean_row(ok, "abs_ssim", result.ssim.abs()),
+        mean_row(ok, "psnr", result.psnr),
+        _identification_row(ok, "identification", result.identified, ""),
+        mean_row(ok, "ssim_invariant", invariant.ssim),
+        mean_row(ok, "psnr_invariant", invariant.psnr),
+        _identification_row(ok, "identification_invariant", invariant.identified, moved),
+        {**ok, "metric": "symmetry", "value": float(not invariant.symmetry.is_identity),
+         "note": f"content-keeping transform that fits the restorations best: {invariant.symmetry.label}"},
+    ]
+    rows += [{**ok, "metric": name, "value": float(value)} for name, value in sorted(result.extra.items())]
+    rows += [{**ok, "metric": "ssim_vs_ciphertexts", "value": value, "n": seen,
+              "note": "n = victim ciphertexts the attack saw; symmetry-invariant SSIM"} for seen, value in result.curve]
+    per_image = {
+        "ssim": result.ssim.cpu().numpy(),
+        "psnr": np.minimum(result.psnr.double().cpu().numpy(), PSNR_CAP_DB),
+        "identified": result.identified.double().cpu().numpy(),
+        "ssim_invariant": invariant.ssim.cpu().numpy(),
+        "psnr_invariant": np.minimum(invariant.psnr.double().cpu().numpy(), PSNR_CAP_DB),
+        "identified_invariant": invariant.identified.double().cpu().numpy(),
+    }
+    restored = result.restored[:examples].cpu().numpy()
+    return rows, per_image, [(str(base["attack"]), restored, result.ssim[:examples].cpu().numpy())]

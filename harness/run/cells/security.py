@@ -1,13 +1,8 @@
 """The security cell: resolve an attack's settings and the cipher family from the configuration,
-run the attack (:func:`harness.run.security.run_security_cell`) and shape its scores into rows
-with intervals, per-image scores and example restorations."""
+run the attack (:func:`harness.run.security.run_security_cell`) and store its rows, per-image
+scores and example restorations (:func:`harness.run.security.security_rows`)."""
 
 from __future__ import annotations
-
-from typing import Any
-
-import numpy as np
-import torch
 
 from attacks.base import AttackConfig, CipherFamily
 from harness.keys import derive_seed
@@ -15,8 +10,7 @@ from harness.registry import attacks
 from harness.run.cells.context import CellContext
 from harness.run.cells.output import CellOutput
 from harness.run.plan import Cell, cipher_options
-from harness.run.security import run_security_cell
-from harness.stats import mean_interval, wilson_interval
+from harness.run.security import run_security_cell, security_rows
 
 
 def security_cell(cell: Cell, ctx: CellContext) -> CellOutput:
@@ -53,40 +47,5 @@ def security_cell(cell: Cell, ctx: CellContext) -> CellOutput:
         progress=ctx.cell_progress(cell),
         keep_restored=count,
     )
-    ok = {**base, "status": "ok", "note": result.note}
-    identified = result.identified.double().cpu().numpy()
-    rate, low, high = wilson_interval(float(identified.sum()), identified.size)
-    rows = [
-        mean_row(ok, "ssim", result.ssim),
-        mean_row(ok, "abs_ssim", result.ssim.abs()),
-        mean_row(ok, "psnr", result.psnr),
-        {**ok, "metric": "identification", "value": rate, "ci95_low": low, "ci95_high": high, "n": identified.size,
-         "note": f"top-1 among {identified.size} images (chance {1 / identified.size:.4f}); Wilson interval"},
-    ]
-    rows += [{**ok, "metric": name, "value": float(value)} for name, value in sorted(result.extra.items())]
-    rows += [{**ok, "metric": "ssim_vs_ciphertexts", "value": value, "n": seen, "note": "n = victim ciphertexts the attack saw"}
-             for seen, value in result.curve]
-    psnr_values = np.minimum(result.psnr.double().cpu().numpy(), PSNR_CAP_DB)
-    return CellOutput(
-        rows,
-        per_image={"ssim": result.ssim.cpu().numpy(), "psnr": psnr_values, "identified": identified},
-        examples=[(cell.attack, result.restored[:count].cpu().numpy(), result.ssim[:count].cpu().numpy())],
-    )
-
-
-#: PSNR of an exact restoration is infinite; means cap it here so one exact image does not make the mean inf
-PSNR_CAP_DB = 100.0
-
-
-def mean_row(base: dict[str, Any], metric: str, values: torch.Tensor) -> dict[str, Any]:
-    """Mean with a normal-approximation 95% interval over images (infinite values capped, noted)."""
-    array = values.detach().double().cpu().numpy()
-    note = base.get("note", "")
-    infinite = ~np.isfinite(array)
-    if infinite.any():
-        array = np.minimum(array, PSNR_CAP_DB)
-        note = "; ".join(filter(None, [note, f"{metric} capped at {PSNR_CAP_DB:g} for exact restorations"]))
-    mean, low, high = mean_interval(array)
-    if infinite.any():
-        low = high = float("nan")
-    return {**base, "metric": metric, "value": mean, "ci95_low": low, "ci95_high": high, "n": int(array.size), "note": note}
+    rows, per_image, examples = security_rows(base, result, count)
+    return CellOutput(rows, per_image=per_image, examples=examples)
