@@ -8,7 +8,9 @@ secret ``key_seed`` and the image id with a counter-based hash (:func:`derive_ke
 over the whole batch; :class:`PECipher` applies one explicit key to every image (``same_key``).
 
 Per-image key derivation (``diff_key``), all arithmetic on unsigned integers modulo 2^64 or 2^32,
-computed on the CPU with numpy (so every machine and device gets the same keys):
+computed where the images are (:func:`derive_keys_on`, torch's wrapping signed integers with
+masked shifts) and equal bit for bit to the numpy reference :func:`derive_keys`, so every machine
+and device gets the same keys and a GPU derives them without a host round trip:
 
 1. image key ``K = splitmix64(key_seed + (i + 1) * 0x9E3779B97F4A7C15)`` for image id ``i``
    (output ``i`` of a SplitMix64 generator seeded with ``key_seed``), with the SplitMix64 finalizer
@@ -171,6 +173,65 @@ def derive_keys(key_seed: int, image_ids: np.ndarray, height: int, width: int) -
     h >>= 29  # ((h >> 3) * 6) >> 29: the top of a 29-bit uniform value scaled to 0..5
     shape = (-1, height, width)
     return DerivedKeys(h.astype(np.uint8).reshape(shape), flips.reshape(shape))
+
+
+def _wrap64(value: int) -> int:
+    """An unsigned 64-bit constant as the signed int64 with the same bits (torch has no uint64 arithmetic)."""
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def _shr(values: torch.Tensor, shift: int, bits: int) -> torch.Tensor:
+    """Logical right shift of ``bits``-bit unsigned values held in signed integers."""
+    return (values >> shift) & ((1 << (bits - shift)) - 1)
+
+
+def _splitmix64_torch(z: torch.Tensor) -> torch.Tensor:
+    """:func:`_splitmix64` on int64 tensors (multiplication wraps modulo 2^64 as on uint64)."""
+    z = z ^ _shr(z, 30, 64)
+    z = z * _wrap64(0xBF58476D1CE4E5B9)
+    z = z ^ _shr(z, 27, 64)
+    z = z * _wrap64(0x94D049BB133111EB)
+    return z ^ _shr(z, 31, 64)
+
+
+def _fmix32_torch(h: torch.Tensor) -> torch.Tensor:
+    """:func:`_fmix32` on int64 tensors holding 32-bit values (products keep their low 32 bits)."""
+    mask = 0xFFFFFFFF
+    h = h ^ (h >> 16)
+    h = (h * 0x85EBCA6B) & mask
+    h = h ^ (h >> 13)
+    h = (h * 0xC2B2AE35) & mask
+    return h ^ (h >> 16)
+
+
+def derive_keys_on(key_seed: int, image_ids: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`derive_keys` computed in torch where ``image_ids`` (int64) live: ``(channel_perm, flips)``
+    uint8 ``[B, H, W]``, bit for bit equal to the numpy reference on every device."""
+    device = image_ids.device
+    state = _wrap64(key_seed) + (image_ids.to(torch.int64) + 1) * _wrap64(_SPLITMIX_GAMMA)
+    image_key = _splitmix64_torch(state)
+    low, high = image_key & 0xFFFFFFFF, _shr(image_key, 32, 64)
+    pixels = torch.arange(height * width, dtype=torch.int64, device=device)
+    h = _fmix32_torch(((pixels[None, :] + low[:, None]) & 0xFFFFFFFF) ^ high[:, None])
+    flips = (h & 0xFF).to(torch.uint8)
+    channel_perm = ((_shr(h, 3, 32) * 6) >> 29).to(torch.uint8)
+    shape = (-1, height, width)
+    return channel_perm.view(shape), flips.view(shape)
+
+
+def check_image_ids_on(image_ids: torch.Tensor | None, batch: int, device: torch.device) -> torch.Tensor:
+    """The batch's image ids as int64 on ``device`` (``arange`` when None), validated: on the CPU with
+    an error naming the problem; on an accelerator by a device-side assertion (no host round trip)."""
+    if image_ids is None:
+        return torch.arange(batch, device=device)
+    if device.type == "cpu" or image_ids.device.type == "cpu":
+        return check_image_ids(image_ids, batch).to(device)
+    if image_ids.dtype.is_floating_point or image_ids.dtype == torch.bool or image_ids.shape != (batch,):
+        raise ValueError(f"image_ids must be an integer tensor of shape ({batch},), got {image_ids.dtype} {tuple(image_ids.shape)}")
+    ids = image_ids.to(device, torch.int64)
+    if batch:
+        torch._assert_async(ids.min() >= 0, "image_ids must be non-negative")
+    return ids
 
 
 def _selector_tables(inverse: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -356,14 +417,14 @@ class PEDiffKeyCipher(_PixelKeySpace, Cipher):
     def _batch_key(
         self, shape: torch.Size, image_ids: torch.Tensor | None, device: torch.device
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(channel_perm, flip masks)`` of a batch on ``device``: derived on the CPU, then moved."""
+        """``(channel_perm, flip masks)`` of a batch, derived on ``device`` (:func:`derive_keys_on`)."""
         batch, _, height, width = shape
         if (height, width) != self.image_size:
             raise ValueError(
                 f"key_seed derives keys for {self.image_size[0]}x{self.image_size[1]} images, got {height}x{width}"
             )
-        keys = derive_keys(self.key_seed, check_image_ids(image_ids, batch).numpy(), height, width)
-        channel_perm, flips = (torch.from_numpy(k).to(device) for k in keys)
+        ids = check_image_ids_on(image_ids, batch, device)
+        channel_perm, flips = derive_keys_on(self.key_seed, ids, height, width)
         return channel_perm, flip_masks(flips)
 
     def _encrypt(self, images: torch.Tensor, image_ids: torch.Tensor | None) -> torch.Tensor:

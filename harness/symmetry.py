@@ -168,7 +168,7 @@ def _pair_statistics(x: torch.Tensor, y: torch.Tensor, geometries: list[int]) ->
         xf = xg.to(dtype)
         ux = _local_mean(xf)
         vx = cov_norm * (_local_mean(xf * xf) - ux * ux)
-        products = (xf.unsqueeze(2) * yf.unsqueeze(1)).view(batch, channels * channels, height, width)
+        products = (xf.unsqueeze(2) * yf.unsqueeze(1)).reshape(batch, channels * channels, height, width)
         cross = cov_norm * (_local_mean(products).view(batch, channels, channels, *uy.shape[-2:])
                             - ux.unsqueeze(2) * uy.unsqueeze(1))
         ui, uj = ux.unsqueeze(2), uy.unsqueeze(1)

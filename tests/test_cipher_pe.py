@@ -205,3 +205,15 @@ def test_rejects_bad_image_ids() -> None:
 def test_source_channel_arithmetic_matches_the_permutation_table() -> None:
     table = torch.tensor(list(itertools.permutations(range(3))), dtype=torch.uint8)
     assert torch.equal(source_channels(torch.arange(6, dtype=torch.uint8).view(1, 6, 1))[0, :, :, 0].T, table)
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**64 - 1), ids=st.lists(st.integers(0, 2**62), min_size=1, max_size=6),
+       height=st.integers(1, 9), width=st.integers(1, 9))
+def test_keys_derived_in_torch_equal_the_numpy_reference(seed: int, ids: list[int], height: int, width: int) -> None:
+    """The device-side derivation (issue: PE keys derived where the images are) equals today's keys bit for bit."""
+    from ciphers.pe import derive_keys, derive_keys_on
+
+    reference = derive_keys(seed, np.array(ids, dtype=np.int64), height, width)
+    channel_perm, flips = derive_keys_on(seed, torch.tensor(ids), height, width)
+    assert np.array_equal(channel_perm.numpy(), reference.channel_perm) and np.array_equal(flips.numpy(), reference.flips)

@@ -178,3 +178,23 @@ def test_an_attack_that_does_not_stream_gets_whole_tensors(splits) -> None:
     attack = _TensorOnly()
     attack.fit(LazyImages.of(splits["attacker"]), family, AttackConfig(), victim_ciphertexts=LazyImages.of(splits["test"]))
     assert torch.equal(attack.mean, splits["attacker"].float().mean(0).round().to(torch.uint8))
+
+
+def test_security_cells_resize_where_they_score(tmp_path, monkeypatch) -> None:
+    """The device-resident security path: every split a security cell reads is resized and encrypted
+    on the cell's device (today's main resized on the host and then copied)."""
+    from harness.data import ImageDataset
+    from harness.run import Cell, CellContext, compute_cell, resolve_config
+
+    config = resolve_config("quick")
+    config.update({"n_train": 30, "n_test": 20, "n_attacker": 20, "image_size": [16, 16], "known_pairs": 4})
+    asked: list[object] = []
+    real = ImageDataset.lazy
+
+    def lazy(self, device=None):
+        asked.append(device)
+        return real(self, device)
+
+    monkeypatch.setattr(ImageDataset, "lazy", lazy)
+    compute_cell(Cell("security", "natural", "proposed", attack="puzzle"), CellContext(config, tmp_path / "run", device="cpu"))
+    assert asked and all(device == "cpu" for device in asked), asked

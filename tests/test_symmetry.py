@@ -91,3 +91,10 @@ def test_maximisation_barely_inflates_content_free_guesses(side: int) -> None:
         raw = float(ssim(guess.contiguous(), plain).mean())
         best = float(scores.scores(scores.best())[0].mean())
         assert raw - 1e-9 <= best <= raw + INFLATION_BOUND, (name, raw, best)
+
+
+def test_non_contiguous_restorations_are_scored(plain) -> None:
+    restored = plain.permute(0, 1, 3, 2)  # a transposed view: not contiguous
+    scores = SymmetryScores(3, 32, 32)
+    scores.add(restored, plain)
+    assert scores.best().geometry in (5, 7)  # a transpose is a rotation and a mirror

@@ -27,10 +27,10 @@ def security_cell(cell: Cell, ctx: CellContext) -> CellOutput:
     if reason:
         return CellOutput([{**base, "status": "n/a", "metric": "ssim", "note": reason}])
     # lazy splits: CIFAR stays at 32 x 32 and is resized a chunk at a time (bounded memory)
-    victim = ctx.dataset(cell.dataset, "test", size).lazy()
-    attacker = ctx.dataset(cell.dataset, "attacker", size).lazy()
+    victim = ctx.dataset(cell.dataset, "test", size).lazy(ctx.device)
+    attacker = ctx.dataset(cell.dataset, "attacker", size).lazy(ctx.device)
     # the provider holds the encrypted training set too: attacks on victim ciphertexts pool it
-    pool = ctx.dataset(cell.dataset, "train", size).lazy() if attacks.get(cell.attack).uses_victim_ciphertexts else None
+    pool = ctx.dataset(cell.dataset, "train", size).lazy(ctx.device) if attacks.get(cell.attack).uses_victim_ciphertexts else None
     count = int(ctx.config["examples"])
     result = run_security_cell(
         cell.attack,

@@ -1,0 +1,100 @@
+"""The model holder's threat: reading a keyed ViT's key from its weights.
+
+In Kiya et al.'s model transformation (our ``vit_keyed``), the provider receives a plain ViT
+transformed with the key: the patch-embedding columns gathered by the pixel map Pi that K2
+induces (``W' = W[:, Pi]``) and the patch rows of the position embedding gathered by K1
+(``E'[i] = E[K1[i]]``).  Whoever holds the transformed model can read the key back:
+
+- *with the public checkpoint* (the seed fine-tunes the public ImageNet-21k ViT-B/16): match the
+  columns of ``W'`` to those of ``W`` and the rows of ``E'`` to those of ``E`` by a linear
+  assignment on squared distances.  Exact for a transformed checkpoint; after fine-tuning on
+  encrypted images the columns have moved and the share of entries read right is what it is.
+- *without a checkpoint*: the filters of a trained ViT are smooth patches and its position
+  embeddings vary smoothly over the patch grid, so Pi and K1 are jigsaws over those smooth
+  objects, solvable up to the grid's symmetries with ``puzzle``'s layout (spectral embedding,
+  then pairwise swaps).
+
+Functions only: a model-holder threat model in the runner (a cell that reads the provider's
+model) is not built yet.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy.optimize import linear_sum_assignment
+from timm.models.vision_transformer import VisionTransformer
+
+from attacks.puzzle import SquaredDistance, descend, grid_edges, spectral_layout
+
+
+def match_rows(keyed: torch.Tensor, public: torch.Tensor) -> tuple[np.ndarray, float]:
+    """``p`` with ``keyed[i] ~ public[p[i]]`` (a permutation minimising the summed squared distance)
+    and the mean squared distance of the match (0 for an exact gather)."""
+    keyed, public = keyed.detach().double().cpu(), public.detach().double().cpu()
+    cost = torch.cdist(keyed, public).pow(2).numpy()
+    rows, columns = linear_sum_assignment(cost)
+    perm = np.empty(keyed.shape[0], dtype=np.int64)
+    perm[rows] = columns
+    return perm, float(cost[rows, columns].mean())
+
+
+def _parts(vit: VisionTransformer) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(W [D, C*M*M], E [patches, D])``: the patch-embedding weight and the patch rows of pos_embed."""
+    start = 0 if vit.no_embed_class else vit.num_prefix_tokens
+    return vit.patch_embed.proj.weight.flatten(1), vit.pos_embed[0, start:]
+
+
+def read_key_with_checkpoint(keyed: VisionTransformer, public: VisionTransformer) -> tuple[np.ndarray, np.ndarray, float]:
+    """``(block_perm K1, patch_index Pi, match cost)`` of a keyed ViT, given the public model it came from."""
+    keyed_weight, keyed_pos = _parts(keyed)
+    public_weight, public_pos = _parts(public)
+    patch_index, weight_cost = match_rows(keyed_weight.T, public_weight.T)
+    block_perm, pos_cost = match_rows(keyed_pos, public_pos)
+    return block_perm, patch_index, weight_cost + pos_cost
+
+
+def pixel_perm_from_patch_index(patch_index: np.ndarray, block_size: int, channels: int) -> np.ndarray:
+    """The ``proposed`` cipher's K2 that best explains a patch map Pi (every channel and sub-block
+    votes; a linear assignment makes the votes a permutation)."""
+    half = block_size // 2
+    size = half * half
+    votes = np.zeros((size, size))
+    source = np.asarray(patch_index) % (block_size * block_size)  # spatial source of each entry
+    rows, cols = np.divmod(np.arange(block_size * block_size), block_size)
+    local = (rows % half) * half + cols % half
+    src_rows, src_cols = np.divmod(source, block_size)
+    same_sub_block = (src_rows // half == np.tile(rows // half, channels)) & (src_cols // half == np.tile(cols // half, channels))
+    src_local = (src_rows % half) * half + src_cols % half
+    np.add.at(votes, (np.tile(local, channels)[same_sub_block], src_local[same_sub_block]), 1)
+    _, pixel_perm = linear_sum_assignment(-votes)
+    return pixel_perm.astype(np.int64)
+
+
+def _layout(features: torch.Tensor, side: int) -> np.ndarray:
+    """Items (rows of ``features``) placed on a ``side x side`` grid by smoothness: the gather
+    ``p`` with item i at cell ``p[i]``, up to the grid's 8 symmetries."""
+    distance = SquaredDistance()
+    distance.add(features, features)
+    cost = distance.result()
+    arrangement = spectral_layout(cost, side)  # cell -> item
+    arrangement, _ = descend(arrangement, grid_edges(side, side, cost, cost))
+    return torch.argsort(arrangement).numpy().astype(np.int64)
+
+
+def read_key_without_checkpoint(keyed: VisionTransformer, block_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(block_perm K1, pixel_perm K2)`` of a ``proposed``-keyed ViT from its own weights only, each
+    up to a symmetry of its grid: K2 from the smoothness of the patch filters (every output
+    channel, colour channel and sub-block pooled), K1 from the smoothness of the position
+    embedding over a square patch grid."""
+    weight, pos = _parts(keyed)
+    half = block_size // 2
+    filters = keyed.patch_embed.proj.weight.detach().double().cpu()  # [D, C, M, M]
+    grid = filters.view(filters.shape[0], filters.shape[1], 2, half, 2, half)
+    by_position = grid.permute(3, 5, 0, 1, 2, 4).reshape(half * half, -1)
+    pixel_perm = _layout(by_position, half)
+    side = int(round(pos.shape[0] ** 0.5))
+    if side * side != pos.shape[0]:
+        raise ValueError(f"the patch grid must be square to lay out the position embedding, got {pos.shape[0]} patches")
+    block_perm = _layout(pos.detach().double().cpu(), side)
+    return block_perm, pixel_perm
