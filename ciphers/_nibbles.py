@@ -134,7 +134,7 @@ class NibbleCipher(Cipher):
 
 def apply_nibble_map(images: torch.Tensor, nibble_map: NibbleMap) -> torch.Tensor:
     """Two gathers with the map's index expanded (not copied) to the batch, then in-place nibble arithmetic."""
-    flat = images.reshape(images.shape[0], -1)
+    flat = images.flatten(1)
     hi = torch.gather(flat, 1, nibble_map.hi_index.expand(flat.shape[0], -1)).bitwise_left_shift_(nibble_map.hi_shift)
     lo = torch.gather(flat, 1, nibble_map.lo_index.expand(flat.shape[0], -1)).bitwise_right_shift_(nibble_map.lo_shift)
     # hi & 0xF0 | lo & 0x0F, as lo ^ ((hi ^ lo) & 0xF0)

@@ -259,12 +259,12 @@ class IndexMapCipher(Cipher):
 
     def _encrypt(self, images: torch.Tensor, image_ids: torch.Tensor | None) -> torch.Tensor:
         index, _, mask, _ = self._tensors(images.shape, images.device)
-        return self._gather(images.reshape(images.shape[0], -1), index, mask).view(images.shape)
+        return self._gather(images.flatten(1), index, mask).view(images.shape)
 
     def _decrypt(self, ciphertexts: torch.Tensor, image_ids: torch.Tensor | None) -> torch.Tensor:
         # (c ^ m)[inverse] = c[inverse] ^ m[inverse]: the mask is stored pre-permuted
         _, inverse, _, inverse_mask = self._tensors(ciphertexts.shape, ciphertexts.device)
-        flat = ciphertexts.reshape(ciphertexts.shape[0], -1)
+        flat = ciphertexts.flatten(1)
         return self._gather(flat, inverse, inverse_mask).view(ciphertexts.shape)
 
 

@@ -229,7 +229,7 @@ class AKFFXCipher(_AKCipher):
 
     @staticmethod
     def _substitute(images: torch.Tensor, selected: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
-        flat = images.reshape(images.shape[0], -1)
+        flat = images.flatten(1)
         return torch.where(selected, table[flat.long()], flat).view(images.shape)
 
     def _encrypt(self, images: torch.Tensor, image_ids: torch.Tensor | None) -> torch.Tensor:

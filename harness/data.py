@@ -13,7 +13,9 @@ the paper's 224 x 224 would be 7.5 GB for the training split alone.  Images of o
 from __future__ import annotations
 
 import functools
+import io
 import pickle
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -92,8 +94,18 @@ def load_dataset(
     n: int | None = None,
     seed: int = 0,
     data_dir: str | Path | None = None,
+    *,
+    strict: bool = False,
+    warn: Callable[[str], None] | None = None,
 ) -> ImageDataset:
-    """Load ``split`` of dataset ``name`` resized to ``image_size``; ``n`` limits the count."""
+    """Load ``split`` of dataset ``name`` resized to ``image_size``; ``n`` limits the count.
+
+    ``folder`` and ``images``: every image file is checked before use (:func:`check_image_file`);
+    one that cannot be read (permission denied, I/O error), is empty, truncated or undecodable is
+    skipped with one warning line (``warn``, default :func:`warnings.warn` with
+    :class:`SkippedImageWarning`; each file once per process), or, with ``strict``, refused:
+    :class:`UnusableImageError` names every such file.
+    """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     height, width = (int(v) for v in image_size)
@@ -107,10 +119,10 @@ def load_dataset(
         images, labels, classes = _cifar(name, _require_dir(data_dir, name), split)
         images, labels = _subset(images, labels, n, derive_seed(seed, name, split, "subset"))
     elif name == "folder":
-        images, labels, classes = _folder(_require_dir(data_dir, name), split, (height, width))
+        images, labels, classes = _folder(_require_dir(data_dir, name), split, (height, width), strict, warn)
         images, labels = _subset(images, labels, n, derive_seed(seed, name, split, "subset"))
     elif name == "images":
-        images = _own_photographs(_require_dir(data_dir, name), split, (height, width), n, seed)
+        images = _own_photographs(_require_dir(data_dir, name), split, (height, width), n, seed, strict, warn)
         labels, classes = np.full(images.shape[0], -1), ()
     else:
         raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS}")
@@ -202,19 +214,58 @@ def _cifar(name: str, data_dir: Path, split: str):
     layout = CIFAR_LAYOUT[name]
     root = data_dir / layout["folder"] if (data_dir / layout["folder"]).is_dir() else data_dir
     meta_file, meta_key = layout["meta"]
-    classes = [c.decode() for c in _read_pickle(root / meta_file, (meta_key,), name)[meta_key]]
+    classes = _class_names(_read_pickle(root / meta_file, (meta_key,), name)[meta_key], root / meta_file, meta_key)
     chunks, labels = [], []
     for file_name in layout[split]:
-        batch = _read_pickle(root / file_name, (b"data", layout["labels"]), name)
-        data = _pixel_rows(batch[b"data"], root / file_name)
+        path = root / file_name
+        batch = _read_pickle(path, (b"data", layout["labels"]), name)
+        data = _pixel_rows(batch[b"data"], path)
         chunks.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
-        labels.append(np.asarray(batch[layout["labels"]], dtype=np.int64))
+        labels.append(_label_values(batch[layout["labels"]], path, layout["labels"].decode(), data.shape[0], len(classes)))
     images, label_array = np.concatenate(chunks), np.concatenate(labels)
     if name == "cifar100" and split == "attacker":
         images, label_array = images[-CIFAR_ATTACKER_COUNT:], label_array[-CIFAR_ATTACKER_COUNT:]
-    if label_array.shape[0] != images.shape[0] or label_array.min() < 0 or label_array.max() >= len(classes):
-        raise ValueError(f"{root}: labels do not match the images or the {len(classes)} class names")
     return images, label_array, classes
+
+
+def _class_names(values: object, path: Path, key: bytes) -> list[str]:
+    """The meta file's class names (bytes or str), refusing anything else with the file's name."""
+    names = list(values) if isinstance(values, (list, tuple, np.ndarray)) else None
+    if not names or not all(isinstance(v, (bytes, str)) for v in names):
+        raise ValueError(f"{path}: {key.decode()!r} must be a non-empty list of class names (bytes or str), got {values!r:.80}")
+    try:
+        return [v.decode() if isinstance(v, bytes) else v for v in names]
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: a class name in {key.decode()!r} is not text ({exc})") from None
+
+
+def _label_values(values: object, path: Path, key: str, rows: int, classes: int) -> np.ndarray:
+    """``values`` as int64 labels, one per image row of ``path`` and each in 0..classes-1.
+
+    Refused, naming the file: a batch of 0 rows, labels that are not numbers (strings, bytes),
+    numbers that are not whole (float labels are never truncated), a count that differs from the
+    rows, labels outside the class names.
+    """
+    if rows == 0:
+        raise ValueError(f"{path} holds 0 images ('data' has 0 rows): a CIFAR batch needs at least one; replace the file")
+    try:
+        labels = np.asarray(values)
+    except Exception as exc:  # ragged lists
+        raise ValueError(f"{path}: {key!r} must be a flat list of integer labels ({type(exc).__name__}: {exc})") from None
+    if labels.ndim != 1:
+        raise ValueError(f"{path}: {key!r} must be a flat list of integer labels, got shape {labels.shape}")
+    if labels.dtype == bool or not (np.issubdtype(labels.dtype, np.integer) or np.issubdtype(labels.dtype, np.floating)):
+        raise ValueError(f"{path}: {key!r} must hold integer labels, got {labels.dtype} values such as {labels[:3].tolist()!r:.60}")
+    if np.issubdtype(labels.dtype, np.floating):
+        whole = np.isfinite(labels) & (labels == np.round(labels))
+        if not whole.all():
+            bad = labels[~whole][:3].tolist()
+            raise ValueError(f"{path}: {key!r} holds labels that are not whole numbers (e.g. {bad}); labels are class indices")
+    if labels.shape[0] != rows:
+        raise ValueError(f"{path}: {labels.shape[0]} labels for {rows} images; '{key}' and 'data' must have one entry per image")
+    if labels.min() < 0 or labels.max() >= classes:
+        raise ValueError(f"{path}: labels must lie in 0..{classes - 1} (the {classes} class names), got {labels.min()}..{labels.max()}")
+    return labels.astype(np.int64)
 
 
 #: the only globals a CIFAR batch may name: numpy's array reconstruction, and the bytes codec
@@ -267,7 +318,7 @@ def _pixel_rows(values: object, path: Path) -> np.ndarray:
 
 
 # -- folder: <data_dir>/<split>/<class>/<image> ---------------------------------------------
-def _folder(data_dir: Path, split: str, size: tuple[int, int]):
+def _folder(data_dir: Path, split: str, size: tuple[int, int], strict: bool = False, warn: Callable[[str], None] | None = None):
     split_dir = data_dir / split
     if not split_dir.is_dir():
         raise FileNotFoundError(
@@ -277,15 +328,13 @@ def _folder(data_dir: Path, split: str, size: tuple[int, int]):
     classes = sorted(p.name for p in split_dir.iterdir() if p.is_dir())
     if not classes:
         raise ValueError(f"{split_dir} has no class subfolders")
+    listed = [(label, path) for label, class_name in enumerate(classes)
+              for path in sorted((split_dir / class_name).iterdir()) if path.suffix.lower() in IMAGE_SUFFIXES]
+    usable = set(usable_images([path for _, path in listed], strict=strict, warn=warn))
     images, labels = [], []
-    for label, class_name in enumerate(classes):
-        for path in sorted((split_dir / class_name).iterdir()):
-            if path.suffix.lower() not in IMAGE_SUFFIXES:
-                continue
-            bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if bgr is None:
-                raise ValueError(f"{path} could not be read as an image")
-            images.append(_resize(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), size))
+    for label, path in listed:
+        if path in usable:
+            images.append(_resize(_decode_rgb(path), size))
             labels.append(label)
     if not images:
         raise ValueError(f"{split_dir} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
@@ -293,33 +342,192 @@ def _folder(data_dir: Path, split: str, size: tuple[int, int]):
 
 
 # -- images: a folder of the user's own photographs, no labels ------------------------------
-def _own_photographs(data_dir: Path, split: str, size: tuple[int, int], n: int | None, seed: int) -> np.ndarray:
+def images_split_sizes(count: int, n: int | None = None) -> dict[str, int]:
+    """How many of ``count`` usable photographs each split of the ``images`` dataset gets.
+
+    Pure (no files read): ``{"test": ..., "train": ..., "attacker": ...}`` by :data:`IMAGES_SPLITS`
+    (half, a quarter, a quarter; boundaries rounded), each capped at ``n`` when given.  The runner
+    and the config validator use it to fit ``known_pairs`` and similar counts to a small folder
+    (:func:`count_photographs` gives ``count``).
+    """
+    if isinstance(count, bool) or int(count) != count or count < 0:
+        raise ValueError(f"count must be a non-negative number of photographs, got {count!r}")
+    count = int(count)
+    sizes = {}
+    for split, (start, stop) in IMAGES_SPLITS.items():
+        size = round(stop * count) - round(start * count)
+        sizes[split] = size if n is None else min(size, int(n))
+    return sizes
+
+
+def photograph_paths(data_dir: str | Path) -> list[Path]:
+    """Every image file under ``data_dir`` (any depth, by suffix), sorted by path: the candidates."""
+    return sorted(p for p in Path(data_dir).rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def count_photographs(data_dir: str | Path, strict: bool = False, warn: Callable[[str], None] | None = None) -> int:
+    """The number of usable photographs the ``images`` dataset shares out (unusable ones skipped, or refused with ``strict``)."""
+    return len(usable_images(photograph_paths(data_dir), strict=strict, warn=warn))
+
+
+def _own_photographs(
+    data_dir: Path, split: str, size: tuple[int, int], n: int | None, seed: int,
+    strict: bool = False, warn: Callable[[str], None] | None = None,
+) -> np.ndarray:
     """The user's photographs under ``data_dir`` (any depth), for key-space and security cells.
 
-    Rule: every image file (by suffix, sorted by path) is one image; a shuffle seeded by the run
-    seed shares them out, the first half to ``test`` (the victim's images that are attacked),
-    the next quarter to ``train`` (more ciphertexts under the victim's key, as the provider holds
-    them) and the last quarter to ``attacker`` (the attacker's own images, disjoint from the
-    victim's); ``n`` keeps the first n of a split.  Each photograph is centre-cropped to a square
-    and resized to ``size`` (area averaging when shrinking, bicubic when enlarging).  There are no
-    labels: accuracy cells need a labelled dataset.
+    Rule: every image file (by suffix, sorted by path) that passes :func:`check_image_file` is one
+    image (the others are skipped with a warning, or refused with ``strict``); a shuffle seeded
+    by the run seed shares them out, the first half to ``test`` (the victim's images that are
+    attacked), the next quarter to ``train`` (more ciphertexts under the victim's key, as the
+    provider holds them) and the last quarter to ``attacker`` (the attacker's own images, disjoint
+    from the victim's): :func:`images_split_sizes`; ``n`` keeps the first n of a split.  Each
+    photograph is centre-cropped to a square and resized to ``size`` (area averaging when
+    shrinking, bicubic when enlarging).  There are no labels: accuracy cells need a labelled dataset.
     """
-    paths = sorted(p for p in data_dir.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if len(paths) < 4:
-        raise ValueError(f"{data_dir} holds {len(paths)} photographs ({', '.join(sorted(IMAGE_SUFFIXES))}); the images dataset needs at least 4")
+    candidates = photograph_paths(data_dir)
+    paths = usable_images(candidates, strict=strict, warn=warn)
+    if len(paths) < MIN_PHOTOGRAPHS:
+        skipped = f" ({len(candidates) - len(paths)} skipped as unusable)" if len(candidates) > len(paths) else ""
+        raise ValueError(
+            f"{data_dir} holds {len(paths)} usable photographs{skipped} ({', '.join(sorted(IMAGE_SUFFIXES))}); "
+            f"the images dataset needs at least {MIN_PHOTOGRAPHS}"
+        )
     order = rng(derive_seed(seed, "images", "split")).permutation(len(paths))
     start, stop = IMAGES_SPLITS[split]
     chosen = [paths[i] for i in order[round(start * len(paths)) : round(stop * len(paths))]][:n]
     images = []
     for path in chosen:
-        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise ValueError(f"{path} could not be read as an image")
-        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        rgb = _decode_rgb(path)
         side = min(rgb.shape[:2])
         top, left = (rgb.shape[0] - side) // 2, (rgb.shape[1] - side) // 2
         images.append(_resize(rgb[top : top + side, left : left + side], size))
     return np.stack(images)
+
+
+# -- checking image files before use ----------------------------------------------------------
+#: the ``images`` dataset needs at least this many usable photographs (one per split, and more test)
+MIN_PHOTOGRAPHS = 4
+
+
+class UnusableImageError(ValueError):
+    """An image file cannot be used (unreadable, empty, truncated or undecodable); the message names it."""
+
+
+class SkippedImageWarning(UserWarning):
+    """An unusable image file was skipped (the message names the file and why)."""
+
+
+#: (path, size, mtime) -> None (usable) or the reason it is not; read failures are never cached
+_CHECKED: dict[tuple[str, int, int], str | None] = {}
+#: (path, reason) already warned about in this process: one warning line per file
+_WARNED: set[tuple[str, str]] = set()
+
+
+def check_image_file(path: str | Path) -> str | None:
+    """None when ``path`` is a whole, decodable image; otherwise why not, in words.
+
+    Reads the bytes (a permission error is named as such), refuses empty files, checks that a
+    PNG ends with its IEND chunk and a JPEG holds its end-of-image marker, then decodes the whole
+    file with Pillow (which reports a truncated JPEG or PNG that OpenCV would decode as partly
+    grey) and with OpenCV (what the pixels are read with).
+    """
+    path = Path(path)
+    try:
+        stat = path.stat()
+    except OSError as exc:
+        return _os_reason(exc)
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key in _CHECKED:
+        return _CHECKED[key]
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return _os_reason(exc)  # not cached: permissions get fixed
+    reason = _content_problem(data)
+    _CHECKED[key] = reason
+    return reason
+
+
+def _os_reason(exc: OSError) -> str:
+    if isinstance(exc, PermissionError):
+        return "permission denied (make it readable, e.g. chmod u+r, or move it out of the folder)"
+    return f"could not be read ({exc.strerror or exc})"
+
+
+def _content_problem(data: bytes) -> str | None:
+    if not data:
+        return "is empty (0 bytes)"
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        end = data.rfind(b"IEND")
+        if end < 0 or len(data) < end + 8:
+            return "is truncated (a PNG without its IEND chunk)"
+    elif data.startswith(b"\xff\xd8"):
+        if data.rfind(b"\xff\xd9") < 2:
+            return "is truncated (a JPEG without its end-of-image marker FFD9)"
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                if image.format == "JPEG":
+                    image.draft("RGB", (64, 64))  # decode at 1/8 scale: still reads every byte of the scan
+                image.load()
+    except (UnidentifiedImageError, Image.DecompressionBombError):
+        pass  # a format Pillow does not know, or a panorama past its pixel limit: OpenCV decides below
+    except Exception as exc:
+        text = str(exc)
+        if "truncated" in text.lower():
+            return f"is truncated ({text})"
+        return f"could not be decoded as an image ({type(exc).__name__}: {text})"
+    decoded = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    if decoded is None or decoded.size == 0:
+        return "could not be decoded as an image (not an image OpenCV reads, or damaged)"
+    return None
+
+
+def usable_images(
+    paths: list[Path], strict: bool = False, warn: Callable[[str], None] | None = None
+) -> list[Path]:
+    """The ``paths`` that pass :func:`check_image_file`, in order.
+
+    Each unusable file gives one warning line (``warn``; default :func:`warnings.warn` with
+    :class:`SkippedImageWarning`), once per file per process; with ``strict`` an
+    :class:`UnusableImageError` names every unusable file instead.
+    """
+    usable, problems = [], []
+    for path in paths:
+        reason = check_image_file(path)
+        if reason is None:
+            usable.append(path)
+        else:
+            problems.append((path, reason))
+    if strict and problems:
+        listed = "; ".join(f"{path}: {reason}" for path, reason in problems)
+        raise UnusableImageError(f"{len(problems)} image file(s) cannot be used (strict): {listed}")
+    for path, reason in problems:
+        if (str(path), reason) in _WARNED:
+            continue
+        _WARNED.add((str(path), reason))
+        message = f"skipping {path}: {reason}"
+        if warn is None:
+            warnings.warn(message, SkippedImageWarning, stacklevel=2)
+        else:
+            warn(message)
+    return usable
+
+
+def _decode_rgb(path: Path) -> np.ndarray:
+    """A checked image file as RGB uint8 HWC (OpenCV, as always; EXIF orientation applied)."""
+    try:
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    except cv2.error:
+        bgr = None
+    if bgr is None:  # changed or made unreadable since it was checked
+        reason = check_image_file(path) or "could not be decoded as an image"
+        raise UnusableImageError(f"{path}: {reason}")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 # -- helpers ----------------------------------------------------------------------------------

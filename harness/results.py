@@ -13,6 +13,14 @@ One row of results.csv is one measurement of one cell; one row of per_image.csv 
 per-image score of one cell (SSIM, PSNR, identification of every restored image, correctness
 of every classified one), so distributions, paired comparisons and intervals are computed from
 stored results.  Reports are rendered only from these files.  Every file is written atomically.
+
+Everything the store writes is private: folders 0700 and files 0600, the run folder itself
+included whether or not it existed (example images are known plaintext/ciphertext pairs, which
+determine keys); :meth:`ResultStore.make_private` does the same for files others wrote into the
+folder (the report's figures).  Whatever is wrong with a run folder (an unreadable or malformed
+run.json, results.csv or example file, an unwritable folder) raises :class:`RunFolderError`,
+whose one-line message names the file and the fix; a results.csv or per_image.csv that holds
+fewer rows than the records in ``cells/`` compile to is recompiled from the records.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import io
 import json
 import math
 import os
+import warnings
 from pathlib import Path
 import sys
 from typing import Any, Iterable, Iterator, TypedDict
@@ -38,6 +47,9 @@ PER_IMAGE_FILE = "per_image.csv"
 RUN_FILE = "run.json"
 EXAMPLES_DIR = "examples"
 CELLS_DIR = "cells"
+#: in ``cells/``: which records results.csv and per_image.csv were last compiled from, in order,
+#: with their row counts, written before them, so a cut or missing compiled file is detected
+COMPILED_INDEX = ".compiled-index"
 #: version of the cell-record file format (``cells/<hash>.json``)
 RECORD_FORMAT = 1
 
@@ -81,12 +93,16 @@ STATUSES = ("ok", "failed", "n/a")
 CELL_COLUMNS = ("kind", "dataset", "cipher", "classifier", "attack", "key_condition")
 
 
-class ResultsSchemaError(ValueError):
-    """results.csv or run.json does not follow the schema."""
-
-
 class RunFolderError(ValueError):
-    """A folder that cannot be a run folder (a file, someone else's folder, not writable): a user error."""
+    """A run folder, or a file in it, cannot be read or written as scramblebench needs.
+
+    The one type every problem with a run folder raises (the classes below derive from it); its
+    message is one line naming the file and the fix, for the CLI to print and exit 2.
+    """
+
+
+class ResultsSchemaError(RunFolderError):
+    """results.csv or run.json does not follow the schema."""
 
 
 class ExampleRecord(TypedDict):
@@ -117,8 +133,31 @@ class CellRecord(TypedDict):
     host: str
 
 
-class DamagedRecordError(ValueError):
+class DamagedRecordError(RunFolderError):
     """A cell record cannot be read or its checksum does not match its content."""
+
+
+class RecompiledWarning(UserWarning):
+    """A compiled file (results.csv, per_image.csv, an example file) disagreed with the records in cells/ and was rebuilt from them."""
+
+
+#: run.json must be an object holding these keys, of these JSON types
+RUN_REQUIRED = {"config": (dict,)}
+#: run.json's ``config`` must hold these keys, of these JSON types (what reports read)
+RUN_CONFIG_REQUIRED = {"datasets": (list,), "ciphers": (list, dict)}
+PRIVATE_DIR, PRIVATE_FILE = 0o700, 0o600
+
+
+def _drop_group_and_other(path: Path) -> None:
+    """Owner-only ``path``: a folder keeps its owner bits (0700 for a normal one), a file its owner's read/write (0600)."""
+    mode = path.stat().st_mode
+    keep = PRIVATE_DIR if os.path.isdir(path) else PRIVATE_FILE
+    if mode & 0o7777 != mode & keep:
+        path.chmod(mode & keep)
+
+
+def _os_problem(exc: OSError) -> str:
+    return "permission denied" if isinstance(exc, PermissionError) else (exc.strerror or str(exc))
 
 
 def _with_added_columns(frame: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
@@ -181,8 +220,109 @@ class ResultStore:
         self.run_path = self.folder / RUN_FILE
         self.examples_dir = self.folder / EXAMPLES_DIR
         self._records: dict[str, tuple[tuple, dict[str, Any]]] = {}  # verified records by file name
+        self._private = False  # whether this store has made the run folder private yet
+        self._private_folders: set[Path] = set()  # folders inside it made private (or found so)
+        #: what reading found and fixed (a recompiled results.csv ...): for a report to mention
+        self.notes: list[str] = []
+
+    # -- private, checked writes ----------------------------------------------------------------
+    def _ensure_folder(self, folder: Path | None = None) -> None:
+        """Create ``folder`` (default: the run folder) and its parents inside the run folder, all 0700."""
+        try:
+            if not self._private:
+                self.folder.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
+                _drop_group_and_other(self.folder)  # an existing folder too: owner only, whatever the umask
+                self._private = True
+            if folder is not None and folder != self.folder:
+                try:
+                    current, parts = self.folder, folder.relative_to(self.folder).parts
+                except ValueError:  # spelled differently (absolute and relative): made from its root
+                    current, parts = Path(folder.anchor or "."), folder.parts[1 if folder.anchor else 0 :]
+                for part in parts:
+                    current = current / part
+                    if current in self._private_folders:
+                        continue
+                    if not current.is_dir():
+                        current.mkdir(mode=PRIVATE_DIR, exist_ok=True)
+                    _drop_group_and_other(current)
+                    self._private_folders.add(current)
+        except OSError as exc:
+            raise RunFolderError(
+                f"run folder {self.folder} cannot be written ({_os_problem(exc)}): make it writable "
+                "(chmod u+w) or choose another --out"
+            ) from None
+
+    def write_bytes(self, path: str | Path, data: bytes) -> Path:
+        """Write ``data`` atomically to ``path`` (inside the run folder, or relative to it), mode 0600.
+
+        For every file of the run folder, the report's included; an unwritable folder raises
+        :class:`RunFolderError` naming it.
+        """
+        path = Path(path)
+        if not path.is_absolute() and not path.is_relative_to(self.folder):
+            path = self.folder / path
+        self._ensure_folder(path.parent)
+        try:
+            atomic_write_bytes(path, data)  # a mkstemp file: 0600 from the start
+            path.chmod(PRIVATE_FILE)
+        except OSError as exc:
+            raise RunFolderError(
+                f"cannot write {path} ({_os_problem(exc)}): make the run folder {self.folder} writable "
+                "(chmod u+w) or choose another --out"
+            ) from None
+        return path
+
+    def check_writable(self) -> None:
+        """Raise :class:`RunFolderError` unless a file can be created in the run folder (call before long work)."""
+        import tempfile
+
+        self._ensure_folder()
+        try:
+            with tempfile.NamedTemporaryFile(dir=self.folder, prefix=".writable.", delete=True):
+                pass
+        except OSError as exc:
+            raise RunFolderError(
+                f"run folder {self.folder} is not writable ({_os_problem(exc)}): make it writable "
+                "(chmod u+w) or copy it and render the copy"
+            ) from None
+
+    def make_private(self) -> None:
+        """chmod the run folder's tree: folders 0700, files 0600 (symlinks are left alone).
+
+        Permissions are only taken away, never given: group and other lose everything, files lose
+        execute; a folder the owner made read-only stays read-only.
+
+        The store's own writes are private already; call this after others write into the folder
+        (the report's figures through matplotlib, the model cache).
+        """
+        try:
+            _drop_group_and_other(self.folder)
+            for root, dirs, files in os.walk(self.folder):
+                for name in [*dirs, *files]:
+                    path = Path(root) / name
+                    if not path.is_symlink():
+                        _drop_group_and_other(path)
+        except OSError as exc:
+            raise RunFolderError(f"cannot make {self.folder} private ({_os_problem(exc)}): chmod -R go-rwx it yourself") from None
 
     def load(self) -> pd.DataFrame:
+        """results.csv, checked against the records it was compiled from (recompiled where they disagree)."""
+        return self._checked(self._read_results, 1, RESULTS_FILE)
+
+    def _checked(self, read, column: int, name: str) -> pd.DataFrame:
+        """A compiled file read by ``read``, recompiled when it disagrees with the compiled index."""
+        index = self.compiled_index()
+        try:
+            frame = read()
+        except ResultsSchemaError:
+            if index is None:
+                raise
+            frame = None  # damaged (a line cut mid-row): recompiled where the records allow
+        if index is not None and (frame is None or not _counts_agree(frame, index, column)):
+            return self._recompile(index, name)[column - 1]
+        return frame
+
+    def _read_results(self) -> pd.DataFrame:
         if not self.results_path.exists():
             return empty_frame()
         try:
@@ -191,20 +331,87 @@ class ResultStore:
             validate_results(frame)
         except Exception as exc:
             raise ResultsSchemaError(
-                f"{self.results_path} cannot be read ({type(exc).__name__}: {exc}); "
+                f"{self.results_path} cannot be read ({type(exc).__name__}: {' '.join(str(exc).split())}); "
                 "move it away or start a fresh run with --no-resume"
-            ) from exc
+            ) from None
         return frame
+
+    # -- compiled files checked against the records -----------------------------------------
+    @property
+    def compiled_index_path(self) -> Path:
+        return self.cells_dir / COMPILED_INDEX
+
+    def compiled_index(self) -> list[tuple[str, int, int]] | None:
+        """(cell hash, rows, per-image rows) of every record the compiled files were made from, in order
+        (None: no index, an older run folder or one never compiled)."""
+        try:
+            document = json.loads(self.compiled_index_path.read_text())
+            return [(str(h), int(r), int(p)) for h, r, p in document["cells"]]
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise RunFolderError(f"{self.compiled_index_path} cannot be read ({_os_problem(exc)}): make the run folder readable") from None
+        except Exception:
+            return None  # damaged: treated as absent; the next compile rewrites it
+
+    def _agrees(self, read, index: list[tuple[str, int, int]], column: int) -> bool:
+        """Whether the compiled file ``read`` reads holds exactly the rows per cell that ``index`` lists."""
+        try:
+            return _counts_agree(read(), index, column)
+        except ResultsSchemaError:
+            return False
+
+    def _recompile(self, index: list[tuple[str, int, int]], name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Rebuild the compiled files from the records ``index`` lists, under the folder's lock (a compile
+        in progress finishes first), written back where the folder allows, else in memory only."""
+        try:
+            lock = self.lock()
+            lock.__enter__()
+        except RunFolderError:
+            lock = None  # a read-only folder: compiled in memory only
+        try:
+            if lock is not None:
+                index = self.compiled_index() or index
+                if self._agrees(self._read_results, index, 1) and self._agrees(self._read_per_image, index, 2):
+                    return self._read_results(), self._read_per_image()
+            records = []
+            for cell_hash, *_ in index:
+                path = self.record_path(cell_hash)
+                try:
+                    records.append(self.read_record(path))
+                except (OSError, DamagedRecordError) as exc:
+                    raise RunFolderError(
+                        f"{self.folder / name} disagrees with the records in {self.cells_dir}, and record {path.name} "
+                        f"it was compiled from cannot be read ({' '.join(str(exc).split())}); rerun the run (resume recomputes that cell)"
+                    ) from None
+            frame, table = compile_frames(records)
+            note = (f"{name} disagreed with the {len(records)} record(s) in {CELLS_DIR}/ it was compiled from; "
+                    f"recompiled from them ({len(frame)} result rows, {len(table)} per-image rows)")
+            try:
+                if lock is None:
+                    raise RunFolderError("not writable")
+                self.write_compiled(records)
+            except RunFolderError:
+                note += " in memory only: the folder is not writable"
+        finally:
+            if lock is not None:
+                lock.__exit__(None, None, None)
+        self.notes.append(note)
+        warnings.warn(note, RecompiledWarning, stacklevel=3)
+        return frame, table
 
     def save(self, frame: pd.DataFrame) -> None:
         validate_results(frame)
         buffer = io.StringIO()
         frame.to_csv(buffer, index=False, float_format="%.10g")
-        atomic_write_bytes(self.results_path, buffer.getvalue().encode())
+        self.write_bytes(self.results_path, buffer.getvalue().encode())
 
     # -- per-image scores -----------------------------------------------------------------
     def load_per_image(self) -> pd.DataFrame:
-        """The per-image table (empty when the run has none yet)."""
+        """The per-image table (empty when the run has none yet), checked against the records like :meth:`load`."""
+        return self._checked(self._read_per_image, 2, PER_IMAGE_FILE)
+
+    def _read_per_image(self) -> pd.DataFrame:
         if not self.per_image_path.exists():
             return pd.DataFrame({c: pd.Series(dtype=t) for c, t in PER_IMAGE_COLUMNS.items()})
         try:
@@ -215,15 +422,15 @@ class ResultStore:
             return frame.astype(PER_IMAGE_COLUMNS)
         except Exception as exc:
             raise ResultsSchemaError(
-                f"{self.per_image_path} cannot be read ({type(exc).__name__}: {exc}); "
+                f"{self.per_image_path} cannot be read ({type(exc).__name__}: {' '.join(str(exc).split())}); "
                 "move it away or start a fresh run with --no-resume"
-            ) from exc
+            ) from None
 
     def write_run(self, run: dict[str, Any], merge_key_spaces: bool = False) -> None:
         """Write run.json; with ``merge_key_spaces`` (under the folder's lock) the key spaces of
         another run of the same configuration already there are kept, so shards add up."""
         if not merge_key_spaces:
-            atomic_write_bytes(self.run_path, dumps_strict(run).encode())
+            self.write_bytes(self.run_path, dumps_strict(run).encode())
             return
         with self.lock():
             try:
@@ -232,12 +439,32 @@ class ResultStore:
                 existing = {}
             if _as_json(existing.get("config")) == _as_json(run["config"]):
                 run["key_spaces"] = {**existing.get("key_spaces", {}), **run["key_spaces"]}
-            atomic_write_bytes(self.run_path, dumps_strict(run).encode())
+            self.write_bytes(self.run_path, dumps_strict(run).encode())
 
     def read_run(self) -> dict[str, Any]:
+        """run.json, checked: an object with ``config`` (an object with ``datasets`` and ``ciphers`` lists).
+
+        FileNotFoundError when absent (not a run folder); :class:`RunFolderError` when unreadable,
+        not JSON or not of that shape.
+        """
         if not self.run_path.exists():
             raise FileNotFoundError(f"{self.run_path} not found: not a scramblebench run folder")
-        return json.loads(self.run_path.read_text())
+        fix = "restore it from a copy, or rerun the run into this folder (resume rewrites run.json)"
+        try:
+            run = json.loads(self.run_path.read_bytes())
+        except OSError as exc:
+            raise RunFolderError(f"{self.run_path} cannot be read ({_os_problem(exc)}): make it readable (chmod u+r)") from None
+        except ValueError as exc:
+            raise RunFolderError(f"{self.run_path} is not valid JSON ({exc}): {fix}") from None
+        if not isinstance(run, dict):
+            raise RunFolderError(f"{self.run_path} holds a JSON {_json_kind(run)}, not an object: {fix}")
+        for where, holder, required in (("", run, RUN_REQUIRED), ("config ", run.get("config"), RUN_CONFIG_REQUIRED)):
+            for key, kinds in required.items():
+                if not isinstance(holder.get(key), kinds):
+                    got = "it is missing" if key not in holder else f"got a JSON {_json_kind(holder[key])}"
+                    wanted = " or ".join(_json_kind(kind()) for kind in kinds)
+                    raise RunFolderError(f"{self.run_path}: {where}{key!r} must be a JSON {wanted}, {got}: {fix}")
+        return run
 
     # -- example images for the figures ------------------------------------------------
     def example_path(self, dataset: str, cipher: str, attack: str) -> Path:
@@ -248,7 +475,7 @@ class ResultStore:
         np.savez_compressed(
             buffer, images=images, ssim=np.asarray([] if ssim is None else ssim, dtype=np.float64), cell_hash=np.asarray(cell_hash)
         )
-        atomic_write_bytes(path, buffer.getvalue())
+        self.write_bytes(path, buffer.getvalue())
 
     @staticmethod
     def examples_cell_hash(path: Path) -> str | None:
@@ -259,10 +486,57 @@ class ResultStore:
         except Exception:
             return None
 
-    @staticmethod
-    def load_examples(path: Path) -> tuple[np.ndarray, np.ndarray]:
-        with np.load(path) as archive:
-            return archive["images"], archive["ssim"]
+    def load_examples(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
+        """An example file's images and SSIM scores.
+
+        A damaged file (truncated, not an archive, arrays missing) is rebuilt from the cell record
+        that holds it (written back where the folder allows); where no record holds it,
+        :class:`RunFolderError` names the file and the fix.
+        """
+        path = Path(path)
+        try:
+            return _read_examples(path)
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            raise RunFolderError(f"example file {path} cannot be read ({_os_problem(exc)}): make it readable (chmod u+r)") from None
+        except Exception as exc:
+            problem = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+        rebuilt = self._example_from_records(path)
+        if rebuilt is None:
+            raise RunFolderError(
+                f"example file {path} is damaged ({problem}) and no record in {self.cells_dir} holds it: "
+                "delete it and rerun the run (resume rewrites the examples)"
+            )
+        images, ssim, cell_hash = rebuilt
+        note = f"example file {path} was damaged ({problem}); rebuilt from cell record {cell_hash}"
+        try:
+            self.save_examples(path, images, ssim, cell_hash)
+        except RunFolderError:
+            note += " in memory only: the folder is not writable"
+        self.notes.append(note)
+        warnings.warn(note, RecompiledWarning, stacklevel=2)
+        return images, np.asarray([] if ssim is None else ssim, dtype=np.float64)
+
+    def _example_from_records(self, path: Path) -> tuple[np.ndarray, np.ndarray | None, str] | None:
+        """The newest record's copy of example file ``path`` (images, ssim, cell hash), or None."""
+        records, _ = self.scan_records()
+        found = None
+        for record in records:
+            cell = record.get("cell") or {}
+            for example in record.get("examples") or []:
+                try:
+                    if self.example_path(cell["dataset"], cell["cipher"], example["name"]) == path:
+                        key = (str(record.get("finished", "")), record["cell_hash"])
+                        if found is None or key > found[0]:
+                            found = (key, record, example)
+                except (KeyError, TypeError):
+                    continue
+        if found is None:
+            return None
+        _, record, example = found
+        ssim = None if example.get("ssim") is None else np.asarray(example["ssim"], dtype=np.float64)
+        return decode_array(example["images"]), ssim, record["cell_hash"]
 
     # -- cell records -------------------------------------------------------------------
     @property
@@ -274,9 +548,7 @@ class ResultStore:
 
     def write_record(self, record: dict[str, Any]) -> Path:
         """Write one cell's record atomically, with a checksum of its content; returns its path."""
-        path = self.record_path(record["cell_hash"])
-        atomic_write_bytes(path, encode_record(record))
-        return path
+        return self.write_bytes(self.record_path(record["cell_hash"]), encode_record(record))
 
     def read_record(self, path: Path) -> dict[str, Any]:
         """A verified record (DamagedRecordError when unreadable or its checksum does not match)."""
@@ -316,8 +588,14 @@ class ResultStore:
         """An exclusive lock on the run folder's records (``cells/.lock``), held while compiling."""
         import fcntl
 
-        self.cells_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.cells_dir / ".lock", "a") as handle:
+        self._ensure_folder(self.cells_dir)
+        try:
+            descriptor = os.open(self.cells_dir / ".lock", os.O_WRONLY | os.O_CREAT | os.O_APPEND, PRIVATE_FILE)
+        except OSError as exc:
+            raise RunFolderError(
+                f"cannot lock {self.cells_dir / '.lock'} ({_os_problem(exc)}): make the run folder {self.folder} writable (chmod u+w)"
+            ) from None
+        with os.fdopen(descriptor, "a") as handle:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
             try:
                 yield
@@ -325,23 +603,20 @@ class ResultStore:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
     def write_compiled(self, records: list[dict[str, Any]]) -> None:
-        """Rewrite results.csv, per_image.csv and the example files from ``records`` (in order)."""
-        rows = [{**row, "cell_hash": record["cell_hash"]} for record in records for row in record["rows"]]
-        self.save(rows_frame(rows) if rows else empty_frame())
-        parts = []
-        for record in records:
-            cell = record["cell"]
-            for metric, values in (record.get("per_image") or {}).items():
-                values = np.asarray(values, dtype=np.float64)
-                part = pd.DataFrame({c: [str(cell.get(c) or "")] * values.size for c in CELL_COLUMNS})
-                part["image_id"], part["metric"], part["value"] = np.arange(values.size), metric, values
-                part["cell_hash"] = record["cell_hash"]
-                parts.append(part)
-        table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(PER_IMAGE_COLUMNS))
-        table = table[list(PER_IMAGE_COLUMNS)].astype(PER_IMAGE_COLUMNS)
+        """Rewrite results.csv, per_image.csv and the example files from ``records`` (in order).
+
+        The index of what they are compiled from (:data:`COMPILED_INDEX`) is written first, so a
+        compiled file that is cut, lost or older than the index is recompiled when read.
+        """
+        frame, table = compile_frames(records)
+        rows = frame["cell_hash"].astype(str).value_counts().to_dict() if len(frame) else {}
+        per_image = table["cell_hash"].astype(str).value_counts().to_dict() if len(table) else {}
+        index = [[r["cell_hash"], int(rows.get(r["cell_hash"], 0)), int(per_image.get(r["cell_hash"], 0))] for r in records]
+        self.write_bytes(self.compiled_index_path, json.dumps({"format": 1, "cells": index}).encode())
+        self.save(frame)
         buffer = io.StringIO()
         table.to_csv(buffer, index=False, float_format="%.10g")
-        atomic_write_bytes(self.per_image_path, buffer.getvalue().encode())
+        self.write_bytes(self.per_image_path, buffer.getvalue().encode())
         for record in records:
             cell = record["cell"]
             for example in record.get("examples") or []:
@@ -441,11 +716,25 @@ class ResultStore:
         return self.marker_path.is_file()
 
     def write_marker(self) -> None:
-        """Mark the folder as the runner's (raises OSError where it cannot be written)."""
-        self.marker_path.write_text(
-            "This folder is a scramblebench run folder. `--no-resume` clears only the runner's own files here: "
-            + ", ".join(RUN_OUTPUTS) + ".\n"
-        )
+        """Mark the folder as the runner's and make it private (RunFolderError where it cannot be written).
+
+        Written in place, not through a temp file: the marker's name appears at once, so another
+        process adopting the same new folder never sees a folder holding only a stray temp file.
+        """
+        self._ensure_folder()
+        text = ("This folder is a scramblebench run folder. `--no-resume` clears only the runner's own files here: "
+                + ", ".join(RUN_OUTPUTS) + ".\n").encode()
+        try:
+            descriptor = os.open(self.marker_path, os.O_WRONLY | os.O_CREAT, PRIVATE_FILE)
+            with os.fdopen(descriptor, "wb") as handle:
+                handle.write(text)  # the same bytes every time: a concurrent writer writes what is there
+                handle.truncate()
+            _drop_group_and_other(self.marker_path)
+        except OSError as exc:
+            raise RunFolderError(
+                f"cannot write {self.marker_path} ({_os_problem(exc)}): make the run folder {self.folder} writable "
+                "(chmod u+w) or choose another --out"
+            ) from None
 
     def clear_run_files(self) -> list[Path]:
         """Delete :data:`RUN_OUTPUTS` (nothing else) from a marked folder; returns what was removed."""
@@ -464,6 +753,44 @@ class ResultStore:
                 continue
             removed.append(path)
         return removed
+
+
+def compile_frames(records: list[dict[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The results frame and the per-image table that ``records`` compile to (in order)."""
+    rows = [{**row, "cell_hash": record["cell_hash"]} for record in records for row in record["rows"]]
+    frame = rows_frame(rows) if rows else empty_frame()
+    parts = []
+    for record in records:
+        cell = record["cell"]
+        for metric, values in (record.get("per_image") or {}).items():
+            values = np.asarray(values, dtype=np.float64)
+            part = pd.DataFrame({c: [str(cell.get(c) or "")] * values.size for c in CELL_COLUMNS})
+            part["image_id"], part["metric"], part["value"] = np.arange(values.size), metric, values
+            part["cell_hash"] = record["cell_hash"]
+            parts.append(part)
+    table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(PER_IMAGE_COLUMNS))
+    return frame, table[list(PER_IMAGE_COLUMNS)].astype(PER_IMAGE_COLUMNS)
+
+
+def _counts_agree(frame: pd.DataFrame, index: list[tuple[str, int, int]], column: int) -> bool:
+    """Whether ``frame`` holds, per cell hash, the rows ``index`` lists in ``column`` (1: results, 2: per-image)."""
+    expected = {entry[0]: entry[column] for entry in index if entry[column]}
+    actual = frame["cell_hash"].astype(str).value_counts().to_dict() if len(frame) else {}
+    return {h: int(n) for h, n in actual.items()} == expected
+
+
+def _read_examples(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    with np.load(path, allow_pickle=False) as archive:
+        images, ssim = archive["images"], archive["ssim"]
+    if images.dtype != np.uint8 or images.ndim != 4:
+        raise ValueError(f"'images' must be uint8 [N, C, H, W], got {images.dtype} {images.shape}")
+    return images, ssim
+
+
+def _json_kind(value: Any) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}.get(
+        type(value), "number" if isinstance(value, (int, float)) else type(value).__name__
+    )
 
 
 def exact_int_string(value: int) -> str:

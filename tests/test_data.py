@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 from pathlib import Path
 
@@ -150,3 +151,184 @@ def test_own_photographs_are_shared_out_disjointly_without_labels(tmp_path) -> N
     empty.mkdir()
     with pytest.raises(ValueError, match="needs at least 4"):
         load_dataset("images", "test", (32, 32), data_dir=empty)
+
+
+def _rewrite_test_batch(root: Path, content: dict) -> Path:
+    path = root / "cifar-10-batches-py" / "test_batch"
+    with path.open("wb") as handle:
+        pickle.dump(content, handle)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ({b"data": np.zeros((0, 3072), np.uint8), b"labels": []}, r"test_batch holds 0 images"),
+        ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [b"cat", b"dog"]}, r"test_batch: 'labels' must hold integer labels"),
+        ({b"data": np.zeros((2, 3072), np.uint8), b"labels": ["cat", "dog"]}, r"test_batch: 'labels' must hold integer labels"),
+        ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [1.5, 2.0]}, r"test_batch: 'labels' holds labels that are not whole numbers"),
+        ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [1, 2, 3]}, r"test_batch: 3 labels for 2 images"),
+        ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [1, 10]}, r"test_batch: labels must lie in 0\.\.9"),
+    ],
+    ids=["zero_rows", "bytes_labels", "str_labels", "fractional_labels", "count", "range"],
+)
+def test_cifar_label_problems_name_the_file(tmp_path: Path, content: dict, message: str) -> None:
+    write_cifar10(tmp_path)
+    _rewrite_test_batch(tmp_path, content)
+    with pytest.raises(ValueError, match=message):
+        load_dataset("cifar10", "test", (32, 32), data_dir=tmp_path)
+
+
+def test_cifar_whole_float_labels_are_read_exactly(tmp_path: Path) -> None:
+    write_cifar10(tmp_path)
+    _rewrite_test_batch(tmp_path, {b"data": np.zeros((2, 3072), np.uint8), b"labels": [3.0, 9.0]})
+    assert load_dataset("cifar10", "test", (32, 32), data_dir=tmp_path).labels.tolist() == [3, 9]
+
+
+def test_cifar_meta_without_class_names_is_named(tmp_path: Path) -> None:
+    write_cifar10(tmp_path)
+    with (tmp_path / "cifar-10-batches-py" / "batches.meta").open("wb") as handle:
+        pickle.dump({b"label_names": [1, 2]}, handle)
+    with pytest.raises(ValueError, match=r"batches.meta: 'label_names' must be a non-empty list of class names"):
+        load_dataset("cifar10", "test", (32, 32), data_dir=tmp_path)
+
+
+# -- the images and folder datasets check every file before use -------------------------------
+def _photo_jpeg(side: int = 256) -> bytes:
+    """A real photograph (matplotlib's Grace Hopper) as JPEG bytes, large enough to cut mid-scan."""
+    from matplotlib import cbook
+
+    with cbook.get_sample_data("grace_hopper.jpg") as handle:
+        data = np.frombuffer(handle.read(), dtype=np.uint8)
+    photo = cv2.resize(cv2.imdecode(data, cv2.IMREAD_COLOR), (side, side), interpolation=cv2.INTER_AREA)
+    return cv2.imencode(".jpg", photo, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
+
+
+def _photo_folder(root: Path, count: int = 8) -> list[Path]:
+    from tests.photos import other_photographs
+
+    root.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index, photo in enumerate(other_photographs(count, size=40, seed=5).permute(0, 2, 3, 1).numpy()):
+        path = root / f"good{index:02d}.png"
+        cv2.imwrite(str(path), cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))
+        paths.append(path)
+    return paths
+
+
+def _loaded_total(root: Path, **options) -> int:
+    return sum(len(load_dataset("images", split, (32, 32), seed=1, data_dir=root, **options)) for split in ("test", "train", "attacker"))
+
+
+@pytest.mark.parametrize("damage", ["truncated_jpeg", "truncated_png", "png_without_iend", "undecodable", "empty"])
+def test_images_skip_damaged_files_with_one_warning_each_or_refuse_them_when_strict(tmp_path: Path, damage: str) -> None:
+    from harness.data import SkippedImageWarning, UnusableImageError
+
+    root = tmp_path / "photos"
+    _photo_folder(root, 8)
+    if damage == "truncated_jpeg":  # OpenCV alone would decode the first half and grey the rest
+        whole = _photo_jpeg()
+        (root / "bad.jpg").write_bytes(whole[: len(whole) // 2])
+        expected = "truncated"
+    elif damage in ("truncated_png", "png_without_iend"):
+        whole = (root / "good00.png").read_bytes()
+        (root / "bad.png").write_bytes(whole[: len(whole) // 2] if damage == "truncated_png" else whole[:-6])
+        expected = "truncated"
+    elif damage == "undecodable":
+        (root / "bad.jpg").write_bytes(b"\xff\xd8" + bytes(range(256)) * 4 + b"\xff\xd9")
+        expected = "could not be decoded"
+    else:
+        (root / "bad.webp").write_bytes(b"")
+        expected = "empty"
+    with pytest.warns(SkippedImageWarning, match=rf"skipping .*bad\.\w+: .*{expected}") as caught:
+        assert _loaded_total(root) == 8  # the damaged file is in no split
+    assert len([w for w in caught if issubclass(w.category, SkippedImageWarning)]) == 1  # one line per file, not per split
+    with pytest.raises(UnusableImageError, match=rf"bad\.\w+: .*{expected}"):
+        load_dataset("images", "test", (32, 32), seed=1, data_dir=root, strict=True)
+
+
+def test_a_truncated_photograph_is_never_used_half_grey(tmp_path: Path) -> None:
+    from harness.data import check_image_file
+
+    whole = _photo_jpeg()
+    for cut in (len(whole) // 3, len(whole) // 2, len(whole) - 200, len(whole) - 2):
+        path = tmp_path / f"cut{cut}.jpg"
+        path.write_bytes(whole[:cut])
+        assert "truncated" in (check_image_file(path) or ""), cut
+    (tmp_path / "whole.jpg").write_bytes(whole)
+    assert check_image_file(tmp_path / "whole.jpg") is None
+
+
+def test_unreadable_photograph_is_named_as_permission_denied(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The message path, by a read that raises PermissionError (root reads mode-000 files)."""
+    from harness.data import UnusableImageError
+
+    root = tmp_path / "photos"
+    paths = _photo_folder(root, 8)
+    locked = paths[3]
+    real_read = Path.read_bytes
+
+    def read_bytes(self: Path) -> bytes:
+        if self.name == locked.name:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_read(self)
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    messages: list[str] = []
+    total = sum(len(load_dataset("images", s, (32, 32), seed=1, data_dir=root, warn=messages.append)) for s in ("test", "train", "attacker"))
+    assert total == 7
+    assert messages == [f"skipping {locked}: permission denied (make it readable, e.g. chmod u+r, or move it out of the folder)"]
+    with pytest.raises(UnusableImageError, match=r"good03\.png: permission denied"):
+        load_dataset("images", "attacker", (32, 32), seed=1, data_dir=root, strict=True)
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root reads mode-000 files: chmod 000 cannot make a file unreadable")
+def test_mode_000_photograph_is_skipped_as_permission_denied(tmp_path: Path) -> None:
+    root = tmp_path / "photos"
+    paths = _photo_folder(root, 8)
+    paths[2].chmod(0)
+    messages: list[str] = []
+    try:
+        assert len(load_dataset("images", "test", (32, 32), seed=1, data_dir=root, warn=messages.append)) == 4  # 7 usable: round(3.5) = 4
+    finally:
+        paths[2].chmod(0o600)
+    assert messages and "permission denied" in messages[0] and paths[2].name in messages[0]
+
+
+def test_folder_dataset_skips_damaged_files_too(tmp_path: Path) -> None:
+    from harness.data import UnusableImageError
+
+    for label in ("a", "b"):
+        _photo_folder(tmp_path / "train" / label, 2)
+    whole = _photo_jpeg()
+    (tmp_path / "train" / "b" / "cut.jpg").write_bytes(whole[: len(whole) // 2])
+    messages: list[str] = []
+    data = load_dataset("folder", "train", (32, 32), data_dir=tmp_path, warn=messages.append)
+    assert len(data) == 4 and data.labels.tolist() == [0, 0, 1, 1]
+    assert len(messages) == 1 and "cut.jpg: is truncated" in messages[0]
+    with pytest.raises(UnusableImageError, match="cut.jpg"):
+        load_dataset("folder", "train", (32, 32), data_dir=tmp_path, strict=True)
+
+
+def test_too_few_usable_photographs_says_how_many_were_skipped(tmp_path: Path) -> None:
+    root = tmp_path / "photos"
+    _photo_folder(root, 3)
+    (root / "bad.jpg").write_bytes(b"not a jpeg")
+    with pytest.warns(UserWarning), pytest.raises(ValueError, match=r"3 usable photographs \(1 skipped as unusable\).*at least 4"):
+        load_dataset("images", "test", (32, 32), data_dir=root)
+
+
+@pytest.mark.parametrize("count", [4, 5, 6, 7, 9, 12, 13, 100])
+def test_images_split_sizes_match_what_load_dataset_shares_out(tmp_path: Path, count: int) -> None:
+    from harness.data import count_photographs, images_split_sizes
+
+    sizes = images_split_sizes(count)
+    assert sum(sizes.values()) == count and all(v >= 1 for v in sizes.values())
+    assert images_split_sizes(count, n=2) == {s: min(2, v) for s, v in sizes.items()}
+    if count <= 13:
+        root = tmp_path / "photos"
+        _photo_folder(root, count)
+        assert count_photographs(root) == count
+        assert {s: len(load_dataset("images", s, (32, 32), seed=2, data_dir=root)) for s in sizes} == sizes
+    with pytest.raises(ValueError, match="non-negative"):
+        images_split_sizes(-1)

@@ -68,6 +68,20 @@ def test_decrypt_inverts_encrypt(name: str, device: torch.device, seed: int, bat
         assert torch.equal(restored, x)
 
 
+@pytest.mark.parametrize("with_ids", [False, True], ids=["no_ids", "empty_ids"])
+def test_empty_batch_gives_an_empty_batch(name: str, device: torch.device, with_ids: bool) -> None:
+    """B = 0 (an empty split, a last batch of nothing) is an empty batch of the declared shape, both ways."""
+    cls, block, size = _setup(name)
+    cipher = cls.from_seed(1, image_size=size, block_size=block)
+    x = _images(cls, size, batch=0).to(device)
+    ids = torch.zeros(0, dtype=torch.long, device=device) if with_ids else None
+    y = cipher.encrypt(x, image_ids=ids)
+    assert y.dtype == torch.uint8 and y.device == x.device
+    assert tuple(y.shape) == tuple(cipher.encrypted_shape(tuple(x.shape)))
+    restored = cipher.decrypt(y, image_ids=ids)
+    assert restored.dtype == torch.uint8 and tuple(restored.shape) == tuple(x.shape)
+
+
 def test_deterministic_given_seed(name: str) -> None:
     cls, block, size = _setup(name)
     x = _images(cls, size)
