@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -12,20 +11,21 @@ from harness.cache import atomic_write_bytes
 from harness.results import ResultStore
 from reports.figures import ciphertext_curve_figure, examples_figure, ssim_boxplots, tradeoff_figure
 from reports.findings import findings
-from reports.verdicts import IDENTIFICATION_LEAK, MIN_IMAGES_RESISTS
+from reports.published import reported_vs_measured
+from reports.paper import LATEX_PACKAGES, PaperTable, html_page, paper_tables, to_latex
+from reports.verdicts import IDENTIFICATION_LEAK, MIN_IMAGES_RESISTS, is_identity
 from reports.tables import (
     accuracy_table,
     curve_table,
     extra_metrics_table,
     failures_table,
     key_space_table,
+    ordered_ciphers,
     security_table,
     verdict_table,
 )
 
 REPORT_FILE = "report.md"
-#: example images drawn as the seed's Fig. 4, one figure each
-FIGURE_EXAMPLES = 3
 FIGURES_DIR = "figures"
 
 
@@ -88,38 +88,19 @@ def _protocol(run: dict[str, Any]) -> str:
     return "\n\n".join(sections)
 
 
-def paper_tables(frame, per_image, run: dict[str, Any]) -> list[tuple[str, tuple[list[str], list[list[str]]]]]:
-    """The tables a paper reuses: Table I with verdicts, and per dataset the verdicts and SSIM."""
-    tables = [("Accuracy and security verdicts (the seed's Table I)", accuracy_table(frame, per_image, run))]
-    for dataset in run["config"]["datasets"]:
-        tables.append((f"Security verdicts ({dataset})", verdict_table(frame, per_image, run, dataset)))
-        tables.append((f"Mean symmetry-invariant SSIM of restorations [95% interval] ({dataset})", security_table(frame, run, dataset, "ssim_invariant")))
-        tables.append((f"Mean SSIM of restorations [95% interval] ({dataset})", security_table(frame, run, dataset)))
-        tables.append((f"Top-1 identification, % ({dataset})", security_table(frame, run, dataset, "identification", scale=100, digits=1)))
-    return tables
+TABLES_DIR = "tables"
 
 
-#: symbols of the tables in plain LaTeX (\\checkmark needs amssymb; the rest is core LaTeX)
-LATEX_SYMBOLS = {"✓": "\\checkmark{}", "✗": "$\\times$", "≤": "$\\le$", "≥": "$\\ge$", "…": "\\dots{}", "–": "--"}
-
-
-def _latex(headers: list[str], body: list[list[str]]) -> str:
-    text = tabulate(body, headers=headers, tablefmt="latex_booktabs", disable_numparse=True)
-    for symbol, command in LATEX_SYMBOLS.items():
-        text = text.replace(symbol, command)
-    return text
-
-
-def write_paper_tables(folder: Path, tables: list[tuple[str, tuple[list[str], list[list[str]]]]]) -> None:
-    """``tables.tex`` (booktabs) and ``tables.html`` beside report.md, from the same rows."""
-    latex, html = [], ["<!doctype html>", "<meta charset='utf-8'>", "<title>scramblebench tables</title>"]
-    for title, (headers, body) in tables:
-        if not body:
-            continue
-        latex += [f"% {title} (booktabs, amssymb)", _latex(headers, body), ""]
-        html += [f"<h2>{escape(title)}</h2>", tabulate(body, headers=headers, tablefmt="html", disable_numparse=True)]
-    atomic_write_bytes(folder / "tables.tex", ("\n".join(latex) + "\n").encode())
-    atomic_write_bytes(folder / "tables.html", ("\n".join(html) + "\n").encode())
+def write_paper_tables(folder: Path, tables: list[PaperTable]) -> None:
+    """``tables/<name>.tex`` (one float per table), ``tables.tex`` (all of them, in order, for one
+    ``\\input``) and ``tables.html`` (styled) beside report.md, from the same cells."""
+    latex = [f"% scramblebench tables; preamble:\n% {LATEX_PACKAGES.replace(chr(10), chr(10) + '% ')}", ""]
+    for table in tables:
+        text = to_latex(table)
+        atomic_write_bytes(folder / TABLES_DIR / f"{table.name}.tex", text.encode())
+        latex.append(text)
+    atomic_write_bytes(folder / "tables.tex", "\n".join(latex).encode())
+    atomic_write_bytes(folder / "tables.html", html_page(tables).encode())
 
 
 def render_report(folder: str | Path) -> Path:
@@ -133,7 +114,8 @@ def render_report(folder: str | Path) -> Path:
         "# scramblebench report",
         "How much accuracy each learnable image cipher costs, and how much of the image attackers restore.\n"
         "Generated from `results.csv`, `per_image.csv` and `run.json` in this folder; rerender with `scramblebench report DIR`. "
-        "The main tables are also in `tables.tex` (booktabs) and `tables.html`.",
+        "The main tables are also in `tables/<name>.tex` (one LaTeX float each; `tables.tex` holds them all; "
+        "booktabs, siunitx, amssymb) and `tables.html`.",
         "## Accuracy (the seed's Table I)",
         _table(*accuracy_table(frame, per_image, run)),
         "## Security",
@@ -165,12 +147,13 @@ def render_report(folder: str | Path) -> Path:
     parts += ["## Key spaces", _table(*key_space_table(frame, run))]
     parts += ["## Figures"]
     for dataset in config["datasets"]:
-        # the seed's Fig. 4 for several example images (the run's `examples`, at most FIGURE_EXAMPLES)
-        for index in range(min(int(config.get("examples", 1)), FIGURE_EXAMPLES)):
-            suffix = "" if index == 0 else f"_{index}"
-            grid = examples_figure(store, frame, per_image, dataset, figures / f"examples_{dataset}{suffix}.png", index=index)
+        # the seed's Fig. 4, one figure per cipher: distinct example images, every applicable attack
+        for cipher in ordered_ciphers(list(frame[(frame["kind"] == "key_space") & (frame["dataset"] == dataset)]["cipher"].unique())):
+            if is_identity(run, cipher):
+                continue
+            grid = examples_figure(store, frame, per_image, run, dataset, cipher, figures / f"examples_{dataset}_{cipher}.png")
             if grid:
-                parts.append(f"![plain, encrypted and restored images, example {index + 1} ({dataset})]({FIGURES_DIR}/{grid.name})")
+                parts.append(f"![{cipher}: plain, encrypted and restored example images ({dataset})]({FIGURES_DIR}/{grid.name})")
         boxes = ssim_boxplots(per_image, run, dataset, figures / f"ssim_boxplots_{dataset}.png")
         if boxes:
             parts.append(f"![per-image SSIM of every attack per cipher ({dataset})]({FIGURES_DIR}/{boxes.name})")
@@ -181,6 +164,10 @@ def render_report(folder: str | Path) -> Path:
         if scatter:
             parts.append(f"![accuracy vs strongest attack SSIM ({dataset})]({FIGURES_DIR}/{scatter.name})")
     parts += ["## The seed's findings, checked", "\n".join(f"- {line}" for line in findings(frame, per_image, run))]
+    headers, body, summary = reported_vs_measured(frame, per_image, run)
+    parts += ["## Reported vs measured", summary]
+    if body:
+        parts.append(_table(headers, body))
     parts += ["## Protocol", _protocol(run)]
     failures = failures_table(frame)
     if failures[1]:

@@ -7,6 +7,7 @@ from typing import Any
 
 import pandas as pd
 
+from harness.stats import bootstrap_mean_interval
 from reports.verdicts import (
     CIPHERTEXT_ONLY,
     KNOWN_PLAINTEXT,
@@ -23,6 +24,33 @@ CIPHER_ORDER = ("le", "etc", "etc_gray", "ele", "pe", "proposed", "plain")
 NONE_ATTACK = "none"
 
 
+class Measure(str):
+    """A number with its optional 95% interval: the markdown text (``45.2 [40.1, 50.3]``) that also
+    keeps the numbers, so the LaTeX and HTML views align and style them without parsing text."""
+
+    value: float
+    low: float
+    high: float
+    digits: int
+    signed: bool
+    note: str
+
+    def __new__(cls, value: float, low: float = math.nan, high: float = math.nan, digits: int = 3, signed: bool = False,
+                note: str = "") -> "Measure":
+        spec = f"{'+' if signed else ''}.{digits}f"
+        text = format(value, spec) + ("" if math.isnan(low) else f" [{format(low, spec)}, {format(high, spec)}]")
+        self = super().__new__(cls, f"{text} ({note})" if note else text)
+        self.value, self.low, self.high, self.digits, self.signed, self.note = float(value), float(low), float(high), digits, signed, note
+        return self
+
+    def format(self, number: float) -> str:
+        return format(number, f"{'+' if self.signed else ''}.{self.digits}f")
+
+    @property
+    def has_interval(self) -> bool:
+        return not math.isnan(self.low)
+
+
 def ordered_ciphers(names: list[str]) -> list[str]:
     known = [c for c in CIPHER_ORDER if c in names]
     return known + sorted(set(names) - set(known))
@@ -30,12 +58,6 @@ def ordered_ciphers(names: list[str]) -> list[str]:
 
 def _ok(frame: pd.DataFrame, kind: str, metric: str) -> pd.DataFrame:
     return frame[(frame["kind"] == kind) & (frame["metric"] == metric) & (frame["status"] == "ok")]
-
-
-def _interval(row: Any, scale: float = 1.0, digits: int = 3) -> str:
-    if math.isnan(row["ci95_low"]):
-        return ""
-    return f" [{scale * row['ci95_low']:.{digits}f}, {scale * row['ci95_high']:.{digits}f}]"
 
 
 def _applicable(frame: pd.DataFrame, run: dict[str, Any], dataset: str, cipher: str, model: str) -> bool:
@@ -54,25 +76,87 @@ def security_verdict(frame: pd.DataFrame, per_image: pd.DataFrame, run: dict[str
     return verdict_text(verdict, _applicable(frame, run, dataset, cipher, model))
 
 
-def accuracy_table(frame: pd.DataFrame, per_image: pd.DataFrame, run: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    """The seed's Table I: cipher, network, accuracy [95% interval] per dataset, security verdicts."""
-    datasets = run["config"]["datasets"]
+PLAIN = "plain"
+
+
+def plain_base(classifier: str) -> str | None:
+    """The network a derived classifier was made from without retraining (``vit_keyed`` -> ``vit``),
+    from the classifier registry; ``None`` for one trained on ciphertexts or a plugin not installed."""
+    from harness.registry import classifiers  # the registry imports the plugins: only when asked
+
+    try:
+        return getattr(classifiers.get(classifier), "plain_base", None)
+    except KeyError:  # a run made with a plugin this machine lacks: no derived reference
+        return None
+
+
+def _correct(per_image: pd.DataFrame, dataset: str, cipher: str, classifier: str) -> pd.Series | None:
+    rows = per_image[(per_image["kind"] == "accuracy") & (per_image["dataset"] == dataset) & (per_image["cipher"] == cipher)
+                     & (per_image["classifier"] == classifier) & (per_image["metric"] == "correct")]
+    return rows.set_index("image_id")["value"].sort_index() if len(rows) else None
+
+
+def accuracy_cost(per_image: pd.DataFrame, dataset: str, cipher: str, classifier: str) -> tuple[Measure, str] | None:
+    """Accuracy change in points against plain images with the same network (a derived classifier's
+    reference is its base network's plain cell), with a paired bootstrap 95% interval over the
+    test images both cells classified; ``None`` for a plain cell or when either cell is missing."""
+    if cipher == PLAIN:
+        return None
+    reference = plain_base(classifier) or classifier
+    mine, plain = _correct(per_image, dataset, cipher, classifier), _correct(per_image, dataset, PLAIN, reference)
+    if mine is None or plain is None:
+        return None
+    shared = mine.index.intersection(plain.index)
+    if shared.empty:
+        return None
+    delta, low, high = bootstrap_mean_interval(mine.loc[shared].to_numpy() - plain.loc[shared].to_numpy())
+    return Measure(100 * delta, 100 * low, 100 * high, digits=1, signed=True), reference
+
+
+def accuracy_cell(frame: pd.DataFrame, dataset: str, cipher: str, classifier: str) -> Measure | str:
+    """Accuracy in % [95% interval], ``failed`` or ``–``."""
+    rows = frame[(frame["kind"] == "accuracy") & (frame["dataset"] == dataset) & (frame["cipher"] == cipher) & (frame["classifier"] == classifier)]
+    hit = rows[(rows["status"] == "ok") & (rows["metric"] == "accuracy")]
+    if len(hit):
+        row = hit.iloc[0]
+        return Measure(100 * row["value"], 100 * row["ci95_low"], 100 * row["ci95_high"], digits=1)
+    return "failed" if (rows["status"] == "failed").any() else "–"
+
+
+def accuracy_cells(frame: pd.DataFrame) -> list[tuple[str, str]]:
+    """(cipher, network) pairs with an accuracy result or failure, in Table I order."""
     acc = _ok(frame, "accuracy", "accuracy")
     failed = frame[(frame["kind"] == "accuracy") & (frame["status"] == "failed")]
     cells = pd.concat([acc, failed])[["cipher", "classifier"]].drop_duplicates()
-    headers = ["encryption", "network", *[f"{d} accuracy (%)" for d in datasets], "ciphertext-only attacks", "known-plaintext attack"]
+    return [(cipher, classifier) for cipher in ordered_ciphers(list(cells["cipher"].unique()))
+            for classifier in sorted(cells[cells["cipher"] == cipher]["classifier"])]
+
+
+def cost_cell(per_image: pd.DataFrame, dataset: str, cipher: str, classifier: str) -> Measure | str:
+    """Table I's cost column: ``-1.2 [-3.0, +0.5]`` (vs ``vit`` where the reference is a base network), or ``–``."""
+    if cipher == PLAIN:
+        return "reference"
+    cost = accuracy_cost(per_image, dataset, cipher, classifier)
+    if cost is None:
+        return "–"
+    measure, reference = cost
+    return measure if reference == classifier else Measure(measure.value, measure.low, measure.high, 1, True, note=f"vs {reference}")
+
+
+def accuracy_table(frame: pd.DataFrame, per_image: pd.DataFrame, run: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """The seed's Table I: cipher, network, accuracy [95% interval] and its change against plain
+    images with the same network (paired 95% interval) per dataset, security verdicts."""
+    datasets = run["config"]["datasets"]
+    headers = ["encryption", "network", *[h for d in datasets for h in (f"{d} accuracy (%)", f"{d} change vs plain (points)")],
+               "ciphertext-only attacks", "known-plaintext attack"]
     body = []
-    for cipher in ordered_ciphers(list(cells["cipher"].unique())):
-        for classifier in sorted(cells[cells["cipher"] == cipher]["classifier"]):
-            line = [cipher, classifier]
-            for dataset in datasets:
-                hit = acc[(acc["cipher"] == cipher) & (acc["classifier"] == classifier) & (acc["dataset"] == dataset)]
-                fail = failed[(failed["cipher"] == cipher) & (failed["classifier"] == classifier) & (failed["dataset"] == dataset)]
-                text = f"{100 * hit['value'].iloc[0]:.1f}{_interval(hit.iloc[0], 100, 1)}" if len(hit) else "failed" if len(fail) else "–"
-                line.append(text)
-            for model in (CIPHERTEXT_ONLY, KNOWN_PLAINTEXT):
-                line.append("; ".join(security_verdict(frame, per_image, run, d, cipher, model) for d in datasets))
-            body.append(line)
+    for cipher, classifier in accuracy_cells(frame):
+        line = [cipher, classifier]
+        for dataset in datasets:
+            line += [accuracy_cell(frame, dataset, cipher, classifier), cost_cell(per_image, dataset, cipher, classifier)]
+        for model in (CIPHERTEXT_ONLY, KNOWN_PLAINTEXT):
+            line.append("; ".join(security_verdict(frame, per_image, run, d, cipher, model) for d in datasets))
+        body.append(line)
     return headers, body
 
 
@@ -102,9 +186,9 @@ def verdict_table(frame: pd.DataFrame, per_image: pd.DataFrame, run: dict[str, A
                 continue
             j = verdict.deciding
             body.append([
-                cipher, model, j.attack, f"{j.ssim:.3f}", f"{j.raw_ssim:.3f}", j.transform, f"{j.baseline} ({j.baseline_ssim:.3f})",
-                f"{j.gain:+.3f} [{j.gain_low:+.3f}, {j.gain_high:+.3f}]",
-                f"{100 * j.identification:.1f} [{100 * j.identification_low:.1f}, {100 * j.identification_high:.1f}]",
+                cipher, model, j.attack, Measure(j.ssim), Measure(j.raw_ssim), j.transform, f"{j.baseline} ({j.baseline_ssim:.3f})",
+                Measure(j.gain, j.gain_low, j.gain_high, signed=True),
+                Measure(100 * j.identification, 100 * j.identification_low, 100 * j.identification_high, digits=1),
                 f"{100 * j.baseline_identification_high:.1f}", verdict.text, coverage_text(verdict),
             ])
     return headers, body
@@ -133,7 +217,7 @@ def security_table(
                 line.append("–")
             else:
                 row = ssim_row.iloc[0]
-                line.append(f"{scale * row['value']:.{digits}f}{_interval(row, scale, digits)}")
+                line.append(Measure(scale * row["value"], scale * row["ci95_low"], scale * row["ci95_high"], digits))
         body.append(line)
     return headers, body
 

@@ -83,8 +83,8 @@ def test_key_space_run_writes_results_report_and_figure(capsys, tmp_path, tiny_c
     rows = frame[(frame["cipher"] == "proposed") & (frame["metric"] == "key_space_log2")]
     assert rows["value"].iloc[0] == pytest.approx(math.log2(math.factorial(16) * math.factorial(4)))
     report = (out / "report.md").read_text()
-    assert "| proposed" in report and "figures/examples_natural.png" in report
-    assert (out / "figures" / "examples_natural.png").stat().st_size > 1000
+    assert "| proposed" in report and "figures/examples_natural_proposed.png" in report  # Fig. 4, one per cipher
+    assert (out / "figures" / "examples_natural_proposed.png").stat().st_size > 1000
     run = ResultStore(out).read_run()
     assert run["key_spaces"]["proposed"]["nominal"] == str(math.factorial(16) * math.factorial(4))
     assert run["config"]["n_train"] == 20 and run["git_commit"]
@@ -155,12 +155,13 @@ def test_golden_report(capsys, tmp_path, regen_golden) -> None:
     assert _run(capsys, "--report-only", str(run))[0] == 0
     assert (run / "report.md").read_text() == rendered
     assert (run / "figures" / "tradeoff_natural.png").exists()
-    for figure in ("ssim_boxplots_natural.png", "ciphertext_curves_natural.png", "examples_natural.png", "examples_natural_1.png"):
+    # the golden run stores no example images, so it has no Fig. 4 (tests/test_report_figures.py draws those)
+    for figure in ("ssim_boxplots_natural.png", "ciphertext_curves_natural.png"):
         assert (run / "figures" / figure).stat().st_size > 1000, figure
     latex, html = (run / "tables.tex").read_text(), (run / "tables.html").read_text()
-    assert latex.count("\\toprule") >= 4  # Table I, verdicts, SSIM, identification
+    assert latex.count("\\begin{table") >= 4  # Table I, verdicts, SSIM, identification (tests/test_report_tables.py has more)
     assert "$\\times$" in latex and "✗" not in latex and "✓" not in latex  # symbols mapped to plain LaTeX
-    assert html.count("<table>") == latex.count("\\toprule") and "Security verdicts (natural)" in html
+    assert html.count("<table ") == latex.count("\\begin{table") and "Security verdicts on natural" in html
 
 
 def test_results_schema_validator_rejects_bad_rows() -> None:
