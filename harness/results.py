@@ -880,4 +880,5 @@ def dumps_strict(value: Any) -> str:
 #: folders that hold it, and only :data:`RUN_OUTPUTS` there
 MARKER_FILE = ".scramblebench-run"
 #: the runner's own files in a run folder (``cache/`` of trained models is kept: ``--refresh-cache``)
-RUN_OUTPUTS = (RESULTS_FILE, PER_IMAGE_FILE, RUN_FILE, "report.md", "tables.tex", "tables.html", "errors.log", EXAMPLES_DIR, "figures", CELLS_DIR)
+RUN_OUTPUTS = (RESULTS_FILE, PER_IMAGE_FILE, RUN_FILE, "report.md", "tables.tex", "tables.html", "tables", "errors.log", EXAMPLES_DIR,
+               "figures", CELLS_DIR)

@@ -7,7 +7,6 @@ from typing import Any
 
 from tabulate import tabulate
 
-from harness.cache import atomic_write_bytes
 from harness.results import ResultStore
 from reports.figures import ciphertext_curve_figure, examples_figure, ssim_boxplots, tradeoff_figure
 from reports.findings import findings
@@ -91,25 +90,26 @@ def _protocol(run: dict[str, Any]) -> str:
 TABLES_DIR = "tables"
 
 
-def write_paper_tables(folder: Path, tables: list[PaperTable]) -> None:
+def write_paper_tables(store: ResultStore, tables: list[PaperTable]) -> None:
     """``tables/<name>.tex`` (one float per table), ``tables.tex`` (all of them, in order, for one
-    ``\\input``) and ``tables.html`` (styled) beside report.md, from the same cells."""
+    ``\\input``) and ``tables.html`` (styled) beside report.md, from the same cells (private files)."""
     latex = [f"% scramblebench tables; preamble:\n% {LATEX_PACKAGES.replace(chr(10), chr(10) + '% ')}", ""]
     for table in tables:
         text = to_latex(table)
-        atomic_write_bytes(folder / TABLES_DIR / f"{table.name}.tex", text.encode())
+        store.write_bytes(Path(TABLES_DIR) / f"{table.name}.tex", text.encode())
         latex.append(text)
-    atomic_write_bytes(folder / "tables.tex", "\n".join(latex).encode())
-    atomic_write_bytes(folder / "tables.html", html_page(tables).encode())
+    store.write_bytes("tables.tex", "\n".join(latex).encode())
+    store.write_bytes("tables.html", html_page(tables).encode())
 
 
 def render_report(folder: str | Path) -> Path:
     """Write ``report.md``, ``tables.tex``, ``tables.html`` and the figures into ``folder``; returns the report's path."""
     store = ResultStore(folder)
     frame, run, per_image = store.load(), store.read_run(), store.load_per_image()
+    store.check_writable()  # a read-only folder is one clear error, before any work
     config = run["config"]
     figures = store.folder / FIGURES_DIR
-    write_paper_tables(store.folder, paper_tables(frame, per_image, run))
+    write_paper_tables(store, paper_tables(frame, per_image, run))
     parts = [
         "# scramblebench report",
         "How much accuracy each learnable image cipher costs, and how much of the image attackers restore.\n"
@@ -172,6 +172,6 @@ def render_report(folder: str | Path) -> Path:
     failures = failures_table(frame)
     if failures[1]:
         parts += ["## Failed cells", _table(*failures)]
-    path = store.folder / REPORT_FILE
-    atomic_write_bytes(path, ("\n\n".join(parts) + "\n").encode())
+    path = store.write_bytes(REPORT_FILE, ("\n\n".join(parts) + "\n").encode())
+    store.make_private()  # the figures matplotlib wrote, and the model cache
     return path

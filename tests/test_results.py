@@ -243,3 +243,19 @@ def test_private_takes_permissions_away_and_never_gives_them(tmp_path: Path) -> 
     examples.chmod(0o755)
     ResultStore(store.folder).save_examples(store.example_path("natural", "c0", "plain"), np.zeros((1, 3, 4, 4), np.uint8))
     assert stat.S_IMODE(examples.stat().st_mode) == 0o700  # an existing subfolder written into is made private too
+
+
+def test_a_rendered_report_leaves_no_file_readable_by_others(tmp_path) -> None:
+    """Issue 20 item 9: the report's figures and tables are private like the records (0600 / 0700)."""
+    import shutil
+    import stat
+
+    from reports.markdown import render_report
+
+    run = tmp_path / "run"
+    shutil.copytree(Path(__file__).parent / "golden" / "tiny_run", run)
+    for path in [run, *run.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    render_report(run)
+    for path in [run, *run.rglob("*")]:
+        assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, path
