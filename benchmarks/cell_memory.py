@@ -73,8 +73,9 @@ def child(spec: str, data_dir: str, device: str, threads: int, override: dict[st
     import torch
 
     torch.set_num_threads(threads)
-    from harness.run.bench import Cell, Runner
-    from harness.run.presets import merge, resolve_config
+    from harness.run.cells import CellContext, compute_cell
+    from harness.run.plan import Cell
+    from harness.run.config import merge, resolve_config
 
     if spec == "baseline":
         return {"cell": spec, "peak_rss_mb": peak_rss_mb(), "seconds": 0.0}
@@ -92,11 +93,11 @@ def child(spec: str, data_dir: str, device: str, threads: int, override: dict[st
             attack=component[0] if kind == "security" else "",
             key_condition="diff_key" if cipher == "pe" else "same_key",
         )
-        runner = Runner(config, Path(out) / "run", device=device)
+        ctx = CellContext(config, Path(out) / "run", device=device)
         if device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats(device)
         started = time.perf_counter()
-        output = runner.compute(cell)
+        output = compute_cell(cell, ctx)
         seconds = time.perf_counter() - started
     status = {row.get("status") for row in output.rows}
     result: dict[str, Any] = {"cell": spec, "peak_rss_mb": peak_rss_mb(), "seconds": seconds, "status": ",".join(sorted(map(str, status)))}

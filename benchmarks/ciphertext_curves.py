@@ -24,7 +24,7 @@ from attacks.base import AttackConfig, CipherFamily
 from harness.run.security import CIPHERTEXT_LADDER, run_security_cell
 from harness.data import load_dataset
 from harness.keys import derive_seed
-from harness.run.presets import QUICK
+from harness.run.config import QUICK
 from harness.registry import attacks, ciphers
 
 

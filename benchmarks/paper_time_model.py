@@ -36,7 +36,7 @@ from tabulate import tabulate
 from attacks.base import AttackConfig, CipherFamily
 from harness import training
 from harness.registry import attacks, classifiers, create_cipher
-from harness.run.presets import PAPER
+from harness.run.config import PAPER
 from harness.run.security import run_security_cell
 
 DATASETS = {"cifar10": 10, "cifar100": 100}

@@ -14,7 +14,7 @@ import torch
 
 from harness.registry import create_cipher
 from harness.keys import derive_seed
-from harness.run.presets import QUICK
+from harness.run.config import QUICK
 from harness.registry import classifiers
 from harness.feeding import Augmentation
 from harness.training import TrainConfig, prepare_model, sgd, train_step

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from harness.data import ImageDataset
 from harness.feeding import Augmentation, DeviceFeed
 from harness.registry import classifiers, create_cipher
-from harness.training import TrainConfig, _encrypt, fit
+from harness.training import TrainConfig, encrypt_batch, fit
 
 #: (name, ViT size, image side, batch, images, needs CUDA)
 CASES = [
@@ -86,7 +86,7 @@ def _data_path_seconds(data, cipher, config, device, steps: int) -> float:
     start = time.perf_counter()
     for step, (index, plain, _) in enumerate(feed.epoch(order, config.batch_size, 0, steps)):
         part = augmentation.part(step * config.batch_size, (step + 1) * config.batch_size)
-        _encrypt(cipher, part.apply(plain), index, False)
+        encrypt_batch(cipher, part.apply(plain), index, False)
     _sync(device)
     return (time.perf_counter() - start) / steps
 

@@ -34,7 +34,8 @@ import math
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+import sys
+from typing import Any, Iterable, Iterator, TypedDict
 
 import numpy as np
 import pandas as pd
@@ -102,6 +103,34 @@ class RunFolderError(ValueError):
 
 class ResultsSchemaError(RunFolderError):
     """results.csv or run.json does not follow the schema."""
+
+
+class ExampleRecord(TypedDict):
+    """Example images of a cell (restorations of an attack, or plain and encrypted images)."""
+
+    name: str  # the attack, or "plain" / "encrypted"
+    images: dict[str, Any]  # uint8 [N, C, H, W], :func:`encode_array`
+    ssim: list[float] | None  # of each image against its plaintext, when they compare
+
+
+class CellRecord(TypedDict):
+    """One cell's record, ``cells/<cell_hash>.json``: everything the cell computed, written by the
+    runner (``Runner.write_record``) and wrapped by :func:`encode_record` with ``RECORD_FORMAT``
+    and a checksum.  Results, per-image scores and examples are compiled from these only."""
+
+    cell_hash: str  # the cell's identity (harness.run.identity.cell_hash)
+    cell: dict[str, str]  # its coordinates: kind, dataset, cipher, classifier, attack, key_condition
+    inputs: dict[str, Any]  # the configuration parts it read (harness.run.identity.cell_inputs)
+    code: dict[str, str]  # its code version: scramblebench version and source digest
+    status: str  # ok | failed | n/a (failed when any row failed)
+    rows: list[dict[str, Any]]  # rows of results.csv (COLUMNS), with elapsed_s and cell_hash
+    per_image: dict[str, list[float]]  # metric -> value of each evaluated image, by image id
+    examples: list[ExampleRecord]
+    finished: str  # UTC ISO time the record was written (the newest record of a cell wins)
+    elapsed_s: float  # seconds the cell took (NaN when its worker died)
+    device: str
+    git_commit: str  # recorded, not part of the identity
+    host: str
 
 
 class DamagedRecordError(RunFolderError):
@@ -397,8 +426,20 @@ class ResultStore:
                 "move it away or start a fresh run with --no-resume"
             ) from None
 
-    def write_run(self, run: dict[str, Any]) -> None:
-        self.write_bytes(self.run_path, dumps_strict(run).encode())
+    def write_run(self, run: dict[str, Any], merge_key_spaces: bool = False) -> None:
+        """Write run.json; with ``merge_key_spaces`` (under the folder's lock) the key spaces of
+        another run of the same configuration already there are kept, so shards add up."""
+        if not merge_key_spaces:
+            self.write_bytes(self.run_path, dumps_strict(run).encode())
+            return
+        with self.lock():
+            try:
+                existing = self.read_run()
+            except (FileNotFoundError, ValueError):
+                existing = {}
+            if _as_json(existing.get("config")) == _as_json(run["config"]):
+                run["key_spaces"] = {**existing.get("key_spaces", {}), **run["key_spaces"]}
+            self.write_bytes(self.run_path, dumps_strict(run).encode())
 
     def read_run(self) -> dict[str, Any]:
         """run.json, checked: an object with ``config`` (an object with ``datasets`` and ``ciphers`` lists).
@@ -583,6 +624,89 @@ class ResultStore:
                 if self.examples_cell_hash(path) != record["cell_hash"]:
                     self.save_examples(path, decode_array(example["images"]), None if example["ssim"] is None else np.asarray(example["ssim"]), record["cell_hash"])
 
+    # -- errors.log -------------------------------------------------------------------------
+    def log_error(self, title: str, text: str) -> None:
+        """Append an entry to errors.log (a failed cell's traceback, a warning)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with (self.folder / "errors.log").open("a") as log:
+            log.write(f"== {title}\n{text}\n")
+
+    def warn(self, message: str) -> None:
+        """A warning line on stderr and in errors.log."""
+        print(f"scramblebench: warning: {message}", file=sys.stderr, flush=True)
+        self.log_error("warning", message)
+
+    # -- the run folder's life: prepare, merge ---------------------------------------------
+    def prepare(self, resume: bool) -> ResultStore:
+        """Create or adopt this folder as a run folder (owner-only, with the runner's marker); with
+        ``resume=False`` clear the runner's own files there.  User errors are :class:`RunFolderError`.
+
+        A folder without the marker is adopted only when it is empty or an older run folder
+        (results.csv or run.json, resume only); any other non-empty folder is refused, so the
+        runner never writes into, or clears, a folder it did not make.
+        """
+        out = self.folder
+        if out.exists() and not out.is_dir():
+            raise RunFolderError(f"--out {out} is a file, not a folder; name a new or existing run folder")
+        if out.is_dir():
+            self._check_adoptable(resume)
+        else:
+            try:
+                out.mkdir(parents=True, mode=0o700, exist_ok=True)  # another process of a sharded run may have just made it
+                out.chmod(0o700)  # owner-only whatever the umask: examples are known plaintexts
+            except OSError as exc:
+                raise RunFolderError(f"--out {out}: cannot create the run folder ({exc.strerror or exc})") from None
+        try:
+            self.write_marker()
+        except OSError as exc:
+            raise RunFolderError(f"--out {out} is not writable ({exc.strerror or exc})") from None
+        if not resume:
+            self.clear_run_files()
+        return self
+
+    def _check_adoptable(self, resume: bool) -> None:
+        out = self.folder
+        if self.has_marker() or not any(out.iterdir()):
+            return
+        if not resume:
+            raise RunFolderError(
+                f"--no-resume refuses to clear {out}: it is not empty and has no {MARKER_FILE} marker, "
+                "so scramblebench did not make it; choose a new folder, or empty it yourself"
+            )
+        if not (self.results_path.exists() or self.run_path.exists()):
+            raise RunFolderError(
+                f"--out {out} is a non-empty folder that is not a scramblebench run folder "
+                f"(no {MARKER_FILE} marker, no results); choose a new or empty folder"
+            )
+
+    def merge_from(self, shards: list[Path]) -> int:
+        """Copy every verified record of the ``shards`` run folders into this one (a damaged one is
+        skipped with a warning; of two records of one name the newer file wins) and add their key
+        spaces to run.json when they ran the same configuration; returns how many were copied."""
+        import shutil
+
+        run, copied = self.read_run(), 0
+        self.cells_dir.mkdir(parents=True, exist_ok=True)
+        for shard in shards:
+            source = ResultStore(shard)
+            for path in sorted(source.cells_dir.glob("*.json")) if source.cells_dir.is_dir() else []:
+                try:
+                    source.read_record(path)
+                except DamagedRecordError as exc:
+                    self.warn(f"{exc}; not merged")
+                    continue
+                target = self.cells_dir / path.name
+                if not target.exists() or path.stat().st_mtime_ns > target.stat().st_mtime_ns:
+                    tmp = target.with_name(f".{path.name}.merge.tmp")
+                    shutil.copy2(path, tmp)  # keeps the file time: the newest record of a cell wins
+                    tmp.replace(target)
+                    copied += 1
+            other = source.read_run()
+            if other.get("config") == run["config"]:
+                run["key_spaces"] = {**other.get("key_spaces", {}), **run.get("key_spaces", {})}
+        self.write_run(run)
+        return copied
+
     # -- the run-folder marker ------------------------------------------------------------
     @property
     def marker_path(self) -> Path:
@@ -728,6 +852,11 @@ def decode_record(data: bytes, path: Path | str = "<record>") -> dict[str, Any]:
     if actual != checksum:
         raise DamagedRecordError(f"cell record {path} is damaged: its checksum {checksum} does not match its content ({actual})")
     return record
+
+
+def _as_json(value: Any) -> Any:
+    """``value`` as JSON gives it back (tuples as lists), to compare a configuration with a stored one."""
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
 
 
 def _strict(value: Any) -> Any:

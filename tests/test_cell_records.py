@@ -12,9 +12,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness.run import bench
+from harness.run import CellContext, Runner, cells, identity, plan
 from harness.run.cli import main
-from harness.run.presets import resolve_config
+from harness.run.config import resolve_config
 from harness.results import ResultStore, decode_record
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -84,19 +84,19 @@ def wait_all(processes: list[subprocess.Popen]) -> None:
 TINY = "n_train: 20\nn_test: 10\nn_attacker: 10\nimage_size: [16, 16]\nexamples: 2\nknown_pairs: 4\n"
 
 
-def _counting(monkeypatch) -> list[bench.Cell]:
+def _counting(monkeypatch) -> list[plan.Cell]:
     """Replace the cells' computation by a cheap one that counts the cells it computes (and the
     report by a stub: these tests are about what is computed and stored)."""
     import reports.markdown
 
-    computed: list[bench.Cell] = []
+    computed: list[plan.Cell] = []
     monkeypatch.setattr(reports.markdown, "render_report", lambda folder: Path(folder) / "report.md")
 
-    def compute(runner, cell):
+    def compute(cell, ctx):
         computed.append(cell)
-        return bench.CellOutput([{**runner.provenance(cell), "status": "ok", "metric": "accuracy" if cell.kind == "accuracy" else "ssim", "value": 0.5}])
+        return cells.CellOutput([{**ctx.row_base(cell), "status": "ok", "metric": "accuracy" if cell.kind == "accuracy" else "ssim", "value": 0.5}])
 
-    monkeypatch.setattr(bench.Runner, "compute", compute)
+    monkeypatch.setattr(cells, "compute_cell", compute)
     return computed
 
 
@@ -146,39 +146,39 @@ def test_a_changed_key_recomputes_just_the_cells_that_read_it(tmp_path, monkeypa
     computed.clear()
     assert main(_tiny_argv(tmp_path, config=TINY + change), stdout=lambda line: None) == 0
 
-    def selected(cell: bench.Cell) -> bool:
+    def selected(cell: plan.Cell) -> bool:
         return any(
             part == cell.kind or part == cell.cipher or part == f"{cell.kind}:{cell.attack}" for part in recomputed
         )
 
-    plan = bench.plan_cells(resolve_config(None, tmp_path / f"tiny{abs(hash(TINY + change))}.yaml"),
-                            bench.Selection(["plain", "proposed"], ["resnet18"], ["none", "puzzle"]))
-    assert sorted(map(str, computed)) == sorted(str(c) for c in plan if selected(c))
+    planned = plan.plan_cells(resolve_config(None, tmp_path / f"tiny{abs(hash(TINY + change))}.yaml"),
+                            plan.Selection(["plain", "proposed"], ["resnet18"], ["none", "puzzle"]))
+    assert sorted(map(str, computed)) == sorted(str(c) for c in planned if selected(c))
 
 
 def test_cell_inputs_are_what_the_cell_reads() -> None:
     config = resolve_config("quick")
-    keyed = bench.Cell("accuracy", "natural", "proposed", classifier="vit_keyed")
-    inputs = bench.cell_inputs(config, keyed)
+    keyed = plan.Cell("accuracy", "natural", "proposed", classifier="vit_keyed")
+    inputs = identity.cell_inputs(config, keyed)
     assert inputs["classifier"]["trained"] == "vit" and inputs["classifier"]["settings"] == config["classifiers"]["vit"]
     assert "data_dir" not in inputs and "examples" not in inputs and "attack" not in inputs
     assert inputs["splits"] == {"test": config["n_test"], "train": config["n_train"]}
     other = {**config, "data_dir": "/elsewhere", "pairings": {}, "verdict_margin": 0.5}
-    assert bench.cell_inputs(other, keyed) == inputs  # keys the cell does not read
-    cifar = bench.Cell("key_space", "cifar10", "le")
-    assert bench.cell_inputs(other, cifar)["data_dir"] == "/elsewhere"
-    none = bench.cell_inputs(config, bench.Cell("security", "natural", "le", attack="none"))
+    assert identity.cell_inputs(other, keyed) == inputs  # keys the cell does not read
+    cifar = plan.Cell("key_space", "cifar10", "le")
+    assert identity.cell_inputs(other, cifar)["data_dir"] == "/elsewhere"
+    none = identity.cell_inputs(config, plan.Cell("security", "natural", "le", attack="none"))
     assert set(none["splits"]) == {"test", "attacker"} and none["known_pairs"] == config["known_pairs"]
 
 
 def test_code_version_covers_the_cells_own_modules_only() -> None:
-    le, pe = bench.Cell("key_space", "natural", "le"), bench.Cell("key_space", "natural", "pe")
-    assert bench.code_version(le)["sources"] != bench.code_version(pe)["sources"]  # their cipher modules differ
-    assert bench.code_version(le)["scramblebench"] == bench.scramblebench_version()
-    assert bench.code_version(bench.Cell("key_space", "cifar10", "le")) == bench.code_version(le)
-    kpa = bench.Cell("security", "natural", "le", attack="kpa")
-    fr = bench.Cell("security", "natural", "le", attack="fr")
-    assert bench.code_version(kpa) != bench.code_version(fr)
+    le, pe = plan.Cell("key_space", "natural", "le"), plan.Cell("key_space", "natural", "pe")
+    assert identity.code_version(le)["sources"] != identity.code_version(pe)["sources"]  # their cipher modules differ
+    assert identity.code_version(le)["scramblebench"] == identity.scramblebench_version()
+    assert identity.code_version(plan.Cell("key_space", "cifar10", "le")) == identity.code_version(le)
+    kpa = plan.Cell("security", "natural", "le", attack="kpa")
+    fr = plan.Cell("security", "natural", "le", attack="fr")
+    assert identity.code_version(kpa) != identity.code_version(fr)
 
 
 # -- records ----------------------------------------------------------------------------------
@@ -201,7 +201,7 @@ def test_a_damaged_record_is_named_and_only_its_cell_recomputed(tmp_path, monkey
     assert main(argv, stdout=lambda line: None) == 0
     err = capsys.readouterr().err
     assert f"cell record {victim}" in err and "damaged" in err and "recomputed" in err
-    assert len(computed) == 1 and bench.Runner(resolve_config(None, argv[1]), tmp_path / "run").identity(computed[0]) == victim.stem
+    assert len(computed) == 1 and Runner(CellContext(resolve_config(None, argv[1]), tmp_path / "run")).identity(computed[0]) == victim.stem
     assert victim.name in (tmp_path / "run" / "errors.log").read_text()
     pd.testing.assert_frame_equal(compiled(tmp_path / "run")[0], before)
 
@@ -237,8 +237,8 @@ def test_cut_results_and_half_written_records_never_count_as_finished(tmp_path, 
 def test_a_record_holds_rows_per_image_scores_and_examples_with_a_checksum(tmp_path) -> None:
     config = resolve_config("quick")
     config.update({"n_train": 20, "n_test": 10, "n_attacker": 10, "image_size": [16, 16], "examples": 2, "known_pairs": 4})
-    runner = bench.Runner(config, tmp_path / "run")
-    cell = bench.Cell("security", "natural", "proposed", attack="none")
+    runner = Runner(CellContext(config, tmp_path / "run"))
+    cell = plan.Cell("security", "natural", "proposed", attack="none")
     rows = runner.run_cell(cell)
     path = runner.store.record_path(runner.identity(cell))
     document = json.loads(path.read_text())
@@ -247,7 +247,7 @@ def test_a_record_holds_rows_per_image_scores_and_examples_with_a_checksum(tmp_p
     assert record["cell"]["attack"] == "none" and record["inputs"] == runner.inputs(cell)
     assert [r["metric"] for r in record["rows"]] == [r["metric"] for r in rows]
     assert set(record["per_image"]) == {"ssim", "psnr", "identified", "ssim_invariant", "psnr_invariant", "identified_invariant"} and len(record["per_image"]["ssim"]) == 10 - 4
-    assert record["examples"][0]["name"] == "none" and record["code"] == bench.code_version(cell)
+    assert record["examples"][0]["name"] == "none" and record["code"] == identity.code_version(cell)
     images, _ = runner.store.load_examples(runner.store.example_path("natural", "proposed", "none"))
     assert images.shape[0] == 2
 
@@ -269,20 +269,20 @@ def test_two_processes_into_one_folder_both_finish_and_both_cells_are_kept(tmp_p
 
 def test_shards_split_the_grid_stably_and_keep_dependencies_together() -> None:
     config = resolve_config("quick")
-    cells = bench.plan_cells(config, bench.Selection())
-    runner = bench.Runner(config, ".")
-    shards = [bench.shard_cells(cells, i, 3, runner.dependency) for i in (1, 2, 3)]
+    cells = plan.plan_cells(config, plan.Selection())
+    runner = Runner(CellContext(config, "."))
+    shards = [plan.shard_cells(cells, i, 3) for i in (1, 2, 3)]
     assert sorted(map(str, sum(shards, []))) == sorted(map(str, cells)) and all(shards)
     for shard in shards:
         for cell in shard:
-            needed = runner.dependency(cell)
+            needed = plan.dependency(cell)
             assert needed is None or needed in shard
-    smaller = bench.plan_cells(config, bench.Selection(ciphers=["le", "proposed"]))
-    assert bench.shard_cells(smaller, 2, 3, runner.dependency) == [c for c in shards[1] if c in smaller]  # per cell, not per grid
-    assert bench.parse_shard("2/3") == (2, 3)
+    smaller = plan.plan_cells(config, plan.Selection(ciphers=["le", "proposed"]))
+    assert plan.shard_cells(smaller, 2, 3) == [c for c in shards[1] if c in smaller]  # per cell, not per grid
+    assert plan.parse_shard("2/3") == (2, 3)
     for bad in ("0/3", "4/3", "1", "a/b", "1/0"):
         with pytest.raises(ValueError, match="--shard"):
-            bench.parse_shard(bad)
+            plan.parse_shard(bad)
 
 
 def test_two_concurrent_shard_processes_into_one_folder_give_the_serial_rows(tmp_path, serial_grid) -> None:
@@ -346,7 +346,7 @@ def test_a_killed_run_loses_no_finished_cell_and_the_rerun_completes_it(tmp_path
 def test_provenance_records_scramblebench_s_own_commit_not_a_surrounding_repository(tmp_path) -> None:
     import subprocess
 
-    from harness.run.bench import git_commit
+    from harness.run.provenance import git_commit
 
     assert len(git_commit()) == 40  # this checkout
     project = tmp_path / "user_project"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.run import bench
+from harness.run import cells, identity, plan
 from harness.run.cli import main
 from harness.results import MARKER_FILE, ResultStore, ResultsSchemaError, rows_frame, validate_results
 
@@ -91,27 +91,27 @@ def test_key_space_run_writes_results_report_and_figure(capsys, tmp_path, tiny_c
     assert "block_perm" not in (out / "run.json").read_text()
 
 
-def _fake_rows(runner: bench.Runner, cell: bench.Cell) -> bench.CellOutput:
-    return bench.CellOutput([{**runner.provenance(cell), "status": "ok", "metric": "key_space_log2", "value": 1.0}])
+def _fake_rows(cell: plan.Cell, ctx: cells.CellContext) -> cells.CellOutput:
+    return cells.CellOutput([{**ctx.row_base(cell), "status": "ok", "metric": "key_space_log2", "value": 1.0}])
 
 
 def test_interrupted_run_resumes_without_recomputing(capsys, tmp_path, tiny_config, monkeypatch) -> None:
     out, calls, interrupt_after = tmp_path / "run", [], 1
 
-    def interrupted(runner, cell):
+    def interrupted(cell, ctx):
         if len(calls) == interrupt_after:
             raise KeyboardInterrupt
         calls.append(cell.id)
-        return _fake_rows(runner, cell)
+        return _fake_rows(cell, ctx)
 
     argv = ["--config", str(tiny_config), "--ciphers", "plain,proposed", "--kinds", "key_space", "--out", str(out), "--progress", "none"]
-    monkeypatch.setattr(bench.Runner, "compute", interrupted)
+    monkeypatch.setattr(cells, "compute_cell", interrupted)
     with pytest.raises(KeyboardInterrupt):
         _run(capsys, *argv)
     assert len(ResultStore(out).load()) == 1  # the finished cell was stored before the interruption
 
     resumed: list = []
-    monkeypatch.setattr(bench.Runner, "compute", lambda runner, cell: resumed.append(cell.id) or _fake_rows(runner, cell))
+    monkeypatch.setattr(cells, "compute_cell", lambda cell, ctx: resumed.append(cell.id) or _fake_rows(cell, ctx))
     assert _run(capsys, *argv)[0] == 0
     assert resumed and not set(resumed) & set(calls)  # nothing finished was recomputed
     assert _run(capsys, *argv)[0] == 0
@@ -125,19 +125,19 @@ def test_interrupted_run_resumes_without_recomputing(capsys, tmp_path, tiny_conf
 def test_failing_cell_is_recorded_and_exit_code_is_1(capsys, tmp_path, tiny_config, monkeypatch) -> None:
     out = tmp_path / "run"
 
-    def flaky(runner, cell):
+    def flaky(cell, ctx):
         if cell.cipher == "proposed":
             raise RuntimeError("simulated failure")
-        return _fake_rows(runner, cell)
+        return _fake_rows(cell, ctx)
 
-    monkeypatch.setattr(bench.Runner, "compute", flaky)
+    monkeypatch.setattr(cells, "compute_cell", flaky)
     argv = ["--config", str(tiny_config), "--ciphers", "plain,proposed", "--kinds", "key_space", "--out", str(out), "--progress", "none"]
     code, text, _ = _run(capsys, *argv)
     assert code == 1 and "1 failed" in text
     report = (out / "report.md").read_text()
     assert "## Failed cells" in report and "RuntimeError: simulated failure" in report
     assert "simulated failure" in (out / "errors.log").read_text()
-    monkeypatch.setattr(bench.Runner, "compute", _fake_rows)
+    monkeypatch.setattr(cells, "compute_cell", _fake_rows)
     assert _run(capsys, *argv)[0] == 0  # a resumed run retries the failed cell only
 
 
@@ -248,7 +248,7 @@ def test_unwritable_out_is_a_user_error(capsys, tmp_path, tiny_config) -> None:
 
 
 def test_run_folder_is_owner_only_and_marked(capsys, tmp_path, tiny_config, monkeypatch) -> None:
-    monkeypatch.setattr(bench.Runner, "compute", _fake_rows)
+    monkeypatch.setattr(cells, "compute_cell", _fake_rows)
     out = tmp_path / "new" / "run"
     assert _run(capsys, *_key_space_argv(tiny_config, out))[0] == 0
     assert (out / MARKER_FILE).is_file()
@@ -264,7 +264,7 @@ def _repo_like(tmp_path: Path) -> tuple[Path, list[Path]]:
 
 
 def test_no_resume_in_a_folder_the_runner_did_not_make_deletes_nothing(capsys, tmp_path, tiny_config, monkeypatch) -> None:
-    monkeypatch.setattr(bench.Runner, "compute", _fake_rows)
+    monkeypatch.setattr(cells, "compute_cell", _fake_rows)
     repo, before = _repo_like(tmp_path)
     code, _, err = _run(capsys, *_key_space_argv(tiny_config, repo, "--no-resume"))
     assert code == 2 and "--no-resume refuses to clear" in err and MARKER_FILE in err
@@ -277,7 +277,7 @@ def test_no_resume_in_a_folder_the_runner_did_not_make_deletes_nothing(capsys, t
 
 
 def test_no_resume_clears_only_the_runners_own_files(capsys, tmp_path, tiny_config, monkeypatch) -> None:
-    monkeypatch.setattr(bench.Runner, "compute", _fake_rows)
+    monkeypatch.setattr(cells, "compute_cell", _fake_rows)
     out = tmp_path / "run"
     assert _run(capsys, *_key_space_argv(tiny_config, out))[0] == 0
     (out / "notes.txt").write_text("mine")
@@ -296,7 +296,7 @@ def test_no_resume_clears_only_the_runners_own_files(capsys, tmp_path, tiny_conf
 
 
 def test_an_older_run_folder_without_marker_is_adopted_on_resume(capsys, tmp_path, tiny_config, monkeypatch) -> None:
-    monkeypatch.setattr(bench.Runner, "compute", _fake_rows)
+    monkeypatch.setattr(cells, "compute_cell", _fake_rows)
     out = tmp_path / "run"
     assert _run(capsys, *_key_space_argv(tiny_config, out))[0] == 0
     (out / MARKER_FILE).unlink()
@@ -307,17 +307,17 @@ def test_an_older_run_folder_without_marker_is_adopted_on_resume(capsys, tmp_pat
 def test_subcommands_and_their_aliases(capsys, tmp_path, tiny_config, monkeypatch) -> None:
     out = tmp_path / "run"
     select = ["--config", str(tiny_config), "--ciphers", "plain,pro*", "--out", str(out)]
-    code, plan, _ = _run(capsys, "plan", *select)
-    assert code == 0 and "to do  key_space: natural / proposed / key space" in plan
-    assert _run(capsys, "run", *select, "--dry-run")[1] == plan == _run(capsys, *select, "--dry-run")[1]
+    code, listing, _ = _run(capsys, "plan", *select)
+    assert code == 0 and "to do  key_space: natural / proposed / key space" in listing
+    assert _run(capsys, "run", *select, "--dry-run")[1] == listing == _run(capsys, *select, "--dry-run")[1]
     assert not out.exists()
     code, text, _ = _run(capsys, "validate", "--config", str(tiny_config))
     assert code == 0 and not out.exists()
-    from harness.run.presets import resolve_config
+    from harness.run.config import resolve_config
 
     assert yaml.safe_load(text) == resolve_config(None, tiny_config)
     assert _run(capsys, "list")[1] == _run(capsys, "--list")[1]
-    monkeypatch.setattr(bench.Runner, "compute", _fake_rows)
+    monkeypatch.setattr(cells, "compute_cell", _fake_rows)
     assert _run(capsys, *_key_space_argv(tiny_config, out))[0] == 0  # no command: run
     assert _run(capsys, "report", str(out))[1] == _run(capsys, "--report-only", str(out))[1] == f"report: {out / 'report.md'}"
     code, _, err = _run(capsys, "report", str(tmp_path / "missing"))
@@ -328,8 +328,8 @@ def test_subcommands_and_their_aliases(capsys, tmp_path, tiny_config, monkeypatc
 def test_version_and_prog_name(capsys) -> None:
     from importlib import metadata
 
-    from harness.run.bench import scramblebench_version as version
-    from harness.run.cli import build_parser
+    from harness.run.identity import scramblebench_version as version
+    from harness.run.arguments import build_parser
 
     assert main(["--version"]) == 0
     printed = capsys.readouterr().out.strip()
@@ -348,12 +348,12 @@ def test_version_and_prog_name(capsys) -> None:
 def test_version_falls_back_to_pyproject(monkeypatch) -> None:
     from importlib import metadata
 
-    from harness.run import bench
+    from harness.run import identity
 
     def missing(name: str) -> str:
         raise metadata.PackageNotFoundError(name)
 
-    monkeypatch.setattr(bench.metadata, "version", missing)
+    monkeypatch.setattr(identity.metadata, "version", missing)
     import tomllib
 
-    assert bench.scramblebench_version() == tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]["version"]
+    assert identity.scramblebench_version() == tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]["version"]

@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from harness.run.cli import main
-from harness.run.config_schema import MAX_SEED, ConfigError, validate_config
-from harness.run.presets import QUICK, resolve_config
+from harness.run.config import MAX_SEED, ConfigError, validate_config
+from harness.run.config import QUICK, resolve_config
 
 
 def _file(tmp_path: Path, text: str) -> Path:
@@ -230,3 +230,12 @@ def test_config_errors_exit_2_with_one_line_before_any_cell_runs(capsys, tmp_pat
     assert code == 2
     assert err.startswith("scramblebench: error: ") and err.count("\n") == 1 and "Traceback" not in err
     assert not out.exists()  # nothing ran, no run folder was made
+
+
+def test_the_schema_declares_every_key_each_preset_sets() -> None:
+    from harness.run.config import KEYS, PRESETS
+    from harness.run.config.schema import PRESET_NAMES
+
+    assert set(PRESETS) == set(PRESET_NAMES)
+    for preset in PRESETS.values():
+        assert set(preset) == set(KEYS)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import io
 
-from harness.run import cli
-from harness.run.bench import Cell
+from harness.run import cli, progress_display
+from harness.run.plan import Cell
 
 CELL = Cell("security", "natural", "le", attack="nibble")
 
@@ -18,9 +18,9 @@ class _Terminal(io.StringIO):
 
 def test_a_log_file_gets_lines_and_a_rate_limited_heartbeat(monkeypatch) -> None:
     clock = iter([0.0, 0.0, 10.0, 61.0, 62.0, 125.0])
-    monkeypatch.setattr(cli.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(progress_display.time, "monotonic", lambda: next(clock))
     log = io.StringIO()
-    display = cli.ProgressDisplay("auto", total=2, heartbeat=60, stream=log)
+    display = progress_display.ProgressDisplay("auto", total=2, heartbeat=60, stream=log)
     assert display.mode == "plain" and display.bar is None
     update = display.for_cell(CELL)
     for step in range(1, 5):  # at t = 0, 10, 61, 62: only t = 61 is a minute after the first
@@ -37,9 +37,9 @@ def test_a_log_file_gets_lines_and_a_rate_limited_heartbeat(monkeypatch) -> None
 
 
 def test_a_terminal_gets_a_bar_and_the_flag_wins() -> None:
-    assert cli.ProgressDisplay("auto", total=1, stream=_Terminal()).mode == "bar"
-    assert cli.ProgressDisplay("plain", total=1, stream=_Terminal()).mode == "plain"
-    assert cli.ProgressDisplay("none", total=1, stream=io.StringIO()).for_cell(CELL) is None
+    assert progress_display.ProgressDisplay("auto", total=1, stream=_Terminal()).mode == "bar"
+    assert progress_display.ProgressDisplay("plain", total=1, stream=_Terminal()).mode == "plain"
+    assert progress_display.ProgressDisplay("none", total=1, stream=io.StringIO()).for_cell(CELL) is None
 
 
 def test_own_photographs_run_key_space_and_security_and_accuracy_says_it_needs_labels(tmp_path) -> None:
@@ -68,12 +68,12 @@ def test_device_names_are_checked(capsys) -> None:
     import pytest
     import torch
 
-    from harness.run.cli import UsageError, _device
+    from harness.run.arguments import UsageError, parse_device
 
-    assert _device("cpu") == "cpu"
+    assert parse_device("cpu") == "cpu"
     for bad, message in (("gpu", "auto, cpu, cuda or cuda:N"), ("cuda:x", "auto, cpu, cuda or cuda:N")):
         with pytest.raises(UsageError, match=message):
-            _device(bad)
+            parse_device(bad)
     if not torch.cuda.is_available():
         with pytest.raises(UsageError, match="CUDA is not available"):
-            _device("cuda:1")
+            parse_device("cuda:1")

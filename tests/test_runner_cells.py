@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.run import bench
-from harness.run.presets import resolve_config
+from harness.run import CellContext, Runner, plan
+from harness.run.config import resolve_config
 from harness.results import ResultStore, rows_frame, validate_results
 
 TINY = {
@@ -17,10 +17,10 @@ TINY = {
 
 
 @pytest.fixture
-def runner(tmp_path) -> bench.Runner:
+def runner(tmp_path) -> Runner:
     config = resolve_config("quick")
     config.update(TINY)
-    return bench.Runner(config, tmp_path / "run")
+    return Runner(CellContext(config, tmp_path / "run"))
 
 
 def _metric(rows, name):
@@ -28,7 +28,7 @@ def _metric(rows, name):
 
 
 def test_security_cell_rows_per_image_scores_and_ladder(runner) -> None:
-    cell = bench.Cell("security", "natural", "proposed", attack="puzzle")
+    cell = plan.Cell("security", "natural", "proposed", attack="puzzle")
     rows = runner.run_cell(cell)
     validate_results(rows_frame(rows))
     evaluated = 40 - 8
@@ -46,7 +46,7 @@ def test_security_cell_rows_per_image_scores_and_ladder(runner) -> None:
 
 
 def test_a_rerun_cell_replaces_its_per_image_rows(runner) -> None:
-    cell = bench.Cell("security", "natural", "plain", attack="none")
+    cell = plan.Cell("security", "natural", "plain", attack="none")
     runner.run_cell(cell)
     runner.run_cell(cell)
     table = runner.store.load_per_image()
@@ -54,8 +54,8 @@ def test_a_rerun_cell_replaces_its_per_image_rows(runner) -> None:
 
 
 def test_accuracy_cell_repeats_seeds_and_gives_a_bootstrap_interval(runner) -> None:
-    runner.config["accuracy_seeds"] = 2
-    rows = runner.run_cell(bench.Cell("accuracy", "natural", "plain", classifier="resnet18"))
+    runner.ctx.config["accuracy_seeds"] = 2
+    rows = runner.run_cell(plan.Cell("accuracy", "natural", "plain", classifier="resnet18"))
     accuracy = _metric(rows, "accuracy")
     assert accuracy["ci95_low"] <= accuracy["value"] <= accuracy["ci95_high"] and "2 training seed(s)" in accuracy["note"]
     assert _metric(rows, "accuracy_seed_sd")["value"] >= 0

@@ -184,8 +184,7 @@ def test_security_cells_resize_where_they_score(tmp_path, monkeypatch) -> None:
     """The device-resident security path: every split a security cell reads is resized and encrypted
     on the cell's device (today's main resized on the host and then copied)."""
     from harness.data import ImageDataset
-    from harness.run import bench
-    from harness.run.presets import resolve_config
+    from harness.run import Cell, CellContext, compute_cell, resolve_config
 
     config = resolve_config("quick")
     config.update({"n_train": 30, "n_test": 20, "n_attacker": 20, "image_size": [16, 16], "known_pairs": 4})
@@ -197,6 +196,5 @@ def test_security_cells_resize_where_they_score(tmp_path, monkeypatch) -> None:
         return real(self, device)
 
     monkeypatch.setattr(ImageDataset, "lazy", lazy)
-    runner = bench.Runner(config, tmp_path / "run", device="cpu")
-    runner.run_cell(bench.Cell("security", "natural", "proposed", attack="puzzle"))
+    compute_cell(Cell("security", "natural", "proposed", attack="puzzle"), CellContext(config, tmp_path / "run", device="cpu"))
     assert asked and all(device == "cpu" for device in asked), asked

@@ -17,7 +17,8 @@ from harness.data import ImageDataset, resize_images
 from harness.registry import create_cipher
 from harness.registry import classifiers
 from harness.feeding import DeviceFeed, random_crop_flip
-from harness.training import TrainConfig, evaluate, fit, run_accuracy_cell, warmup_cosine
+from harness.run.cells.accuracy import run_accuracy_cell
+from harness.training import TrainConfig, evaluate, fit, warmup_cosine
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -11,7 +11,8 @@ import pytest
 
 from harness.data import ImageDataset, load_dataset
 from harness.registry import create_cipher
-from harness.training import TrainConfig, run_accuracy_cell
+from harness.run.cells.accuracy import run_accuracy_cell
+from harness.training import TrainConfig
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -10,7 +10,8 @@ import torch
 
 from harness.data import load_dataset
 from harness.registry import create_cipher
-from harness.training import TrainConfig, run_accuracy_cell
+from harness.run.cells.accuracy import run_accuracy_cell
+from harness.training import TrainConfig
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

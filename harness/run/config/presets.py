@@ -1,18 +1,17 @@
-"""Benchmark presets and configuration resolution: preset < YAML file < command-line flags.
+"""The benchmark presets, as data: ``quick`` in full and ``paper`` as its changes to ``quick``.
 
 A configuration is a plain dict (it is written verbatim into ``run.json``).  ``quick`` shows the
 whole pipeline on the embedded photographs on a laptop CPU; ``paper`` is the seed's protocol
 (CIFAR from a local folder, 224 x 224 with 16 x 16 blocks for the proposed cipher and ViT-B/16,
-32 x 32 with 4 x 4 blocks for the comparison ciphers), meant for a GPU.
+32 x 32 with 4 x 4 blocks for the comparison ciphers), meant for a GPU.  :data:`PAPER_CHANGES`
+lists exactly the top-level keys the paper protocol sets otherwise, so the difference is the
+documentation.  Resolution (preset < file < flags) is :mod:`harness.run.config.resolve`.
 """
 
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 from typing import Any
-
-import yaml
 
 #: the seed's Table I pairings: which networks each cipher is evaluated with
 SEED_PAIRINGS: dict[str, list[str]] = {
@@ -79,24 +78,15 @@ QUICK: dict[str, Any] = {
     "verdict_margin": 0.05,
 }
 
-PAPER: dict[str, Any] = {
-    **copy.deepcopy(QUICK),
+#: the top-level keys the paper protocol sets otherwise than ``quick`` (each replaces quick's value)
+PAPER_CHANGES: dict[str, Any] = {
     "preset": "paper",
     "datasets": ["cifar10", "cifar100"],
     "ciphertext_ladder": [10, 20, 50, 100, 200, 500, 1000, 2000, 5000],
-    "image_size": [32, 32],
     "n_train": None,
     "n_test": None,
     "n_attacker": None,
-    "ciphers": {
-        "plain": {"block_size": 1},
-        "proposed": {"block_size": 16},
-        "le": {"block_size": 4},
-        "ele": {"block_size": 4},
-        "etc": {"block_size": 4},
-        "etc_gray": {"block_size": 8},
-        "pe": {"block_size": 1, "key_condition": "diff_key"},
-    },
+    "ciphers": {**QUICK["ciphers"], "proposed": {"block_size": 16}, "etc_gray": {"block_size": 8}},
     # the seed fine-tunes ViT-B/16 at 224 x 224 (CIFAR upsampled before encryption), the others at 32
     "cipher_image_size": {"proposed": [224, 224]},
     "classifier_image_size": {"vit": [224, 224]},
@@ -123,78 +113,6 @@ PAPER: dict[str, Any] = {
     },
 }
 
+PAPER: dict[str, Any] = {**copy.deepcopy(QUICK), **copy.deepcopy(PAPER_CHANGES)}
+
 PRESETS = {"quick": QUICK, "paper": PAPER}
-
-
-def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """Recursive dict merge; ``override`` wins, ``None`` values in ``override`` are kept."""
-    merged = copy.deepcopy(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
-
-
-def load_config_file(config_file: str | Path) -> dict[str, Any]:
-    """The mapping in a YAML file, plugin-named sections keyed by registered names."""
-    from harness.run.config_schema import ConfigError, canonical_sections
-
-    path = Path(config_file)
-    if not path.is_file():
-        raise FileNotFoundError(f"config file {path} does not exist" + (" (it is a folder)" if path.is_dir() else ""))
-    try:
-        loaded = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        first = str(exc).replace("\n", " ")
-        raise ConfigError(f"config file {path} is not valid YAML: {first}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"config file {path} cannot be read: {exc}") from None
-    if not isinstance(loaded, dict):
-        raise ConfigError(f"config file {path} must hold a mapping at the top level, got {type(loaded).__name__}")
-    unknown = sorted(str(k) for k in set(loaded) - set(QUICK))
-    if unknown:
-        import difflib
-
-        close = difflib.get_close_matches(unknown[0], list(QUICK), n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ConfigError(f"config file {path} has unknown key(s) {unknown}.{hint} Allowed keys: {', '.join(sorted(QUICK))}")
-    return canonical_sections(loaded, where=f" in {path}")
-
-
-def resolve_config(
-    preset: str | None = None,
-    config_file: str | Path | None = None,
-    overrides: dict[str, Any] | None = None,
-    *,
-    origin: dict[str, str] | None = None,
-) -> dict[str, Any]:
-    """Preset, then the YAML file, then flag overrides (flags left unset are ``None`` and dropped),
-    checked against the schema (:func:`harness.run.config_schema.validate_config`).
-
-    ``preset`` is the one given explicitly (``--preset``); ``None`` takes the file's ``preset:``
-    key, else ``quick``.  A file's ``preset: paper`` selects the paper preset as the base and its
-    other keys apply on top; an explicit ``preset`` that disagrees with the file's is an error.
-    ``origin`` names where each override came from (``{"seed": "--seed"}``) for error messages.
-    """
-    from harness.run.config_schema import ConfigError, validate_config
-
-    loaded = load_config_file(config_file) if config_file is not None else {}
-    file_preset = loaded.get("preset")
-    for name, where in ((preset, "--preset"), (file_preset, f"preset in {config_file}")):
-        if name is not None and name not in PRESETS:
-            raise ConfigError(f"preset: unknown preset {name!r} ({where}); allowed: {', '.join(sorted(PRESETS))}")
-    if preset is not None and file_preset is not None and preset != file_preset:
-        raise ConfigError(
-            f"preset: --preset {preset} conflicts with 'preset: {file_preset}' in {config_file}; "
-            "give the preset in one place or make them agree"
-        )
-    chosen = preset or file_preset or "quick"
-    config = merge(PRESETS[chosen], loaded)
-    sources: dict[str, str] = {}
-    for key, value in (overrides or {}).items():
-        if value is not None:
-            config[key] = value
-            sources[key] = (origin or {}).get(key, "a command-line flag")
-    return validate_config(config, sources)

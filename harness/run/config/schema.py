@@ -1,6 +1,6 @@
 """The typed schema of a benchmark configuration, checked before any cell runs.
 
-A configuration is resolved as preset < YAML file < flags (:func:`harness.run.presets.resolve_config`)
+A configuration is resolved as preset < YAML file < flags (:func:`harness.run.config.resolve.resolve_config`)
 and then passed through :func:`validate_config`, which returns a normalised copy or raises a
 :class:`ConfigError` naming the key path and what is allowed.  The rules:
 
@@ -22,17 +22,38 @@ from __future__ import annotations
 import collections.abc
 import copy
 import dataclasses
-import difflib
 import inspect
-import math
 import re
 import types
 import typing
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-#: the largest master seed (seeds are 63-bit, as :func:`harness.keys.derive_seed` makes them)
-MAX_SEED = 2**63 - 1
+from attacks.base import AttackConfig
+from harness.data import DATASETS
+from harness.registry import Registry, attacks, ciphers, classifiers
+from harness.run.config.values import (
+    MAX_SEED,
+    ConfigError,
+    allowed_list,
+    did_you_mean,
+    image_size,
+    to_bool,
+    to_float,
+    to_int,
+    to_list,
+    to_mapping,
+)
+from harness.training import TrainConfig
+
+#: every top-level key of a configuration (each preset sets them all; tests/test_config_schema.py checks)
+KEYS = (
+    "preset", "datasets", "data_dir", "image_size", "n_train", "n_test", "n_attacker", "seed", "ciphers",
+    "cipher_image_size", "classifier_image_size", "pairings", "default_classifiers", "classifiers", "attacks",
+    "known_pairs", "examples", "ciphertext_ladder", "accuracy_seeds", "verdict_margin",
+)
+#: the preset names a configuration may carry (the presets themselves are :mod:`harness.run.config.presets`)
+PRESET_NAMES = ("paper", "quick")
 
 #: top-level sections keyed by plugin name, and the registry kind of their keys
 PLUGIN_SECTIONS = {
@@ -45,121 +66,8 @@ PLUGIN_SECTIONS = {
 }
 
 
-class ConfigError(ValueError):
-    """A configuration error; its message is one line naming the key path and what is allowed."""
-
-
-def _registry(kind: str):
-    from harness.registry import attacks, ciphers, classifiers
-
+def _registry(kind: str) -> Registry:
     return {"cipher": ciphers, "classifier": classifiers, "attack": attacks}[kind]
-
-
-def _hint(word: str, choices: typing.Iterable[str]) -> str:
-    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=3)
-    return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-
-
-def _allowed(choices: typing.Iterable[str]) -> str:
-    return ", ".join(sorted(choices)) or "none"
-
-
-# -- scalars ------------------------------------------------------------------------------------
-def _number_text(value: str) -> str:
-    return value.strip().replace("_", "")
-
-
-def to_int(value: Any, path: str, minimum: int | None = None, maximum: int | None = None) -> int:
-    """``value`` as an int (numeric strings and integral floats coerced), range-checked."""
-    bounds = ""
-    if minimum is not None and maximum is not None:
-        bounds = f" in [{minimum}, {maximum}]"
-    elif minimum is not None:
-        bounds = f" >= {minimum}"
-    problem = f"{path}: must be an integer{bounds}, got {value!r}"
-    result: int | None = None
-    if isinstance(value, bool):
-        raise ConfigError(problem)
-    if isinstance(value, int):
-        result = value
-    elif isinstance(value, float) and value.is_integer():
-        result = int(value)
-    elif isinstance(value, str):
-        text = _number_text(value)
-        try:
-            result = int(text)
-        except ValueError:
-            try:
-                number = float(text)
-            except ValueError:
-                raise ConfigError(problem) from None
-            if not number.is_integer():
-                raise ConfigError(problem)
-            result = int(number)
-    if result is None or (minimum is not None and result < minimum) or (maximum is not None and result > maximum):
-        raise ConfigError(problem)
-    return result
-
-
-def to_float(value: Any, path: str, minimum: float | None = None, maximum: float | None = None) -> float:
-    """``value`` as a finite float (numeric strings such as ``"1e-3"`` coerced), range-checked."""
-    bounds = f" in [{minimum}, {maximum}]" if minimum is not None and maximum is not None else ""
-    problem = f"{path}: must be a number{bounds}, got {value!r}"
-    if isinstance(value, bool):
-        raise ConfigError(problem)
-    if isinstance(value, (int, float)):
-        result = float(value)
-    elif isinstance(value, str):
-        try:
-            result = float(_number_text(value))
-        except ValueError:
-            raise ConfigError(problem) from None
-    else:
-        raise ConfigError(problem)
-    if not math.isfinite(result) or (minimum is not None and result < minimum) or (maximum is not None and result > maximum):
-        raise ConfigError(problem)
-    return result
-
-
-_TRUE = {"true", "yes", "on"}
-_FALSE = {"false", "no", "off"}
-
-
-def to_bool(value: Any, path: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-        return value.strip().lower() in _TRUE
-    raise ConfigError(f"{path}: must be true or false, got {value!r}")
-
-
-def to_list(value: Any, path: str) -> list[Any]:
-    """A list field: a string is a one-element list (or a comma-separated one), never its letters."""
-    if isinstance(value, str):
-        items = [part.strip() for part in value.split(",") if part.strip()]
-    elif isinstance(value, (list, tuple)):
-        items = list(value)
-    else:
-        raise ConfigError(f"{path}: must be a list (or one name), got {value!r}")
-    return items
-
-
-def to_mapping(value: Any, path: str, allow_none: bool = True) -> dict[str, Any]:
-    if value is None and allow_none:
-        return {}
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"{path}: must be a mapping of keys to values, got {value!r}")
-    for key in value:
-        if not isinstance(key, str):
-            raise ConfigError(f"{path}: keys must be names, got {key!r}")
-    return dict(value)
-
-
-def image_size(value: Any, path: str) -> list[int]:
-    """``[H, W]``: a pair of positive integers (``32`` alone is an error, not 32 x 32)."""
-    if not isinstance(value, (list, tuple)) or len(value) != 2:
-        raise ConfigError(f"{path}: must be a pair [H, W] of positive integers, got {value!r}")
-    return [to_int(v, f"{path}[{i}]", minimum=1) for i, v in enumerate(value)]
 
 
 def plugin_name(kind: str, name: Any, path: str) -> str:
@@ -248,7 +156,7 @@ def dataclass_section(cls: type, section: Any, path: str, exclude: Mapping[str, 
         if key in exclude:
             raise ConfigError(f"{path}.{key}: {exclude[key]}")
         if key not in fields:
-            raise ConfigError(f"{path}.{key}: unknown key.{_hint(key, allowed)} Allowed keys: {_allowed(allowed)}")
+            raise ConfigError(f"{path}.{key}: unknown key.{did_you_mean(key, allowed)} Allowed keys: {allowed_list(allowed)}")
         result[key] = _coerce(value, hints[key], f"{path}.{key}")
     return result
 
@@ -257,7 +165,7 @@ def _check_keys(given: Mapping[str, Any], allowed: typing.Iterable[str], path: s
     allowed = sorted(allowed)
     for key in given:
         if key not in allowed:
-            raise ConfigError(f"{path}.{key}: unknown {what}.{_hint(key, allowed)} Allowed: {_allowed(allowed)}")
+            raise ConfigError(f"{path}.{key}: unknown {what}.{did_you_mean(key, allowed)} Allowed: {allowed_list(allowed)}")
 
 
 def _build(factory: Callable[..., Any], options: dict[str, Any], path: str) -> None:
@@ -268,8 +176,6 @@ def _build(factory: Callable[..., Any], options: dict[str, Any], path: str) -> N
 
 
 def classifier_section(name: str, section: Any, path: str) -> dict[str, Any]:
-    from harness.training import TrainConfig
-
     cls = _registry("classifier").get(name)
     base = getattr(cls, "plain_base", None)
     if base:
@@ -303,8 +209,6 @@ def _check_model_options(name: str, declared: Mapping[str, Any], given: Mapping[
 
 
 def attack_section(name: str, section: Any, path: str) -> dict[str, Any]:
-    from attacks.base import AttackConfig
-
     cls = _registry("attack").get(name)
     result = dataclass_section(
         AttackConfig, section, path, exclude={"known_pairs": "set the top-level known_pairs (the runner overrides it per attack)"}
@@ -341,7 +245,7 @@ def cipher_section(name: str, section: Any, path: str, sizes: list[tuple[int, in
                     accepted += [a.strip() for a in rejected["accepted"].split(",")]
                 unknown = rejected["unknown"].split(",")[0].strip() if rejected else next(iter(options), "?")
                 raise ConfigError(
-                    f"{path}.{unknown}: unknown key for cipher {name}.{_hint(unknown, accepted)} Allowed keys: {', '.join(accepted)}"
+                    f"{path}.{unknown}: unknown key for cipher {name}.{did_you_mean(unknown, accepted)} Allowed keys: {', '.join(accepted)}"
                 ) from None
             raise ConfigError(f"{path}: {text} (at image size {size[0]} x {size[1]}; allowed keys: block_size and the cipher's own options)") from None
     return result
@@ -369,36 +273,17 @@ def validate_config(config: Mapping[str, Any], origin: Mapping[str, str] | None 
 
 
 def _validate(config: dict[str, Any]) -> dict[str, Any]:
-    from harness.data import DATASETS
-    from harness.run.presets import PRESETS
-
-    known = set(PRESETS["quick"])
+    known = set(KEYS)
     unknown = sorted(set(config) - known)
     if unknown:
-        raise ConfigError(f"{unknown[0]}: unknown key.{_hint(unknown[0], known)} Allowed keys: {_allowed(known)}")
+        raise ConfigError(f"{unknown[0]}: unknown key.{did_you_mean(unknown[0], known)} Allowed keys: {allowed_list(known)}")
     missing = sorted(known - set(config))
     if missing:
         raise ConfigError(f"{missing[0]}: missing key")
-    if config["preset"] not in PRESETS:
-        raise ConfigError(f"preset: unknown preset {config['preset']!r}; allowed: {_allowed(PRESETS)}")
+    if config["preset"] not in PRESET_NAMES:
+        raise ConfigError(f"preset: unknown preset {config['preset']!r}; allowed: {allowed_list(PRESET_NAMES)}")
 
-    datasets = to_list(config["datasets"], "datasets")
-    if not datasets:
-        raise ConfigError(f"datasets: give at least one of {', '.join(DATASETS)}")
-    for i, name in enumerate(datasets):
-        if name not in DATASETS:
-            raise ConfigError(f"datasets[{i}]: unknown dataset {name!r}.{_hint(str(name), DATASETS)} Allowed: {', '.join(DATASETS)}")
-    config["datasets"] = list(dict.fromkeys(datasets))
-    if config["data_dir"] is not None:
-        if not isinstance(config["data_dir"], (str, Path)):
-            raise ConfigError(f"data_dir: must be a folder path, got {config['data_dir']!r}")
-        config["data_dir"] = str(config["data_dir"])
-    needs_dir = [d for d in config["datasets"] if d != "natural"]
-    if needs_dir and config["data_dir"] is None:
-        raise ConfigError(f"data_dir: dataset {needs_dir[0]} is read from a local folder; set data_dir (--data-dir)")
-    if needs_dir and not Path(config["data_dir"]).is_dir():
-        raise ConfigError(f"data_dir: {config['data_dir']} is not a folder (needed by dataset {needs_dir[0]})")
-
+    _check_datasets(config)
     config["image_size"] = image_size(config["image_size"], "image_size")
     for split in ("n_train", "n_test", "n_attacker"):
         config[split] = _optional_count(config[split], split)
@@ -431,9 +316,28 @@ def _validate(config: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
+def _check_datasets(config: dict[str, Any]) -> None:
+    """``datasets`` are known names (duplicates dropped); ``data_dir`` is a folder when one is read from disk."""
+    datasets = to_list(config["datasets"], "datasets")
+    if not datasets:
+        raise ConfigError(f"datasets: give at least one of {', '.join(DATASETS)}")
+    for i, name in enumerate(datasets):
+        if name not in DATASETS:
+            raise ConfigError(f"datasets[{i}]: unknown dataset {name!r}.{did_you_mean(str(name), DATASETS)} Allowed: {', '.join(DATASETS)}")
+    config["datasets"] = list(dict.fromkeys(datasets))
+    if config["data_dir"] is not None:
+        if not isinstance(config["data_dir"], (str, Path)):
+            raise ConfigError(f"data_dir: must be a folder path, got {config['data_dir']!r}")
+        config["data_dir"] = str(config["data_dir"])
+    needs_dir = [d for d in config["datasets"] if d != "natural"]
+    if needs_dir and config["data_dir"] is None:
+        raise ConfigError(f"data_dir: dataset {needs_dir[0]} is read from a local folder; set data_dir (--data-dir)")
+    if needs_dir and not Path(config["data_dir"]).is_dir():
+        raise ConfigError(f"data_dir: {config['data_dir']} is not a folder (needed by dataset {needs_dir[0]})")
+
+
 def _cipher_sizes(config: Mapping[str, Any], cipher: str) -> list[tuple[int, int]]:
     """Every image size ``cipher`` runs at: its own, and its paired classifiers' own sizes."""
-    classifiers = _registry("classifier")
     sizes = [tuple(config["cipher_image_size"].get(cipher, config["image_size"]))]
     for name in config["pairings"].get(cipher, config["default_classifiers"]):
         trained = getattr(classifiers.get(name), "plain_base", None) or name

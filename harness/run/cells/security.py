@@ -1,0 +1,51 @@
+"""The security cell: resolve an attack's settings and the cipher family from the configuration,
+run the attack (:func:`harness.run.security.run_security_cell`) and store its rows, per-image
+scores and example restorations (:func:`harness.run.security.security_rows`)."""
+
+from __future__ import annotations
+
+from attacks.base import AttackConfig, CipherFamily
+from harness.keys import derive_seed
+from harness.registry import attacks
+from harness.run.cells.context import CellContext
+from harness.run.cells.output import CellOutput
+from harness.run.plan import Cell, cipher_options
+from harness.run.security import run_security_cell, security_rows
+
+
+def security_cell(cell: Cell, ctx: CellContext) -> CellOutput:
+    cipher = ctx.victim_cipher(cell.cipher)
+    size = ctx.image_size(cell.cipher)
+    options = cipher_options(ctx.config, cell.cipher)
+    block_size = options.pop("block_size", None)
+    family = CipherFamily(name=cell.cipher, image_size=size, block_size=cipher.block_size if block_size is None else block_size, options=options)
+    attack_options = dict(ctx.config["attacks"].get(cell.attack) or {})
+    attack_options.setdefault("seed", derive_seed(ctx.config["seed"], "attack", cell.attack))
+    attack_options["known_pairs"] = ctx.config["known_pairs"]
+    base = ctx.row_base(cell)
+    reason = attacks.get(cell.attack).applies_to(family)
+    if reason:
+        return CellOutput([{**base, "status": "n/a", "metric": "ssim", "note": reason}])
+    # lazy splits: CIFAR stays at 32 x 32 and is resized a chunk at a time (bounded memory)
+    victim = ctx.dataset(cell.dataset, "test", size).lazy(ctx.device)
+    attacker = ctx.dataset(cell.dataset, "attacker", size).lazy(ctx.device)
+    # the provider holds the encrypted training set too: attacks on victim ciphertexts pool it
+    pool = ctx.dataset(cell.dataset, "train", size).lazy(ctx.device) if attacks.get(cell.attack).uses_victim_ciphertexts else None
+    count = int(ctx.config["examples"])
+    result = run_security_cell(
+        cell.attack,
+        family,
+        cipher,
+        victim,
+        attacker,
+        AttackConfig(**attack_options),
+        cache_dir=ctx.cache_dir,
+        pool_images=pool,
+        ladder=tuple(int(c) for c in ctx.config["ciphertext_ladder"]),
+        device=ctx.device,
+        refresh_cache=ctx.refresh_cache,
+        progress=ctx.cell_progress(cell),
+        keep_restored=count,
+    )
+    rows, per_image, examples = security_rows(base, result, count)
+    return CellOutput(rows, per_image=per_image, examples=examples)

@@ -1,0 +1,74 @@
+"""Resolution of a configuration: preset < YAML file < command-line flags, then the schema.
+
+The one module that sees both the presets (data) and the schema (rules), so neither imports the
+other.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness.run.config.presets import PRESETS
+from harness.run.config.schema import KEYS, canonical_sections, validate_config
+from harness.run.config.values import ConfigError, merge
+
+
+def load_config_file(config_file: str | Path) -> dict[str, Any]:
+    """The mapping in a YAML file, plugin-named sections keyed by registered names."""
+    path = Path(config_file)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist" + (" (it is a folder)" if path.is_dir() else ""))
+    try:
+        loaded = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        first = str(exc).replace("\n", " ")
+        raise ConfigError(f"config file {path} is not valid YAML: {first}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc}") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level, got {type(loaded).__name__}")
+    unknown = sorted(str(k) for k in set(loaded) - set(KEYS))
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], list(KEYS), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"config file {path} has unknown key(s) {unknown}.{hint} Allowed keys: {', '.join(sorted(KEYS))}")
+    return canonical_sections(loaded, where=f" in {path}")
+
+
+def resolve_config(
+    preset: str | None = None,
+    config_file: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    *,
+    origin: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Preset, then the YAML file, then flag overrides (flags left unset are ``None`` and dropped),
+    checked against the schema (:func:`harness.run.config.schema.validate_config`).
+
+    ``preset`` is the one given explicitly (``--preset``); ``None`` takes the file's ``preset:``
+    key, else ``quick``.  A file's ``preset: paper`` selects the paper preset as the base and its
+    other keys apply on top; an explicit ``preset`` that disagrees with the file's is an error.
+    ``origin`` names where each override came from (``{"seed": "--seed"}``) for error messages.
+    """
+    loaded = load_config_file(config_file) if config_file is not None else {}
+    file_preset = loaded.get("preset")
+    for name, where in ((preset, "--preset"), (file_preset, f"preset in {config_file}")):
+        if name is not None and name not in PRESETS:
+            raise ConfigError(f"preset: unknown preset {name!r} ({where}); allowed: {', '.join(sorted(PRESETS))}")
+    if preset is not None and file_preset is not None and preset != file_preset:
+        raise ConfigError(
+            f"preset: --preset {preset} conflicts with 'preset: {file_preset}' in {config_file}; "
+            "give the preset in one place or make them agree"
+        )
+    chosen = preset or file_preset or "quick"
+    config = merge(PRESETS[chosen], loaded)
+    sources: dict[str, str] = {}
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            config[key] = value
+            sources[key] = (origin or {}).get(key, "a command-line flag")
+    return validate_config(config, sources)
