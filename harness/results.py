@@ -626,9 +626,10 @@ class ResultStore:
 
     # -- errors.log -------------------------------------------------------------------------
     def log_error(self, title: str, text: str) -> None:
-        """Append an entry to errors.log (a failed cell's traceback, a warning)."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        with (self.folder / "errors.log").open("a") as log:
+        """Append an entry to errors.log (a failed cell's traceback, a warning), owner-only like every file."""
+        self._ensure_folder()
+        descriptor = os.open(self.folder / "errors.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, PRIVATE_FILE)
+        with os.fdopen(descriptor, "a") as log:
             log.write(f"== {title}\n{text}\n")
 
     def warn(self, message: str) -> None:

@@ -357,3 +357,13 @@ def test_version_falls_back_to_pyproject(monkeypatch) -> None:
     import tomllib
 
     assert identity.scramblebench_version() == tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]["version"]
+
+
+def test_the_default_grid_runs_the_configured_ciphers_and_plugins_and_named_ones_on_request() -> None:
+    from harness.run import Selection, plan_cells, resolve_config
+
+    config = resolve_config("quick")
+    default = {cell.cipher for cell in plan_cells(config, Selection(kinds=("key_space",)))}
+    assert default == set(config["ciphers"])  # the seed's ciphers and plain: the 5-minute grid
+    named = {cell.cipher for cell in plan_cells(config, Selection(ciphers=["cfe*", "ak_flip"], kinds=("key_space",)))}
+    assert named == {"cfe_v1", "cfe_v2", "ak_flip"}

@@ -10,7 +10,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from harness.registry import Registry, attacks, ciphers, classifiers
+from harness.registry import BUILTIN, Registry, attacks, ciphers, classifiers
 from harness.results import cell_id
 
 
@@ -108,9 +108,18 @@ def row_base(config: dict[str, Any], cell: Cell) -> dict[str, Any]:
     }
 
 
+def default_ciphers(config: dict[str, Any]) -> list[str]:
+    """The ciphers a grid runs when none are named: those the configuration's ``ciphers`` section
+    lists, and every third-party plugin.  A built-in cipher the section leaves out (the newer
+    ``ak_*``, ``vit_kiya``, ``cfe_*``, which the quick preset's 5 minutes cannot hold) runs when
+    named with ``--ciphers`` or given a section of its own."""
+    listed = {ciphers.entry(name).name for name in config["ciphers"] if name in ciphers}
+    return [n for n in ciphers.names() if n in listed or ciphers.entry(n).origin != BUILTIN]
+
+
 def plan_cells(config: dict[str, Any], selection: Selection) -> list[Cell]:
     """Every cell of the grid, in the order they run (cheap kinds first)."""
-    cipher_names = select(ciphers, selection.ciphers)
+    cipher_names = default_ciphers(config) if selection.ciphers is None else select(ciphers, selection.ciphers)
     classifier_names = select(classifiers, selection.classifiers)
     attack_names = select(attacks, selection.attacks)
     cells: list[Cell] = []

@@ -1,6 +1,6 @@
 """One security cell: encrypt the victim's images, run an attack, score the restoration.
 
-The runner (``harness.run.bench``) calls :func:`run_security_cell` once per (dataset, cipher,
+The security cell (``harness.run.cells.security``) calls :func:`run_security_cell` once per (dataset, cipher,
 attack).  The last ``config.known_pairs`` victim images are the pool the known-plaintext attack
 draws its pairs from; every attack is evaluated on the images before them, so all attacks of a
 cipher are scored on the same images and no attack is ever scored on a pair it was given.
