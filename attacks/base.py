@@ -1,6 +1,6 @@
 """The attack contract: what an attacker knows, how it is configured, and how it is called.
 
-Threat model (SPEC.md, Attacks): the attacker knows the cipher's algorithm and public parameters
+Threat model (docs/attacks.md, Attacks): the attacker knows the cipher's algorithm and public parameters
 (a :class:`CipherFamily`), never the victim's key.  It holds its own plain images, disjoint from
 the victim's, which it may encrypt with keys it draws itself; some attacks also see the victim's
 ciphertexts (``gan``, ``puzzle``) or a few of the victim's plain/cipher pairs (``kpa``).

@@ -71,7 +71,7 @@ def advanced(images: torch.Tensor) -> torch.Tensor:
 
 @attacks.register("fr", "feature_reconstruction")
 class FeatureReconstruction(Attack):
-    """Basic fold and advanced neighbour-consistency search (SPEC.md, Attacks: fr)."""
+    """Basic fold and advanced neighbour-consistency search (docs/attacks.md, Attacks: fr)."""
 
     streams = True
 

@@ -61,7 +61,7 @@ def total_steps(config: AttackConfig, n_victim: int) -> int:
 
 @attacks.register("gan", "sia_gan")
 class GanAttack(GeneratorAttack):
-    """Unpaired GAN inversion on the victim's ciphertexts (SPEC.md, Attacks: gan)."""
+    """Unpaired GAN inversion on the victim's ciphertexts (docs/attacks.md, Attacks: gan)."""
 
     uses_victim_ciphertexts = True
     version = 2

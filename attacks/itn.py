@@ -40,7 +40,7 @@ class EpochKeys:
 
 @attacks.register("itn", "inverse_transformation_network")
 class InverseTransformationNetwork(GeneratorAttack):
-    """Paired training on the attacker's own images under keys it draws (SPEC.md, Attacks: itn)."""
+    """Paired training on the attacker's own images under keys it draws (docs/attacks.md, Attacks: itn)."""
 
     def training_keys(self, n: int, config: AttackConfig, epoch: int) -> EpochKeys:
         """The keys the attacker draws for an epoch: ``train_keys`` keys (None: one per image);

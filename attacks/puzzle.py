@@ -257,7 +257,7 @@ def estimate_block_perm(beside: torch.Tensor, below: torch.Tensor, rows: int, co
 
 @attacks.register("puzzle", "jigsaw")
 class PuzzleAttack(Attack):
-    """Estimate K2 then K1 of a fixed key from many ciphertexts (SPEC.md: statistical attacks)."""
+    """Estimate K2 then K1 of a fixed key from many ciphertexts (docs/attacks.md: statistical attacks)."""
 
     streams = True
     uses_victim_ciphertexts = True

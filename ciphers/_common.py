@@ -13,7 +13,7 @@ import torch
 
 from ciphers.base import Cipher
 
-#: ``CHANNEL_PERMUTATIONS[c]`` is permutation ``c`` (0..5) of SPEC.md: output channel j = input channel p[j]
+#: ``CHANNEL_PERMUTATIONS[c]`` is permutation ``c`` (0..5) of docs/ciphers.md: output channel j = input channel p[j]
 CHANNEL_PERMUTATIONS = np.array(list(itertools.permutations(range(3))), dtype=np.int64)
 
 

@@ -1,7 +1,7 @@
 """The nibble machinery of LE and ELE (Tanaka's BlockScramble), as two byte gathers.
 
 A uint8 batch ``[B, C, H, W]`` becomes ``2C`` nibble planes: the low nibbles (``x & 0xF``) of
-channels 0..C-1, then the high nibbles (``x >> 4``).  Inside an M x M block, SPEC.md's nibble
+channels 0..C-1, then the high nibbles (``x >> 4``).  Inside an M x M block, docs/ciphers.md's nibble
 vector z (d = M*M*C bytes in (row, column, channel) order, all low nibbles then all high ones) is a
 relabelling of those planes, so LE with permutation P,
 

@@ -16,7 +16,7 @@ from harness.registry import attacks
 
 
 def _advanced_loop(images: torch.Tensor) -> torch.Tensor:
-    """SPEC.md's advanced FR written pixel by pixel (the reference the vectorised scan must equal)."""
+    """docs/attacks.md's advanced FR written pixel by pixel (the reference the vectorised scan must equal)."""
     orders = list(itertools.permutations(range(3)))
     out = torch.empty_like(images)
     for b in range(images.shape[0]):

@@ -18,7 +18,7 @@ from harness.keys import rng
 
 
 def numpy_geometry(block: np.ndarray, g: int) -> np.ndarray:
-    """SPEC.md's geometry g on a [..., M, M] block, with numpy: rot90 then an optional W mirror."""
+    """docs/ciphers.md's geometry g on a [..., M, M] block, with numpy: rot90 then an optional W mirror."""
     out = np.rot90(block, k=g % 4, axes=(-2, -1))
     return out[..., ::-1] if g >= 4 else out
 
@@ -33,7 +33,7 @@ def split_blocks(image: np.ndarray, m: int) -> list[np.ndarray]:
 
 
 def reference_encrypt(image: np.ndarray, m: int, key: dict[str, np.ndarray]) -> np.ndarray:
-    """SPEC.md's EtC with loops over blocks: geometry, negative-positive, colour order, then scramble.
+    """docs/ciphers.md's EtC with loops over blocks: geometry, negative-positive, colour order, then scramble.
 
     ``image`` is [C, H, W]; without a ``channel_perm`` entry the colour step is skipped (gray EtC).
     """

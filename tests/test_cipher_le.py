@@ -1,4 +1,4 @@
-"""LE: a hand-computed nibble example, SPEC.md's steps written out with numpy, the nibble structure
+"""LE: a hand-computed nibble example, docs/ciphers.md's steps written out with numpy, the nibble structure
 and the key-space closed form."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from harness.keys import rng
 
 
 def reference_le_block(block_bytes: np.ndarray, perm: np.ndarray) -> np.ndarray:
-    """SPEC.md steps 2-4 on the d bytes of one block (already in (row, column, channel) order)."""
+    """docs/ciphers.md steps 2-4 on the d bytes of one block (already in (row, column, channel) order)."""
     d = block_bytes.shape[0]
     z = np.concatenate([block_bytes & 0xF, block_bytes >> 4]).astype(np.int64)
     flip = perm > d

@@ -17,7 +17,7 @@ from harness.keys import rng
 
 
 def reference_encrypt(image: np.ndarray, negpos: np.ndarray, channel_perm: np.ndarray) -> np.ndarray:
-    """SPEC.md's PE with explicit loops over pixels: flip each component, then permute the three."""
+    """docs/ciphers.md's PE with explicit loops over pixels: flip each component, then permute the three."""
     orders = list(itertools.permutations(range(3)))
     out = np.empty_like(image)
     for y in range(image.shape[1]):

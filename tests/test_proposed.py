@@ -1,4 +1,4 @@
-"""The seed's cipher against a literal loop implementation of SPEC.md's steps, and its key space."""
+"""The seed's cipher against a literal loop implementation of docs/ciphers.md's steps, and its key space."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from harness import create_cipher
 
 
 def reference_encrypt(image: np.ndarray, m: int, block_perm: np.ndarray, pixel_perm: np.ndarray) -> np.ndarray:
-    """SPEC.md steps 1-5 with explicit loops over blocks, sub-blocks and positions (CHW uint8)."""
+    """docs/ciphers.md steps 1-5 with explicit loops over blocks, sub-blocks and positions (CHW uint8)."""
     _, height, width = image.shape
     cols, half = width // m, m // 2
     blocks = [image[:, (i // cols) * m : (i // cols + 1) * m, (i % cols) * m : (i % cols + 1) * m] for i in range((height // m) * cols)]
