@@ -28,7 +28,8 @@ from harness.data import load_dataset
 from harness.keys import derive_seed
 from harness.registry import attacks
 from harness.results import rows_frame
-from harness.run.security import run_security_cell, security_rows
+from harness.run.security import run_security_cell
+from harness.run.security_rows import security_rows
 from reports.verdicts import CIPHERTEXT_ONLY, model_verdict
 
 SOURCES = ("natural", "other", "opencv_samples", "mate_nature", "plasma_photos")

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from attacks.base import AttackConfig, CipherFamily
-from harness.run.security import AttackNotApplicable, SecurityResult, position_codes, run_security_cell
+from harness.run.scoring import position_codes
+from harness.run.security import AttackNotApplicable, SecurityResult, run_security_cell
 from harness.cache import CorruptCacheError
 from harness.data import load_dataset
 from harness.metrics import ssim

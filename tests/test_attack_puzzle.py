@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from attacks.base import AttackConfig, CipherFamily
-from harness.run.security import positions_recovered
+from harness.run.scoring import positions_recovered
 from attacks.puzzle import arrange, descend, dihedral, energy, grid_edges, greedy_raster, shifts, spectral_layout
 from harness.data import load_dataset
 from harness.registry import attacks

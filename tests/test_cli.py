@@ -188,7 +188,7 @@ def test_corrupt_results_file_gives_a_clear_error(capsys, tmp_path, tiny_config)
 def test_mean_rows_cap_infinite_psnr_and_give_an_interval() -> None:
     import torch
 
-    from harness.run.security import mean_row
+    from harness.run.security_rows import mean_row
 
     finite = mean_row({}, "ssim", torch.tensor([0.2, 0.4, 0.6]))
     assert finite["value"] == pytest.approx(0.4) and finite["n"] == 3

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 import attacks.baselines
+import harness.run.scoring as scoring
 import harness.run.security as security
 from attacks.base import Attack, AttackConfig, CipherFamily
 from harness.cache import tensor_digest
@@ -130,7 +131,7 @@ def test_a_streamed_security_cell_asks_for_a_chunk_at_a_time_and_equals_the_in_m
     attack: str, cipher: str, options: dict, splits, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     chunk = 16
-    monkeypatch.setattr(security, "STREAM_VALUES", chunk * 3 * SIZE[0] * SIZE[1])
+    monkeypatch.setattr(scoring, "STREAM_VALUES", chunk * 3 * SIZE[0] * SIZE[1])
     monkeypatch.setattr(attacks.baselines, "MEAN_CHUNK", chunk)
     monkeypatch.setattr("harness.lazy.DEFAULT_CHUNK", chunk)
     family = CipherFamily(cipher, SIZE, 4)

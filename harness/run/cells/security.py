@@ -10,7 +10,8 @@ from harness.registry import attacks
 from harness.run.cells.context import CellContext
 from harness.run.cells.output import CellOutput
 from harness.run.plan import Cell, cipher_options
-from harness.run.security import run_security_cell, security_rows
+from harness.run.security import run_security_cell
+from harness.run.security_rows import security_rows
 
 
 def security_cell(cell: Cell, ctx: CellContext) -> CellOutput:
