@@ -1,7 +1,7 @@
 """``etc_gray``'s chroma planes: pairing, assignment to Y cells and a joint local search.
 
 Each chroma piece alone is matched to a Y cell by how its detail lines up with the luminance
-(``chroma_scores`` in :mod:`attacks.jigsaw`); on flat 4 x 4 chroma blocks that is weak (about
+(``chroma_scores`` in :mod:`attacks.extended_jigsaw`); on flat 4 x 4 chroma blocks that is weak (about
 half the pieces landed right).  Two further signals help: the Cb and Cr blocks of one place
 move together over the images (their block means are strongly correlated), and chroma is
 smooth, so neighbours continue each other across shared edges.  After the per-cell assignment,

@@ -20,7 +20,7 @@ from typing import Any, ClassVar, Mapping
 
 import torch
 
-from ciphers._colour import rgb_to_ycbcr, ycbcr_to_rgb
+from ciphers.transforms import rgb_to_ycbcr, ycbcr_to_rgb
 from ciphers.base import Cipher
 from harness.lazy import LazyImages
 from harness.progress import ProgressCallback
@@ -451,3 +451,36 @@ class Attack(abc.ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(seed={self.seed}, device={str(self.device)!r})"
+
+
+class KeyRecoveryAttack(Attack):
+    """An attack that recovers the victim's key (``puzzle``, ``nibble``, ``extended_jigsaw``, ``kpa``).
+
+    ``_fit`` sets :attr:`key` (entries for the family's ``rebuild``) and :attr:`recovered_cipher`;
+    restoring decrypts with it, and the state that round-trips is the key alone.
+    """
+
+    streams = True
+    restores_positions = True
+    key_recovery = True
+
+    def __init__(self, *, seed: int = 0, device: str | torch.device = "cpu") -> None:
+        super().__init__(seed=seed, device=device)
+        self.key: dict[str, Any] | None = None
+
+    def _restore(self, ciphertexts: torch.Tensor) -> torch.Tensor:
+        assert self.recovered_cipher is not None and self.layout is not None
+        return self.recovered_cipher.decrypt(self.layout.unview(ciphertexts).contiguous())
+
+    def _state(self) -> dict[str, Any]:
+        assert self.key is not None
+        return {"key": {name: torch.as_tensor(value) for name, value in self.key.items()}}
+
+    def _load_state(self, state: Mapping[str, Any]) -> None:
+        self.key = {name: value.numpy() for name, value in state["key"].items()}
+        self.recovered_cipher = self._rebuild(self.key)
+
+    def _rebuild(self, key: dict[str, Any]) -> Cipher:
+        """The cipher of the recovered key (the family's own class; an empty key is the template's)."""
+        assert self.family is not None
+        return self.family.template.rebuild(**key)

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from attacks._nets import Discriminator, FieldGenerator, PatchDiscriminator, to_input
-from attacks._training import GeneratorAttack, adam, generate, index_stream
+from attacks._learned import GeneratorAttack, adam, generate, index_stream
 from attacks.base import AttackConfig
 from harness.keys import derive_seed, seeded
 from harness.progress import ProgressCallback, report

@@ -18,7 +18,7 @@ from typing import Callable
 import torch
 
 from attacks._nets import to_input, to_target
-from attacks._training import GeneratorAttack, adam, batches, image_loss
+from attacks._learned import GeneratorAttack, adam, batches, image_loss
 from attacks.base import AttackConfig
 from ciphers.base import Cipher
 from harness.keys import derive_seed

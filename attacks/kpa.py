@@ -36,10 +36,9 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from attacks.base import Attack, AttackConfig, CipherFamily, Layout
-from ciphers._common import CHANNEL_PERMUTATIONS
+from attacks.base import AttackConfig, CipherFamily, KeyRecoveryAttack, Layout
+from ciphers.transforms import CHANNEL_PERMUTATIONS, dihedral_source
 from ciphers.base import Cipher, IndexMapCipher, Traits
-from ciphers.etc import dihedral_source
 from harness.progress import ProgressCallback, report
 from harness.registry import attacks
 
@@ -361,18 +360,11 @@ def choose_solver(family: CipherFamily) -> Solver | None:
 
 
 @attacks.register("kpa", "known_plaintext")
-class KnownPlaintextAttack(Attack):
+class KnownPlaintextAttack(KeyRecoveryAttack):
     """Exact key recovery from the fewest known pairs; decrypts with the recovered key."""
 
-    streams = True
     threat_model = "known-plaintext"
     uses_known_pairs = True
-    restores_positions = True
-    key_recovery = True
-
-    def __init__(self, *, seed: int = 0, device: str | torch.device = "cpu") -> None:
-        super().__init__(seed=seed, device=device)
-        self.key: dict[str, np.ndarray] | None = None
 
     @classmethod
     def applies_to(cls, family: CipherFamily) -> str | None:
@@ -436,19 +428,6 @@ class KnownPlaintextAttack(Attack):
         if encrypted.shape != cipher.shape:
             return 0
         return int((encrypted == cipher).flatten(1).all(1).sum())
-
-    def _restore(self, ciphertexts: torch.Tensor) -> torch.Tensor:
-        assert self.recovered_cipher is not None and self.layout is not None
-        return self.recovered_cipher.decrypt(self.layout.unview(ciphertexts))
-
-    def _state(self) -> dict[str, object]:
-        assert self.key is not None
-        return {"key": {name: torch.from_numpy(np.asarray(value)) for name, value in self.key.items()}}
-
-    def _load_state(self, state) -> None:
-        assert self.family is not None
-        self.key = {name: value.numpy() for name, value in state["key"].items()}
-        self.recovered_cipher = self._rebuild(self.key)
 
     def _rebuild(self, key: dict[str, np.ndarray]) -> Cipher:
         assert self.family is not None and self.channels is not None

@@ -46,7 +46,7 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from attacks.base import Attack, AttackConfig, CipherFamily, check_int
+from attacks.base import AttackConfig, CipherFamily, KeyRecoveryAttack, check_int
 from attacks.puzzle import block_statistics, dihedral, estimate_block_perm
 from harness.progress import ProgressCallback, report
 from harness.registry import attacks
@@ -318,14 +318,11 @@ def perm_from_parts(high: np.ndarray, high_source: np.ndarray, low: np.ndarray, 
 
 
 @attacks.register("nibble", "le_keyrec")
-class NibbleAttack(Attack):
+class NibbleAttack(KeyRecoveryAttack):
     """Recover a fixed LE key (or ELE's per-position keys and block scramble) from ciphertexts."""
 
-    streams = True
     uses_victim_ciphertexts = True
-    restores_positions = True
     statistical = True
-    key_recovery = True
     version = 2  # v2: partial-correlation layout by beam search (keys change)
 
     def __init__(
@@ -346,7 +343,6 @@ class NibbleAttack(Attack):
             raise ValueError(f"flip_weight must be a number >= 0, got {flip_weight!r}")
         self.beam, self.max_ciphertexts, self.chunk = beam, max_ciphertexts, chunk
         self.flip_weight, self.refine = float(flip_weight), refine
-        self.key: dict[str, np.ndarray] | None = None
 
     @classmethod
     def applies_to(cls, family: CipherFamily) -> str | None:
@@ -463,16 +459,3 @@ class NibbleAttack(Attack):
         mask = torch.zeros(d, dtype=torch.bool)
         mask[torch.from_numpy(source - d)] = torch.from_numpy(flipped)
         return torch.where(mask, 15 - values, values)
-
-    def _restore(self, ciphertexts: torch.Tensor) -> torch.Tensor:
-        assert self.recovered_cipher is not None
-        return self.recovered_cipher.decrypt(ciphertexts.cpu()).to(ciphertexts.device)
-
-    def _state(self) -> dict[str, object]:
-        assert self.key is not None
-        return {"key": {name: torch.from_numpy(np.asarray(v)) for name, v in self.key.items()}}
-
-    def _load_state(self, state) -> None:
-        assert self.family is not None
-        self.key = {name: value.numpy() for name, value in state["key"].items()}
-        self.recovered_cipher = self.family.template.rebuild(**self.key)

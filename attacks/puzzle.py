@@ -28,7 +28,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from attacks.base import Attack, AttackConfig, CipherFamily, check_int
+from attacks.base import AttackConfig, CipherFamily, KeyRecoveryAttack, check_int
 from harness.keys import derive_seed
 from harness.progress import ProgressCallback, report
 from harness.registry import attacks
@@ -255,15 +255,12 @@ def estimate_block_perm(beside: torch.Tensor, below: torch.Tensor, rows: int, co
     return arrange(rows, cols, grid_edges(rows, cols, beside, below), beside, below, [])
 
 
-@attacks.register("puzzle", "jigsaw")
-class PuzzleAttack(Attack):
+@attacks.register("puzzle")
+class PuzzleAttack(KeyRecoveryAttack):
     """Estimate K2 then K1 of a fixed key from many ciphertexts (docs/attacks.md: statistical attacks)."""
 
-    streams = True
     uses_victim_ciphertexts = True
-    restores_positions = True
     statistical = True
-    key_recovery = True
 
     def __init__(
         self,
@@ -278,7 +275,6 @@ class PuzzleAttack(Attack):
         for name, value, minimum in (("restarts", restarts, 0), ("max_ciphertexts", max_ciphertexts, 1), ("chunk", chunk, 1)):
             check_int(name, value, minimum)
         self.restarts, self.max_ciphertexts, self.chunk = restarts, max_ciphertexts, chunk
-        self.key: dict[str, np.ndarray] | None = None
 
     @classmethod
     def applies_to(cls, family: CipherFamily) -> str | None:
@@ -328,16 +324,3 @@ class PuzzleAttack(Attack):
         self.key = {"block_perm": torch.argsort(pi).cpu().numpy(), "pixel_perm": pixel_perm}
         self.recovered_cipher = template.rebuild(**self.key)
         self.note = f"K2 and K1 estimated from {n} ciphertexts of one key"
-
-    def _restore(self, ciphertexts: torch.Tensor) -> torch.Tensor:
-        assert self.recovered_cipher is not None
-        return self.recovered_cipher.decrypt(ciphertexts)
-
-    def _state(self) -> dict[str, object]:
-        assert self.key is not None
-        return {"key": {name: torch.from_numpy(np.asarray(v)) for name, v in self.key.items()}}
-
-    def _load_state(self, state) -> None:
-        assert self.family is not None
-        self.key = {name: value.numpy() for name, value in state["key"].items()}
-        self.recovered_cipher = self.family.template.rebuild(**self.key) if self.key else self.family.template

@@ -1,20 +1,14 @@
-"""Small pieces shared by the comparison ciphers (LE, ELE, EtC, PE): the colour-permutation
-coding, option and image-id checks.
+"""Small pieces shared by the comparison ciphers (LE, ELE, EtC, PE): option and image-id checks
+(the colour-permutation coding is public, in :mod:`ciphers.transforms`).
 
 Private module (leading underscore): the registry does not import it as a plugin.
 """
 
 from __future__ import annotations
 
-import itertools
-
-import numpy as np
 import torch
 
 from ciphers.base import Cipher
-
-#: ``CHANNEL_PERMUTATIONS[c]`` is permutation ``c`` (0..5) of docs/ciphers.md: output channel j = input channel p[j]
-CHANNEL_PERMUTATIONS = np.array(list(itertools.permutations(range(3))), dtype=np.int64)
 
 
 def reject_options(cipher: str, options: dict[str, object], allowed: tuple[str, ...] = ()) -> None:

@@ -29,7 +29,7 @@ import numpy as np
 from ciphers._common import reject_options
 from ciphers._nibbles import check_permutation_rows
 from ciphers.base import IndexMapCipher, Traits, check_block_grid
-from ciphers.etc import dihedral_source
+from ciphers.transforms import dihedral_source
 from harness.keys import check_choices, check_permutation, log2_factorial, rng
 from harness.registry import ciphers
 

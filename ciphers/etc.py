@@ -16,30 +16,11 @@ import numpy as np
 import torch
 
 from ciphers._colour import rgb_to_ycbcr, ycbcr_to_rgb
-from ciphers._common import CHANNEL_PERMUTATIONS, reject_options, seeded_sizes
+from ciphers._common import reject_options, seeded_sizes
+from ciphers.transforms import CHANNEL_PERMUTATIONS, N_GEOMETRIES, dihedral_source
 from ciphers.base import IndexMapCipher, Shape, Traits, check_block_grid
 from harness.keys import check_choices, check_permutation, log2_factorial, rng
 from harness.registry import ciphers
-
-N_GEOMETRIES = 8
-
-
-def dihedral_source(block_size: int) -> np.ndarray:
-    """``[8, M*M]``: raster position inside an M x M block that feeds each output position, per geometry.
-
-    Geometry ``g`` rotates the block counter-clockwise ``g % 4`` quarter turns (numpy
-    ``rot90(k=g % 4)`` in the (row, column) plane) and then, if ``g >= 4``, reverses the columns.
-    """
-    m = block_size
-    g = np.arange(N_GEOMETRIES)[:, None]
-    row, col = np.divmod(np.arange(m * m), m)
-    src_row = np.broadcast_to(row, (N_GEOMETRIES, m * m))
-    src_col = np.where(g >= 4, m - 1 - col, col)  # undo the mirror, the last step
-    for turn in range(1, 4):  # undo the rotations: rot90 maps out[r, c] = in[c, m - 1 - r]
-        rotate = g % 4 >= turn
-        src_row, src_col = np.where(rotate, src_col, src_row), np.where(rotate, m - 1 - src_row, src_col)
-    return src_row * m + src_col
-
 
 def _check_per_block(values: object, n_choices: int, name: str) -> np.ndarray:
     """A 1-D array of per-block choices in ``0..n_choices-1`` (its length is checked against the grid later)."""

@@ -3,9 +3,9 @@
 Per pixel: a negative-positive bit per colour component (``v -> 255 - v``, i.e. ``v ^ 255``),
 then one of the 6 permutations of the three components (output channel j = input channel p[j]).
 Its normal key condition is ``diff_key`` ("without key management": a fresh key per image), which
-:class:`PEDiffKeyCipher` (registered as ``pe``) implements by deriving every image's key from a
+:class:`PECipher` (registered as ``pe``) implements by deriving every image's key from a
 secret ``key_seed`` and the image id with a counter-based hash (:func:`derive_keys`), vectorised
-over the whole batch; :class:`PECipher` applies one explicit key to every image (``same_key``).
+over the whole batch; :class:`PESameKeyCipher` applies one explicit key to every image (``same_key``).
 
 Per-image key derivation (``diff_key``), all arithmetic on unsigned integers modulo 2^64 or 2^32,
 computed where the images are (:func:`derive_keys_on`, torch's wrapping signed integers with
@@ -38,8 +38,9 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from ciphers._common import CHANNEL_PERMUTATIONS, check_image_ids, reject_options, seeded_sizes
+from ciphers._common import check_image_ids, reject_options, seeded_sizes
 from ciphers.base import Cipher, Traits
+from ciphers.transforms import CHANNEL_PERMUTATIONS
 from harness.keys import check_choices, rng
 from harness.registry import ciphers
 
@@ -272,13 +273,13 @@ def _from_seed(seed: int, image_size: object, block_size: int | None, key_condit
         raise ValueError(f"key_condition must be one of {', '.join(KEY_CONDITIONS)}, got {key_condition!r}")
     if block_size not in (None, 1):
         raise ValueError(f"pe works pixel by pixel: block_size must be 1 (or None), got {block_size!r}")
-    _, height, width = seeded_sizes(PECipher, image_size, 1)
+    _, height, width = seeded_sizes(PESameKeyCipher, image_size, 1)
     generator = rng(seed)  # validates the seed for both conditions
     if key_condition == "same_key":
-        return PECipher(*draw_key(generator, height, width))
+        return PESameKeyCipher(*draw_key(generator, height, width))
     if seed >= 2**64:
         raise ValueError(f"seed must be below 2**64 for diff_key (it becomes the uint64 key_seed), got {seed}")
-    return PEDiffKeyCipher(np.array([seed], dtype=np.uint64), (height, width))
+    return PECipher(np.array([seed], dtype=np.uint64), (height, width))
 
 
 class _PixelKeySpace:
@@ -300,7 +301,7 @@ class _PixelKeySpace:
         return {"block_size": 1, "image_size": self.image_size, "key_condition": self.key_condition}
 
 
-class PECipher(_PixelKeySpace, Cipher):
+class PESameKeyCipher(_PixelKeySpace, Cipher):
     """PE with one explicit key (``negpos`` [3, H, W] in {0, 1}, ``channel_perm`` [H, W] in 0..5) for every image."""
 
     default_block_size = 1
@@ -327,17 +328,17 @@ class PECipher(_PixelKeySpace, Cipher):
         self._keys: dict[torch.device, PixelKey] = {}
 
     @classmethod
-    def from_seed(cls, seed, image_size, block_size=None, **options) -> "PECipher":
+    def from_seed(cls, seed, image_size, block_size=None, **options) -> "PESameKeyCipher":
         """``same_key`` (the only condition this class has): :func:`draw_key` from ``default_rng(seed)``."""
-        reject_options("PECipher", options, ("key_condition",))
+        reject_options("PESameKeyCipher", options, ("key_condition",))
         if options.get("key_condition", "same_key") != "same_key":
             raise ValueError(
-                "PECipher holds one key for all images: key_condition must be 'same_key' "
-                "(PEDiffKeyCipher, registered as 'pe', is the diff_key form)"
+                "PESameKeyCipher holds one key for all images: key_condition must be 'same_key' "
+                "(PECipher, registered as 'pe', is the diff_key form)"
             )
         return _from_seed(seed, image_size, block_size, "same_key")  # type: ignore[return-value]
 
-    def rebuild(self, **key: object) -> "PECipher":
+    def rebuild(self, **key: object) -> "PESameKeyCipher":
         return type(self)(**{**self.key(), **key})
 
     def key(self) -> dict[str, np.ndarray]:
@@ -361,7 +362,7 @@ class PECipher(_PixelKeySpace, Cipher):
 
 
 @ciphers.register("pe")
-class PEDiffKeyCipher(_PixelKeySpace, Cipher):
+class PECipher(_PixelKeySpace, Cipher):
     """PE with a fresh key per image: image ``i`` uses the key :func:`derive_keys` derives from
     ``key_seed`` and ``i``, i.e. the key of :meth:`image_cipher` ``(i)``.
 
@@ -388,18 +389,18 @@ class PEDiffKeyCipher(_PixelKeySpace, Cipher):
 
     @classmethod
     def from_seed(cls, seed, image_size, block_size=None, **options) -> Cipher:
-        """``key_condition="diff_key"`` (default): ``key_seed = seed``; ``"same_key"``: a :class:`PECipher`."""
+        """``key_condition="diff_key"`` (default): ``key_seed = seed``; ``"same_key"``: a :class:`PESameKeyCipher`."""
         reject_options("pe", options, ("key_condition",))
         return _from_seed(seed, image_size, block_size, options.get("key_condition", "diff_key"))
 
-    def rebuild(self, **key: object) -> "PEDiffKeyCipher":
+    def rebuild(self, **key: object) -> "PECipher":
         return type(self)(**{**self.key(), **key}, image_size=self.image_size)
 
     def key(self) -> dict[str, np.ndarray]:
         return {"key_seed": np.array([self.key_seed], dtype=np.uint64)}
 
     def image_key(self, image_id: int) -> tuple[np.ndarray, np.ndarray]:
-        """``(negpos, channel_perm)`` of image ``image_id`` (secret), in :class:`PECipher`'s form."""
+        """``(negpos, channel_perm)`` of image ``image_id`` (secret), in :class:`PESameKeyCipher`'s form."""
         height, width = self.image_size
         keys = derive_keys(self.key_seed, np.array([int(image_id)], dtype=np.int64), height, width)
         channel_perm = keys.channel_perm[0]
@@ -410,9 +411,9 @@ class PEDiffKeyCipher(_PixelKeySpace, Cipher):
             negpos[sources[:, :, c], rows, cols] = (keys.flips[0] >> c) & 1
         return negpos, channel_perm
 
-    def image_cipher(self, image_id: int) -> PECipher:
+    def image_cipher(self, image_id: int) -> PESameKeyCipher:
         """The explicit one-image cipher that encrypts image ``image_id``."""
-        return PECipher(*self.image_key(image_id))
+        return PESameKeyCipher(*self.image_key(image_id))
 
     def _batch_key(
         self, shape: torch.Size, image_ids: torch.Tensor | None, device: torch.device

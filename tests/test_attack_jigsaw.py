@@ -10,7 +10,7 @@ import torch
 
 from attacks._jigsaw_orientation import fit_rule
 from attacks.base import AttackConfig, CipherFamily
-from attacks.jigsaw import MIRROR, apply_symmetry, key_from_maps, symmetries
+from attacks.extended_jigsaw import MIRROR, apply_symmetry, key_from_maps, symmetries
 from harness.data import load_dataset
 from harness.metrics import ssim
 from harness.registry import attacks

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ciphers.cfe import CFEv1Cipher, CFEv2Cipher, draw_sub_keys, geometry_code, mix31
-from ciphers.etc import dihedral_source
+from ciphers.transforms import dihedral_source
 from harness import create_cipher
 from harness.keys import log2_factorial, rng
 from harness.registry import ciphers

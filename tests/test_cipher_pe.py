@@ -11,7 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ciphers.pe import PECipher, PEDiffKeyCipher, derive_keys, draw_key, flip_masks, select_channels, source_channels
+from ciphers.pe import PESameKeyCipher, PECipher, derive_keys, draw_key, flip_masks, select_channels, source_channels
 from harness import create_cipher
 from harness.keys import rng
 
@@ -33,7 +33,7 @@ def test_hand_computed_two_pixels() -> None:
     # pixel 0: flip R, identity order; pixel 1: flip G, order (1, 2, 0) -> (G', B, R)
     image = torch.tensor([[[10, 1]], [[20, 2]], [[30, 3]]], dtype=torch.uint8)[None]
     negpos = np.array([[[1, 0]], [[0, 1]], [[0, 0]]])
-    cipher = PECipher(negpos, channel_perm=np.array([[0, 3]]))
+    cipher = PESameKeyCipher(negpos, channel_perm=np.array([[0, 3]]))
     expected = torch.tensor([[[245, 253]], [[20, 3]], [[30, 1]]], dtype=torch.uint8)[None]
     encrypted = cipher.encrypt(image)
     assert torch.equal(encrypted, expected)
@@ -54,7 +54,7 @@ def test_same_key_matches_loop_reference(height: int, width: int, seed: int) -> 
 
 
 def test_seeded_key_drawing_order() -> None:
-    cipher = PECipher.from_seed(11, (4, 5))
+    cipher = PESameKeyCipher.from_seed(11, (4, 5))
     negpos, channel_perm = draw_key(rng(11), 4, 5)
     generator = rng(11)
     assert np.array_equal(negpos, generator.integers(0, 2, (3, 4, 5), dtype=np.uint8))
@@ -97,14 +97,14 @@ def reference_image_key(key_seed: int, image_id: int, height: int, width: int) -
 
 def test_diff_key_image_keys_are_derived_from_seed_and_id(device: torch.device) -> None:
     cipher = create_cipher("pe", (6, 4), seed=9)
-    assert isinstance(cipher, PEDiffKeyCipher) and cipher.per_image_key
+    assert isinstance(cipher, PECipher) and cipher.per_image_key
     images = torch.from_numpy(np.random.default_rng(1).integers(0, 256, (3, 3, 6, 4), dtype=np.uint8))
     ids = torch.tensor([17, 0, 5])
     encrypted = cipher.encrypt(images.to(device), image_ids=ids.to(device))
     for b, image_id in enumerate(ids.tolist()):
         negpos, channel_perm = reference_image_key(9, image_id, 6, 4)
         assert all(np.array_equal(got, want) for got, want in zip(cipher.image_key(image_id), (negpos, channel_perm)))
-        assert torch.equal(encrypted[b].cpu(), PECipher(negpos, channel_perm).encrypt(images[b : b + 1])[0])
+        assert torch.equal(encrypted[b].cpu(), PESameKeyCipher(negpos, channel_perm).encrypt(images[b : b + 1])[0])
     # an image keeps its key in any batch: image 5 alone gives the same ciphertext
     assert torch.equal(cipher.encrypt(images[2:3], image_ids=torch.tensor([5])), encrypted[2:3].cpu())
     assert torch.equal(cipher.decrypt(encrypted, image_ids=ids.to(device)).cpu(), images)
@@ -114,7 +114,7 @@ def test_diff_key_image_keys_are_derived_from_seed_and_id(device: torch.device) 
 
 def test_diff_key_derivation_at_the_ends_of_the_seed_and_id_ranges() -> None:
     for key_seed, image_id in [(2**64 - 1, 2**63 - 1), (0, 0), (2**63 + 5, 123456789)]:
-        cipher = PEDiffKeyCipher(np.array([key_seed], dtype=np.uint64), (3, 5))
+        cipher = PECipher(np.array([key_seed], dtype=np.uint64), (3, 5))
         expected = reference_image_key(key_seed, image_id, 3, 5)
         assert all(np.array_equal(got, want) for got, want in zip(cipher.image_key(image_id), expected))
 
@@ -151,7 +151,7 @@ def test_flip_masks_spread_each_bit_over_a_byte() -> None:
 def test_diff_key_rebuilds_from_its_saved_key() -> None:
     cipher = create_cipher("pe", (4, 4), seed=2**63 + 5)
     images = torch.from_numpy(np.random.default_rng(2).integers(0, 256, (2, 3, 4, 4), dtype=np.uint8))
-    rebuilt = PEDiffKeyCipher(**cipher.key(), image_size=(4, 4))
+    rebuilt = PECipher(**cipher.key(), image_size=(4, 4))
     assert torch.equal(rebuilt.encrypt(images), cipher.encrypt(images))
     assert "key_seed" not in repr(cipher) and str(2**63 + 5) not in repr(cipher)
 

@@ -2,10 +2,10 @@
 :mod:`schema` (the keys and their rules) and :mod:`presets` (data) < :mod:`resolve` (preset <
 file < flags, then checked).  The public names are re-exported here."""
 
-from harness.run.config.presets import PAPER, PAPER_CHANGES, PRESETS, QUICK, SEED_PAIRINGS
+from harness.run.config.presets import PAPER, PAPER_CHANGES, PRESETS, QUICK, PAPER_PAIRINGS
 from harness.run.config.resolve import load_config_file, resolve_config
 from harness.run.config.schema import KEYS, validate_config
 from harness.run.config.values import MAX_SEED, ConfigError, merge
 
-__all__ = ["KEYS", "MAX_SEED", "PAPER", "PAPER_CHANGES", "PRESETS", "QUICK", "SEED_PAIRINGS", "ConfigError", "load_config_file",
+__all__ = ["KEYS", "MAX_SEED", "PAPER", "PAPER_CHANGES", "PRESETS", "QUICK", "PAPER_PAIRINGS", "ConfigError", "load_config_file",
            "merge", "resolve_config", "validate_config"]

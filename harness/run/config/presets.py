@@ -14,7 +14,7 @@ import copy
 from typing import Any
 
 #: the seed's Table I pairings: which networks each cipher is evaluated with
-SEED_PAIRINGS: dict[str, list[str]] = {
+PAPER_PAIRINGS: dict[str, list[str]] = {
     "plain": ["vit", "resnet18", "shakedrop"],
     "proposed": ["vit", "vit_keyed"],
     "le": ["adaptation"],
@@ -47,7 +47,7 @@ QUICK: dict[str, Any] = {
     "cipher_image_size": {},
     #: classifier-specific image sizes for accuracy cells (they win over the cipher's)
     "classifier_image_size": {},
-    "pairings": SEED_PAIRINGS,
+    "pairings": PAPER_PAIRINGS,
     #: networks for a cipher the pairings do not name (e.g. a third-party plugin)
     "default_classifiers": ["resnet18"],
     #: measured on 2 CPU cores, one torch thread (docs/performance.md): ~4-5 min for the nine cells

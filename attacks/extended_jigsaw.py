@@ -61,10 +61,9 @@ from attacks._jigsaw_chroma import (
     alignment_unary, assign_cells, block_mean_correlation, chroma_edges, pair_edges, pair_pieces, refine_chroma,
 )
 from attacks._jigsaw_orientation import COLOUR_CUES, CUES, fit_rule
-from attacks.base import Attack, AttackConfig, CipherFamily, check_int
+from attacks.base import AttackConfig, CipherFamily, KeyRecoveryAttack, check_int
 from attacks.puzzle import descend, energy, grid_edges, shifts
-from ciphers._common import CHANNEL_PERMUTATIONS
-from ciphers.etc import dihedral_source
+from ciphers.transforms import CHANNEL_PERMUTATIONS, dihedral_source
 from harness.progress import ProgressCallback, report
 from harness.registry import attacks
 
@@ -452,15 +451,12 @@ def key_from_maps(index: np.ndarray, mask: np.ndarray, channels: int, height: in
 
 
 @attacks.register("extended_jigsaw", "etc_jigsaw")
-class ExtendedJigsawAttack(Attack):
+class ExtendedJigsawAttack(KeyRecoveryAttack):
     """Recover a fixed EtC key (block order, geometry, negation, colour order) from ciphertexts."""
 
     version = 2  # orientation by photographic cues, victim sample drawn at random
-    streams = True
     uses_victim_ciphertexts = True
-    restores_positions = True
     statistical = True
-    key_recovery = True
 
     def __init__(
         self,
@@ -481,7 +477,6 @@ class ExtendedJigsawAttack(Attack):
             check_int(name, value, minimum)
         self.max_ciphertexts, self.chunk, self.refine_top, self.prior_images = max_ciphertexts, chunk, refine_top, prior_images
         self.chroma_ciphertexts = chroma_ciphertexts
-        self.key: dict[str, np.ndarray] | None = None
 
     @classmethod
     def applies_to(cls, family: CipherFamily) -> str | None:
@@ -677,16 +672,3 @@ class ExtendedJigsawAttack(Attack):
         edges.append(pair_edges(rows, plane_cols, pair_corr, sub, per_piece, PAIR_WEIGHT * scale))
         unary = alignment_unary(score, sub, per_piece, rows, plane_cols) * (CHROMA_WEIGHT * scale)
         return sub[refine_chroma(arrangement, edges, unary, per_piece)].view(rows, 2 * plane_cols)
-
-    def _restore(self, ciphertexts: torch.Tensor) -> torch.Tensor:
-        assert self.recovered_cipher is not None and self.layout is not None
-        return self.recovered_cipher.decrypt(self.layout.unview(ciphertexts).contiguous())
-
-    def _state(self) -> dict[str, object]:
-        assert self.key is not None
-        return {"key": {name: torch.from_numpy(np.asarray(v)) for name, v in self.key.items()}}
-
-    def _load_state(self, state) -> None:
-        assert self.family is not None
-        self.key = {name: value.numpy() for name, value in state["key"].items()}
-        self.recovered_cipher = self.family.template.rebuild(**self.key)
