@@ -5,12 +5,14 @@ scores and example restorations (:func:`harness.run.security.security_rows`)."""
 from __future__ import annotations
 
 from attacks.base import AttackConfig, CipherFamily
+from ciphers.base import Cipher
+from harness.lazy import LazyImages
 from harness.keys import derive_seed
 from harness.registry import attacks
 from harness.run.cells.context import CellContext
 from harness.run.cells.output import CellOutput
 from harness.run.plan import Cell, cipher_options
-from harness.run.security import run_security_cell
+from harness.run.security import AttackNotApplicable, SecurityResult, run_security_cell
 from harness.run.security_rows import security_rows
 
 
@@ -24,22 +26,29 @@ def security_cell(cell: Cell, ctx: CellContext) -> CellOutput:
     attack_options.setdefault("seed", derive_seed(ctx.config["seed"], "attack", cell.attack))
     attack_options["known_pairs"] = ctx.config["known_pairs"]
     base = ctx.row_base(cell)
-    reason = attacks.get(cell.attack).applies_to(family)
-    if reason:
-        return CellOutput([{**base, "status": "n/a", "metric": "ssim", "note": reason}])
     # lazy splits: CIFAR stays at 32 x 32 and is resized a chunk at a time (bounded memory)
     victim = ctx.dataset(cell.dataset, "test", size).lazy(ctx.device)
     attacker = ctx.dataset(cell.dataset, "attacker", size).lazy(ctx.device)
     # the provider holds the encrypted training set too: attacks on victim ciphertexts pool it
     pool = ctx.dataset(cell.dataset, "train", size).lazy(ctx.device) if attacks.get(cell.attack).uses_victim_ciphertexts else None
     count = int(ctx.config["examples"])
-    result = run_security_cell(
+    try:
+        result = _run(cell, ctx, family, cipher, victim, attacker, pool, AttackConfig(**attack_options), count)
+    except AttackNotApplicable as reason:  # the attack's own word, checked once, inside the run
+        return CellOutput([{**base, "status": "n/a", "metric": "ssim", "note": str(reason)}])
+    rows, per_image, examples = security_rows(base, result, count)
+    return CellOutput(rows, per_image=per_image, examples=examples)
+
+
+def _run(cell: Cell, ctx: CellContext, family: CipherFamily, cipher: Cipher, victim: LazyImages, attacker: LazyImages,
+         pool: LazyImages | None, config: AttackConfig, count: int) -> SecurityResult:
+    return run_security_cell(
         cell.attack,
         family,
         cipher,
         victim,
         attacker,
-        AttackConfig(**attack_options),
+        config,
         cache_dir=ctx.cache_dir,
         pool_images=pool,
         ladder=tuple(int(c) for c in ctx.config["ciphertext_ladder"]),
@@ -48,5 +57,3 @@ def security_cell(cell: Cell, ctx: CellContext) -> CellOutput:
         progress=ctx.cell_progress(cell),
         keep_restored=count,
     )
-    rows, per_image, examples = security_rows(base, result, count)
-    return CellOutput(rows, per_image=per_image, examples=examples)
