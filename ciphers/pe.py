@@ -38,7 +38,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from ciphers._common import check_image_ids, reject_options, seeded_sizes
+from ciphers._common import reject_options, seeded_sizes
 from ciphers.base import Cipher, Traits
 from ciphers.transforms import CHANNEL_PERMUTATIONS
 from harness.keys import check_choices, rng
@@ -221,17 +221,21 @@ def derive_keys_on(key_seed: int, image_ids: torch.Tensor, height: int, width: i
 
 
 def check_image_ids_on(image_ids: torch.Tensor | None, batch: int, device: torch.device) -> torch.Tensor:
-    """The batch's image ids as int64 on ``device`` (``arange`` when None), validated: on the CPU with
-    an error naming the problem; on an accelerator by a device-side assertion (no host round trip)."""
+    """The batch's image ids as int64 on ``device`` (``arange`` when None), validated without reading
+    them back to Python: the sign check is a device-side assertion, which the CPU raises at once
+    and an accelerator raises later without a host round trip (so a training step never syncs)."""
     if image_ids is None:
         return torch.arange(batch, device=device)
-    if device.type == "cpu" or image_ids.device.type == "cpu":
-        return check_image_ids(image_ids, batch).to(device)
-    if image_ids.dtype.is_floating_point or image_ids.dtype == torch.bool or image_ids.shape != (batch,):
-        raise ValueError(f"image_ids must be an integer tensor of shape ({batch},), got {image_ids.dtype} {tuple(image_ids.shape)}")
+    if not isinstance(image_ids, torch.Tensor) or image_ids.dtype.is_floating_point or image_ids.dtype == torch.bool:
+        raise ValueError(f"image_ids must be an integer torch.Tensor, got {image_ids!r:.60}")
+    if image_ids.shape != (batch,):
+        raise ValueError(f"image_ids must have shape ({batch},) for a batch of {batch}, got {tuple(image_ids.shape)}")
     ids = image_ids.to(device, torch.int64)
     if batch:
-        torch._assert_async(ids.min() >= 0, "image_ids must be non-negative")
+        try:
+            torch._assert_async(ids.min() >= 0, "image_ids must be non-negative")
+        except RuntimeError:  # the CPU checks at once
+            raise ValueError("image_ids must be non-negative") from None
     return ids
 
 
