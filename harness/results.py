@@ -35,7 +35,7 @@ import os
 import warnings
 from pathlib import Path
 import sys
-from typing import Any, Iterable, Iterator, TypedDict
+from typing import IO, Any, Iterable, Iterator, TypedDict
 
 import numpy as np
 import pandas as pd
@@ -662,8 +662,51 @@ class ResultStore:
         except OSError as exc:
             raise RunFolderError(f"--out {out} is not writable ({exc.strerror or exc})") from None
         if not resume:
-            self.clear_run_files()
+            with self._no_other_run(), self.lock():  # never under a run that is writing records
+                self.clear_run_files()
         return self
+
+    def _flock(self, mode: int) -> IO[str]:
+        """The run folder's marker (which no clear removes and which is rewritten in place), opened
+        and flock-ed with ``mode``: the folder's activity lock."""
+        import fcntl
+
+        path = self.folder / MARKER_FILE
+        handle = os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, PRIVATE_FILE), "a")
+        try:
+            fcntl.flock(handle.fileno(), mode)
+        except BaseException:
+            handle.close()
+            raise
+        return handle
+
+    @contextlib.contextmanager
+    def active(self) -> Iterator[None]:
+        """Held (shared) by every run while it works in the folder: resumed runs and shards share it,
+        a ``--no-resume`` clear from another process is refused while it is held."""
+        import fcntl
+
+        handle = self._flock(fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            handle.close()
+
+    @contextlib.contextmanager
+    def _no_other_run(self) -> Iterator[None]:
+        import fcntl
+
+        try:
+            handle = self._flock(fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunFolderError(
+                f"another scramblebench run is working in {self.folder}: --no-resume would delete its records; "
+                "wait for it to finish or choose another --out"
+            ) from None
+        try:
+            yield
+        finally:
+            handle.close()
 
     def _check_adoptable(self, resume: bool) -> None:
         out = self.folder
@@ -879,6 +922,8 @@ def dumps_strict(value: Any) -> str:
 
 #: written by the runner into every run folder it creates or uses; ``--no-resume`` clears only
 #: folders that hold it, and only :data:`RUN_OUTPUTS` there
+#: the runner's mark on a folder it made; also flock-ed (shared) by every run working in the folder,
+#: which a --no-resume clear needs exclusively
 MARKER_FILE = ".scramblebench-run"
 #: the runner's own files in a run folder (``cache/`` of trained models is kept: ``--refresh-cache``)
 RUN_OUTPUTS = (RESULTS_FILE, PER_IMAGE_FILE, RUN_FILE, "report.md", "tables.tex", "tables.html", "tables", "errors.log", EXAMPLES_DIR,

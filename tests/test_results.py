@@ -259,3 +259,22 @@ def test_a_rendered_report_leaves_no_file_readable_by_others(tmp_path) -> None:
     render_report(run)
     for path in [run, *run.rglob("*")]:
         assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, path
+
+
+def test_no_resume_from_another_process_is_refused_while_a_run_works(tmp_path, capsys) -> None:
+    """Issue 20 item 2: a --no-resume clear takes the folder's locks and never wipes a working run's records."""
+    from harness.run.cli import main
+
+    out = tmp_path / "run"
+    argv = ["--ciphers", "plain", "--kinds", "key_space", "--out", str(out), "--progress", "none"]
+    config = tmp_path / "tiny.yaml"
+    config.write_text("n_train: 20\nn_test: 10\nn_attacker: 10\nimage_size: [16, 16]\n")
+    assert main(["--config", str(config), *argv], stdout=lambda line: None) == 0
+    records = sorted((out / "cells").glob("*.json"))
+    store = results.ResultStore(out)
+    with store.active():  # another run working in the folder (a real flock, as another process holds it)
+        code = main(["--config", str(config), "--no-resume", *argv], stdout=lambda line: None)
+        err = capsys.readouterr().err
+        assert code == 2 and "another scramblebench run is working" in err and err.count("\n") == 1
+        assert sorted((out / "cells").glob("*.json")) == records
+    assert main(["--config", str(config), "--no-resume", *argv], stdout=lambda line: None) == 0

@@ -224,9 +224,17 @@ def _run(args: argparse.Namespace, config: dict, cells: list[Cell], out: Path, s
 def _run_here(
     args: argparse.Namespace, config: dict, cells: list[Cell], out: Path, stdout: Callable[[str], None], device: str, executor: str
 ) -> int:
+    store = ResultStore(out).prepare(args.resume)
+    with store.active():  # a --no-resume clear from another process is refused while this run works
+        return _run_in(args, config, cells, out, stdout, device, executor, store)
+
+
+def _run_in(
+    args: argparse.Namespace, config: dict, cells: list[Cell], out: Path, stdout: Callable[[str], None], device: str, executor: str,
+    store: ResultStore,
+) -> int:
     from reports.markdown import render_report
 
-    store = ResultStore(out).prepare(args.resume)
     if store.results_path.exists() and not store.cells_dir.is_dir():
         raise UsageError(
             f"{store.results_path} is not backed by cell records ({store.cells_dir} is missing): it was written by an "
