@@ -12,10 +12,13 @@ Exit codes: 0 when every cell succeeded, 1 when any cell failed (the report stil
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 
@@ -61,6 +64,9 @@ def main(argv: Sequence[str] | None = None, *, stdout: Callable[[str], None] = p
         except SystemExit as exit_:  # --help, --version
             return int(exit_.code or 0)
         return _dispatch(args, stdout)
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (a Slurm time-out, kill PID) while a run works
+        print(f"{PROG}: interrupted: finished cells are kept in their records; run again to resume", file=sys.stderr)
+        return 130
     except (UsageError, ConfigError, KeyError, ValueError, FileNotFoundError, ResultsSchemaError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
         print(f"{PROG}: error: {' '.join(str(message).split())}", file=sys.stderr)
@@ -225,8 +231,25 @@ def _run_here(
     args: argparse.Namespace, config: dict, cells: list[Cell], out: Path, stdout: Callable[[str], None], device: str, executor: str
 ) -> int:
     store = ResultStore(out).prepare(args.resume)
-    with store.active():  # a --no-resume clear from another process is refused while this run works
+    with store.active(), _terminate_as_interrupt():  # a --no-resume clear is refused while this run works
         return _run_in(args, config, cells, out, stdout, device, executor, store)
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM finishes a run like Ctrl-C (in the main thread; elsewhere signals cannot be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _run_in(
