@@ -81,3 +81,47 @@ def test_sigterm_finishes_like_ctrl_c(tmp_path: Path) -> None:
     code = driver.wait(timeout=60)
     assert code == 130 and "interrupted" in driver.stderr.read()
     assert not _gone_within(children, 15), "workers outlived a SIGTERM-ed driver"
+
+
+CRASHING_PLUGIN = '''
+import os
+
+from ciphers.base import Traits
+from ciphers.plain import PlainCipher
+
+
+class CrashingCipher(PlainCipher):
+    """A plugin whose encrypt kills its process (as a segfault in native code would)."""
+
+    traits = Traits(keystream="xor")
+
+    def _encrypt(self, images, image_ids):
+        os._exit(3)
+'''
+
+
+def test_a_plugin_that_kills_its_worker_is_one_failed_cell(tmp_path: Path) -> None:
+    """Issue 20 item 1: with --workers 2 a worker's death is one failed cell with its reason; the
+    other cells are computed and the report is written (exit 1, not a BrokenProcessPool traceback)."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "crashing_plugin.py").write_text(CRASHING_PLUGIN)
+    info = site / "crashing_plugin-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: crashing-plugin\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[scramblebench.ciphers]\ncrashing = crashing_plugin:CrashingCipher\n")
+    config = tmp_path / "tiny.yaml"
+    config.write_text("n_train: 20\nn_test: 20\nn_attacker: 10\nimage_size: [16, 16]\nknown_pairs: 4\nciphertext_ladder: []\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(ROOT)])}
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "run_bench.py"), "--config", str(config), "--ciphers", "plain,crashing",
+         "--attacks", "none,mean_colour", "--kinds", "key_space,security", "--workers", "2", "--progress", "none",
+         "--out", str(tmp_path / "run")],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr and (tmp_path / "run" / "report.md").exists()
+    results = (tmp_path / "run" / "results.csv").read_text()
+    failed = [line for line in results.splitlines() if ",failed," in line]
+    assert failed and all(",crashing," in line and "worker process died" in line for line in failed)
+    assert sum(",plain," in line and ",ok," in line for line in results.splitlines()) > 3  # plain's cells all ran

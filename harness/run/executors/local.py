@@ -8,11 +8,12 @@ import os
 import signal
 import sys
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 
 import torch
 
 from harness.run import cells
-from harness.run.cells import CellContext, CellOutcome
+from harness.run.cells import CellContext, CellOutcome, Failure
 from harness.run.executors.base import Finish
 from harness.run.executors.schedule import Done, schedule
 from harness.run.plan import Cell
@@ -28,28 +29,65 @@ class SerialExecutor:
 
 class PoolExecutor:
     """``workers`` spawned processes (no fork of a process whose torch threads already run), each
-    with a copy of the context and this process's torch thread count."""
+    with a copy of the context and this process's torch thread count.
+
+    A worker that dies (a crashing plugin, ``os._exit``, the OOM killer) breaks the pool: the cells
+    it was running are computed again one at a time, each in a pool of its own, so the one that
+    dies again is one failed cell with the reason and every other cell completes; the cells not
+    started yet go to a fresh pool."""
 
     def __init__(self, workers: int) -> None:
         self.workers = workers
 
     def run(self, todo: list[Cell], ctx: CellContext, finish: Finish) -> None:
-        if len(todo) < 2:
+        if len(todo) < 2 and self.workers > 1:
             return SerialExecutor().run(todo, ctx, finish)
-        context = multiprocessing.get_context("spawn")
-        init = (ctx, torch.get_num_threads())
-        pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_init_worker, initargs=init)
+        pending = list(todo)
+        while pending:
+            suspects, pending = _pool_run(pending, ctx, finish, self.workers)
+            for cell in suspects:
+                again, _ = _pool_run([cell], ctx, finish, 1)
+                if again:
+                    finish(cell, CellOutcome(None, Failure(WORKER_DIED, WORKER_DIED), 0.0))
 
-        def wait_any(futures: list[Future]) -> list[Done]:
-            finished, _ = wait(futures, return_when=FIRST_COMPLETED)
-            return [(future, future.result()) for future in finished]
 
-        try:
-            schedule(todo, lambda cell: pool.submit(_compute_in_worker, cell), wait_any, finish, capacity=self.workers)
-        except BaseException:  # an interrupt (Ctrl-C, SIGTERM): do not wait for running cells; workers die with us
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
-        pool.shutdown()
+#: the row note of a cell whose worker process died while computing it, twice
+WORKER_DIED = ("its worker process died while computing it (killed by a signal, os._exit or a crash in native code), "
+               "also when it ran alone; the other cells were not affected")
+
+
+def _pool_run(todo: list[Cell], ctx: CellContext, finish: Finish, workers: int) -> tuple[list[Cell], list[Cell]]:
+    """Run ``todo`` in a fresh pool; returns the cells that were running and those not started when
+    a worker died (both empty when the pool finished)."""
+    context = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(ctx, torch.get_num_threads()))
+    submitted: dict[Future, Cell] = {}
+    finished: set[Cell] = set()
+
+    def submit(cell: Cell) -> Future:
+        future = pool.submit(_compute_in_worker, cell)
+        submitted[future] = cell
+        return future
+
+    def wait_any(futures: list[Future]) -> list[Done]:
+        done, _ = wait(futures, return_when=FIRST_COMPLETED)
+        return [(future, future.result()) for future in done]
+
+    def finish_one(cell: Cell, outcome: CellOutcome) -> None:
+        finished.add(cell)
+        finish(cell, outcome)
+
+    try:
+        schedule(todo, submit, wait_any, finish_one, capacity=workers)
+    except BrokenProcessPool:
+        pool.shutdown(wait=False, cancel_futures=True)
+        running = [cell for future, cell in submitted.items() if cell not in finished]
+        return running, [cell for cell in todo if cell not in finished and cell not in running]
+    except BaseException:  # an interrupt (Ctrl-C, SIGTERM): do not wait for running cells; workers die with us
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+    return [], []
 
 
 #: the context of a worker process (its datasets and ciphers are shared by the cells it computes)
