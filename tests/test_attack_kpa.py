@@ -181,30 +181,11 @@ def test_smallest_determining_reports_failure_with_the_last_guess() -> None:
     assert (k, int(key["k"][0]), determined) == (6, 6, False)
 
 
-class _XorKeystream(IndexMapCipher):
+class _XorKeystream(_ReversingXor):
     """A whole-image XOR keystream (a value-only keyed transform): no byte moves."""
-
-    channels = 3
-
-    def __init__(self, block_size: int, mask: object) -> None:
-        super().__init__(block_size)
-        self.mask = np.asarray(mask, dtype=np.uint8)
-
-    @classmethod
-    def from_seed(cls, seed, image_size, block_size=None, **options):
-        return cls(1, np.random.default_rng(seed).integers(0, 256, 3 * image_size[0] * image_size[1]))
-
-    def key(self):
-        return {"mask": self.mask.copy()}
-
-    def key_space(self) -> int:
-        return 256 ** self.mask.size
 
     def index_map(self, channels, height, width):
         return np.arange(channels * height * width)
-
-    def xor_mask(self, channels, height, width):
-        return self.mask
 
 
 class _XorDeclaredPlain(_XorKeystream):

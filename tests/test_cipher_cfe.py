@@ -310,7 +310,7 @@ def test_keyed_classifier_is_registered_and_checks_its_cipher() -> None:
     assert VitCFEKeyedClassifier.for_cipher(cipher, {})["patch_size"] == 16
     with pytest.raises(ValueError, match="patch_size"):
         VitCFEKeyedClassifier.for_cipher(cipher, {"patch_size": 8})
-    with pytest.raises(ValueError, match="cfe_v1 or cfe_v2"):
+    with pytest.raises(ValueError, match="only with the 'cfe_v1' or 'cfe_v2' cipher, got 'proposed'"):
         VitCFEKeyedClassifier.for_cipher(ProposedCipher.from_seed(0, (32, 32), 4), {})
     with pytest.raises(ValueError, match="patch size"):
         cfe_keyed_vit(_vit(8, (32, 32)), cipher)

@@ -26,30 +26,17 @@ from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
 from harness.classifiers.base import ImageClassifier
-from harness.classifiers.vit import VitClassifier
-from harness.classifiers.vit_keyed import _check_vit
-from harness.registry import classifiers, name_of
+from harness.classifiers.vit_keyed import KeyedVitClassifier, check_keyable_vit
+from harness.registry import classifiers
 
 KEYED_CIPHERS = ("cfe_v1", "cfe_v2")
 
 
 @classifiers.register("vit_cfe_keyed")
-class VitCFEKeyedClassifier(VitClassifier):
+class VitCFEKeyedClassifier(KeyedVitClassifier):
     """Same network as ``vit``; trained on plain images, then :func:`cfe_keyed_vit` for the cipher's key."""
 
-    plain_base = "vit"
-
-    @classmethod
-    def for_cipher(cls, cipher: Any, options: dict[str, Any]) -> dict[str, Any]:
-        """The plain ``vit`` options: the patch size must be the cipher's main block size."""
-        _check_cipher(cipher)
-        given = options.get("patch_size")
-        if given is not None and given != cipher.block_size:
-            raise ValueError(
-                f"vit_cfe_keyed needs a plain vit with patch_size equal to the cipher's main block size "
-                f"{cipher.block_size}, but the options set patch_size={given}"
-            )
-        return {**options, "patch_size": cipher.block_size}
+    keyed_ciphers = KEYED_CIPHERS
 
     @classmethod
     def from_plain(cls, model: nn.Module, cipher: Any) -> nn.Module:
@@ -100,13 +87,13 @@ def within_block_maps(cipher: Any) -> tuple[np.ndarray, np.ndarray]:
 def cfe_keyed_vit(model: nn.Module, cipher: Any) -> nn.Module:
     """A copy of a trained timm ViT that reads ``cipher``'s (``cfe_v1``/``cfe_v2``) ciphertexts with the
     plain model's logits; ``model`` is a timm ``VisionTransformer`` or an :class:`ImageClassifier` wrapping one."""
-    _check_cipher(cipher)
+    VitCFEKeyedClassifier.check_cipher(cipher)
     vit = model.net if isinstance(model, ImageClassifier) else model
     if not isinstance(vit, VisionTransformer):
         raise ValueError(
             f"model must be a timm VisionTransformer or an ImageClassifier wrapping one, got {type(vit).__name__}"
         )
-    start, n_patches = _check_vit(vit, cipher.block_size)
+    start, n_patches = check_keyable_vit(vit, cipher.block_size)
     if vit.patch_embed.proj.weight.shape[1] != 3:
         raise ValueError(f"CFE works on 3 colour channels, the ViT takes {vit.patch_embed.proj.weight.shape[1]}")
     block_perm = cipher.key()["block_perm"]
@@ -137,8 +124,3 @@ def cfe_keyed_vit(model: nn.Module, cipher: Any) -> nn.Module:
             ).to(device)
         pos_embed[:, start:] = pos_embed[:, start:][:, block_index]
     return keyed
-
-
-def _check_cipher(cipher: Any) -> None:
-    if name_of(cipher) not in KEYED_CIPHERS:
-        raise ValueError(f"vit_cfe_keyed works only with the {' or '.join(KEYED_CIPHERS)} ciphers, got {name_of(cipher)!r}")

@@ -12,7 +12,7 @@ permutation-equivariant over tokens and the class token (or average pool) is sym
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -27,23 +27,40 @@ from harness.registry import classifiers, name_of
 KEYED_CIPHER = "proposed"
 
 
-@classifiers.register("vit_keyed")
-class VitKeyedClassifier(VitClassifier):
-    """Same network as ``vit``; trained on plain images, then :func:`keyed_vit` for the cipher's key."""
+class KeyedVitClassifier(VitClassifier):
+    """A plain-trained ``vit`` transformed with the key of one of :attr:`keyed_ciphers` (no retraining):
+    the base of ``vit_keyed``, ``vit_kiya_keyed`` and ``vit_cfe_keyed``, which differ only in the
+    transform (:meth:`from_plain`)."""
 
     plain_base = "vit"
+    #: the registered cipher names whose keys the transform reads
+    keyed_ciphers: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def check_cipher(cls, cipher: Any) -> None:
+        """ValueError unless ``cipher`` is one this classifier can be keyed for."""
+        if name_of(cipher) not in cls.keyed_ciphers:
+            wanted = " or ".join(repr(name) for name in cls.keyed_ciphers)
+            raise ValueError(f"{cls.registry_name} works only with the {wanted} cipher, got {name_of(cipher)!r}")
 
     @classmethod
     def for_cipher(cls, cipher: Any, options: dict[str, Any]) -> dict[str, Any]:
         """The plain ``vit`` options: the patch size must be the cipher's block size."""
-        _check_keyed_cipher(cipher)
+        cls.check_cipher(cipher)
         given = options.get("patch_size")
         if given is not None and given != cipher.block_size:
             raise ValueError(
-                f"vit_keyed needs a plain vit with patch_size equal to the cipher's block_size "
+                f"{cls.registry_name} needs a plain vit with patch_size equal to the cipher's block_size "
                 f"{cipher.block_size}, but the options set patch_size={given}"
             )
         return {**options, "patch_size": cipher.block_size}
+
+
+@classifiers.register("vit_keyed")
+class VitKeyedClassifier(KeyedVitClassifier):
+    """Same network as ``vit``; trained on plain images, then :func:`keyed_vit` for the cipher's key."""
+
+    keyed_ciphers = (KEYED_CIPHER,)
 
     @classmethod
     def from_plain(cls, model: nn.Module, cipher: Any) -> nn.Module:
@@ -57,13 +74,13 @@ def keyed_vit(model: nn.Module, cipher: Any) -> nn.Module:
     same kind is returned); ``cipher`` must be a ``proposed`` cipher whose block size is the
     model's patch size and whose block grid is the model's patch grid.
     """
-    _check_keyed_cipher(cipher)
+    VitKeyedClassifier.check_cipher(cipher)
     vit = model.net if isinstance(model, ImageClassifier) else model
     if not isinstance(vit, VisionTransformer):
         raise ValueError(
             f"model must be a timm VisionTransformer or an ImageClassifier wrapping one, got {type(vit).__name__}"
         )
-    start, n_patches = _check_vit(vit, cipher.block_size)
+    start, n_patches = check_keyable_vit(vit, cipher.block_size)
     key = cipher.key()
     if key["block_perm"].shape[0] != n_patches:
         raise ValueError(
@@ -100,12 +117,7 @@ def patch_pixel_permutation(pixel_perm: np.ndarray, block_size: int, channels: i
     return spatial_to_flat(spatial, channels)
 
 
-def _check_keyed_cipher(cipher: Any) -> None:
-    if name_of(cipher) != KEYED_CIPHER:
-        raise ValueError(f"vit_keyed works only with the {KEYED_CIPHER!r} cipher, got {name_of(cipher)!r}")
-
-
-def _check_vit(vit: VisionTransformer, block_size: int) -> tuple[int, int]:
+def check_keyable_vit(vit: VisionTransformer, block_size: int) -> tuple[int, int]:
     """First patch row of ``pos_embed`` and the number of patches; ValueError if the ViT cannot be keyed."""
     patch = tuple(vit.patch_embed.patch_size)
     if patch != (block_size, block_size):

@@ -22,30 +22,17 @@ from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
 from harness.classifiers.base import ImageClassifier
-from harness.classifiers.vit import VitClassifier
-from harness.classifiers.vit_keyed import _check_vit
-from harness.registry import classifiers, name_of
+from harness.classifiers.vit_keyed import KeyedVitClassifier, check_keyable_vit
+from harness.registry import classifiers
 
 KEYED_CIPHER = "vit_kiya"
 
 
 @classifiers.register("vit_kiya_keyed")
-class VitKiyaKeyedClassifier(VitClassifier):
+class VitKiyaKeyedClassifier(KeyedVitClassifier):
     """Same network as ``vit``; trained on plain images, then :func:`kiya_keyed_vit` for the cipher's key."""
 
-    plain_base = "vit"
-
-    @classmethod
-    def for_cipher(cls, cipher: Any, options: dict[str, Any]) -> dict[str, Any]:
-        """The plain ``vit`` options: the patch size must be the cipher's block size."""
-        _check_cipher(cipher)
-        given = options.get("patch_size")
-        if given is not None and given != cipher.block_size:
-            raise ValueError(
-                f"vit_kiya_keyed needs a plain vit with patch_size equal to the cipher's block_size "
-                f"{cipher.block_size}, but the options set patch_size={given}"
-            )
-        return {**options, "patch_size": cipher.block_size}
+    keyed_ciphers = (KEYED_CIPHER,)
 
     @classmethod
     def from_plain(cls, model: nn.Module, cipher: Any) -> nn.Module:
@@ -58,13 +45,13 @@ def kiya_keyed_vit(model: nn.Module, cipher: Any) -> nn.Module:
     ``model`` is a timm ``VisionTransformer`` or an :class:`ImageClassifier` wrapping one (the same
     kind is returned); the cipher's block size must be the patch size, its block grid the patch grid.
     """
-    _check_cipher(cipher)
+    VitKiyaKeyedClassifier.check_cipher(cipher)
     vit = model.net if isinstance(model, ImageClassifier) else model
     if not isinstance(vit, VisionTransformer):
         raise ValueError(
             f"model must be a timm VisionTransformer or an ImageClassifier wrapping one, got {type(vit).__name__}"
         )
-    start, n_patches = _check_vit(vit, cipher.block_size)
+    start, n_patches = check_keyable_vit(vit, cipher.block_size)
     key = cipher.key()
     if key["block_perm"].shape[0] != n_patches:
         raise ValueError(
@@ -86,8 +73,3 @@ def kiya_keyed_vit(model: nn.Module, cipher: Any) -> nn.Module:
         weight.copy_(weight.flatten(1)[:, pixel_index].view_as(weight))
         pos_embed[:, start:] = pos_embed[:, start:][:, block_index]
     return keyed
-
-
-def _check_cipher(cipher: Any) -> None:
-    if name_of(cipher) != KEYED_CIPHER:
-        raise ValueError(f"vit_kiya_keyed works only with the {KEYED_CIPHER!r} cipher, got {name_of(cipher)!r}")
