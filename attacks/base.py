@@ -21,6 +21,7 @@ from typing import Any, ClassVar, Mapping
 import torch
 
 from ciphers.transforms import rgb_to_ycbcr, ycbcr_to_rgb
+from attacks.contract import check_restored
 from ciphers.base import Cipher
 from harness.lazy import LazyImages
 from harness.progress import ProgressCallback
@@ -389,7 +390,8 @@ class Attack(abc.ABC):
         return self.layout.view(ciphertexts)
 
     def restore(self, ciphertexts: torch.Tensor) -> torch.Tensor:
-        """The attacker's estimate of the plain images: uint8 ``[B, C, H, W]``."""
+        """The attacker's estimate of the plain images: uint8 ``[B, C, H, W]`` (checked here, so a
+        broken ``_restore`` is a :class:`ciphers.contract.ContractViolation` naming the attack)."""
         if self.family is None or self.channels is None or self.layout is None:
             raise RuntimeError(f"{self.registry_name}: call fit (or load_state_dict) before restore")
         plain_shape = (1, self.channels, *self.family.image_size)
@@ -398,7 +400,7 @@ class Attack(abc.ABC):
         view = self.layout.view(ciphertexts.to(self.device))
         with torch.no_grad():
             restored = self._restore(view)
-        return restored.to(source_device)
+        return check_restored(self.registry_name, restored, (ciphertexts.shape[0], *plain_shape[1:])).to(source_device)
 
     @abc.abstractmethod
     def _fit(

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from attacks.base import Attack, AttackConfig, CipherFamily
+from attacks.contract import check_declarations
 from harness.cache import load_checkpoint, save_checkpoint
 from harness.data import load_dataset
 from harness.lazy import LazyImages
@@ -87,16 +88,13 @@ def test_the_six_attacks_are_registered() -> None:
 
 
 def test_threat_model_is_declared(name: str) -> None:
-    cls = attacks.get(name)
-    assert cls.threat_model in ("ciphertext-only", "known-plaintext")
-    assert (cls.threat_model == "known-plaintext") == cls.uses_known_pairs
+    check_declarations(attacks.get(name))
 
 
 def test_restore_gives_uint8_plain_shaped_images(name: str, photos, device: torch.device) -> None:
     attack, ciphertexts = _fitted(name, photos, device=device)
-    restored = attack.restore(ciphertexts.to(device))
-    assert restored.dtype == torch.uint8 and restored.device == ciphertexts.to(device).device
-    assert restored.shape == photos[1].shape
+    restored = attack.restore(ciphertexts.to(device))  # checks dtype and shape (attacks.contract.check_restored)
+    assert restored.device == ciphertexts.to(device).device and restored.shape == photos[1].shape
 
 
 def test_grayscale_layout_cipher_restores_to_plain_shape(name: str, photos) -> None:

@@ -5,8 +5,10 @@ Subcommands: ``run`` (the default when none is given), ``plan`` (the grid, nothi
 ``validate`` (print the resolved, checked config as YAML).  The old
 flags ``--dry-run``, ``--report-only DIR`` and ``--list`` still work as aliases.
 
-Exit codes: 0 when every cell succeeded, 1 when any cell failed (the report still shows it),
-2 for user errors (one line on stderr: ``scramblebench: error: ...``, no traceback).
+Exit codes: 0 when every cell succeeded, 1 when any cell failed (the report still shows it) or,
+for ``validate`` and ``plan``, when a selected plugin breaks its contract (its cells would fail;
+one stderr line per plugin), 2 for user errors (one line on stderr: ``scramblebench: error:
+...``, no traceback).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from harness.results import KINDS as CELL_KINDS
 from harness.results import ResultsSchemaError, ResultStore
 from harness.run.arguments import PROG, UsageError, build_parser, parse_device, patterns
 from harness.run.cells import CellContext
+from harness.run.cells.contracts import plugin_violations
 from harness.run.config import ConfigError, resolve_config
 from harness.run.executors import make_executor
 from harness.run.executors.ray import require_ray
@@ -153,19 +156,28 @@ def _validate_command(args: argparse.Namespace, stdout: Callable[[str], None]) -
 
     config, cells = _planned(args)
     stdout(yaml.safe_dump(config, sort_keys=False, default_flow_style=None).rstrip("\n"))
-    stdout(f"# valid: {len(cells)} cells")
-    return 0
+    broken = plugin_violations(cells, CellContext(config, Path(".")))
+    stdout(f"# {'invalid' if broken else 'valid'}: {len(cells)} cells" + (f", {len(broken)} plugin(s) broke their contract" if broken else ""))
+    return _contract_status(broken)
 
 
 def _plan_command(args: argparse.Namespace, stdout: Callable[[str], None]) -> int:
     config, cells = _planned(args)
     out = _out(args, config)
-    runner = Runner(CellContext(config, out))
+    ctx = CellContext(config, out)
+    runner = Runner(ctx)
     finished = runner.finished_cells(cells) if args.resume and out.is_dir() else set()
     for cell in cells:
         stdout(f"{'done ' if cell in finished else 'to do'}  {cell.label}  [{runner.identity(cell)}]")
     stdout(f"{len(cells)} cells, {sum(c in finished for c in cells)} already done in {out}")
-    return 0
+    return _contract_status(plugin_violations(cells, ctx))
+
+
+def _contract_status(violations: list[str]) -> int:
+    """1 (as for a failed cell: the plugin's cells would fail) with one stderr line per broken plugin, else 0."""
+    for line in violations:
+        print(f"{PROG}: {line}", file=sys.stderr)
+    return 1 if violations else 0
 
 
 def _run_command(args: argparse.Namespace, stdout: Callable[[str], None]) -> int:

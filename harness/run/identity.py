@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.registry import Registry, attacks, ciphers, classifiers
-from harness.run.plan import Cell, accuracy_image_size, cipher_options, image_size, trained_classifier
+from harness.run.plan import Cell, cell_image_size, cipher_options, trained_classifier
 
 #: the repository root: where scramblebench's packages live (sources are hashed relative to it)
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -43,14 +43,13 @@ def cell_inputs(config: dict[str, Any], cell: Cell) -> dict[str, Any]:
     inputs: dict[str, Any] = {"preset": config["preset"], "seed": config["seed"], "dataset": cell.dataset}
     if cell.dataset != "natural":  # the embedded photographs do not read data_dir
         inputs["data_dir"] = None if config.get("data_dir") is None else str(config["data_dir"])
-    cipher = {"name": cell.cipher, "options": cipher_options(config, cell.cipher), "image_size": list(image_size(config, cell.cipher))}
+    cipher = {"name": cell.cipher, "options": cipher_options(config, cell.cipher), "image_size": list(cell_image_size(config, cell))}
     if cell.kind == "key_space":
         splits = ["test"]
         inputs["examples"] = config["examples"]
     elif cell.kind == "accuracy":
         trained = trained_classifier(cell.classifier)
         splits = ["train", "test"]
-        cipher["image_size"] = list(accuracy_image_size(config, cell.cipher, trained))
         inputs["classifier"] = {"name": cell.classifier, "trained": trained, "settings": config["classifiers"].get(trained) or {}}
         inputs["accuracy_seeds"] = config["accuracy_seeds"]
     elif cell.kind == "security":

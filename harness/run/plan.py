@@ -88,6 +88,13 @@ def accuracy_image_size(config: dict[str, Any], cipher: str, classifier: str) ->
     return (int(size[0]), int(size[1])) if size else image_size(config, cipher)
 
 
+def cell_image_size(config: dict[str, Any], cell: Cell) -> tuple[int, int]:
+    """The size ``cell`` runs its cipher at: an accuracy cell's trained network's, else the cipher's."""
+    if cell.kind == "accuracy":
+        return accuracy_image_size(config, cell.cipher, trained_classifier(cell.classifier))
+    return image_size(config, cell.cipher)
+
+
 def dependency(cell: Cell) -> Cell | None:
     """The cell whose trained model this one reuses (``vit_keyed`` -> plain ``vit``), if any."""
     base = getattr(classifiers.get(cell.classifier), "plain_base", None) if cell.kind == "accuracy" else None

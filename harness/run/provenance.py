@@ -15,6 +15,8 @@ from typing import Any
 
 import torch
 
+from ciphers.base import Cipher
+from ciphers.contract import ContractViolation, check_key_space
 from harness.keys import derive_seed
 from harness.registry import attacks, ciphers, classifiers
 from harness.results import exact_int_string
@@ -69,6 +71,16 @@ def split_sizes(config: dict[str, Any], ctx: CellContext) -> dict[str, dict[str,
     return sizes
 
 
+def _key_space_counts(cipher: Cipher) -> dict[str, str | None]:
+    """Nominal and effective key space as exact digits; None and the violation when the cipher's
+    key space breaks its contract (a NaN or a float: its cells fail with the same line)."""
+    try:
+        check_key_space(cipher)
+    except ContractViolation as violation:
+        return {"nominal": None, "effective": None, "contract": str(violation)}
+    return {"nominal": exact_int_string(cipher.key_space()), "effective": exact_int_string(cipher.effective_key_space())}
+
+
 def run_metadata(config: dict[str, Any], ctx: CellContext, cells: list[Cell], device: str, started: datetime) -> dict[str, Any]:
     """Everything needed to reproduce a run and render its report; never a key."""
     names = sorted({c.cipher for c in cells})
@@ -78,8 +90,7 @@ def run_metadata(config: dict[str, Any], ctx: CellContext, cells: list[Cell], de
         key_spaces[name] = {
             "image_size": list(image_size(config, name)),
             "block_size": cipher.block_size,
-            "nominal": exact_int_string(cipher.key_space()),
-            "effective": exact_int_string(cipher.effective_key_space()),
+            **_key_space_counts(cipher),
             "traits": {**dataclasses.asdict(cipher.traits), "per_image_key": cipher.per_image_key, "identity": cipher.traits.identity},
         }
     master = config["seed"]

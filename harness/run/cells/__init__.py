@@ -10,6 +10,7 @@ from typing import Callable
 
 from harness.run.cells.accuracy import accuracy_cell
 from harness.run.cells.context import CellContext
+from harness.run.cells.contracts import check_cell
 from harness.run.cells.key_space import key_space_cell
 from harness.run.cells.output import CellOutcome, CellOutput, Failure, one_line
 from harness.run.cells.security import security_cell
@@ -24,7 +25,8 @@ CELL_FUNCTIONS: dict[str, Callable[[Cell, CellContext], CellOutput]] = {
 
 
 def compute_cell(cell: Cell, ctx: CellContext) -> CellOutput:
-    """The output of ``cell``; a failure raises."""
+    """The output of ``cell``; a failure (a plugin's broken contract first of all) raises."""
+    check_cell(cell, ctx)
     return CELL_FUNCTIONS[cell.kind](cell, ctx)
 
 

@@ -19,7 +19,7 @@ from harness.registry import classifiers, create_cipher
 from harness.run.cells.context import CellContext
 from harness.run.cells.model_cache import trained_model
 from harness.run.cells.output import CellOutput
-from harness.run.plan import Cell, accuracy_image_size, trained_classifier
+from harness.run.plan import Cell, cell_image_size, trained_classifier
 from harness.stats import bootstrap_mean_interval
 from harness.training import DEFAULT_CHECKPOINT_STEPS, TrainConfig, predict_logits
 
@@ -88,7 +88,7 @@ def accuracy_cell(cell: Cell, ctx: CellContext) -> CellOutput:
     # a derived classifier (vit_keyed) reuses the training settings, size and seed of the network
     # it is derived from, so it transforms the very model of that network's plain cell
     trained = trained_classifier(cell.classifier)
-    size = accuracy_image_size(ctx.config, cell.cipher, trained)
+    size = cell_image_size(ctx.config, cell)
     cipher = ctx.victim_cipher(cell.cipher, size)
     train, test = ctx.dataset(cell.dataset, "train", size), ctx.dataset(cell.dataset, "test", size)
     if not train.classes:

@@ -30,12 +30,14 @@ class CellContext:
     progress: Callable[[Cell], ProgressCallback | None] | None = field(default=None, compare=False)
     _data: dict[tuple, ImageDataset] = field(default_factory=dict, repr=False, compare=False)
     _ciphers: dict[tuple, Cipher] = field(default_factory=dict, repr=False, compare=False)
+    #: the contract check of each (plugin kind, name, image size) this process ran: None or the violation
+    contract_checks: dict[tuple, Exception | None] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.run_dir = Path(self.run_dir)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "progress": None, "_data": {}, "_ciphers": {}}
+        return {**self.__dict__, "progress": None, "_data": {}, "_ciphers": {}, "contract_checks": {}}
 
     @property
     def cache_dir(self) -> Path:
