@@ -11,7 +11,7 @@ crash in a worker is; ``validate`` and ``plan`` run the same checks in their own
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Callable, Iterable
 
 from attacks.contract import check_declarations
 from ciphers.contract import ContractViolation, check_cipher, probe_images
@@ -25,28 +25,25 @@ def cipher_violation(ctx: CellContext, name: str, size: tuple[int, int]) -> Cont
     """How the victim cipher ``name`` at ``size`` breaks its contract, or None.  A cipher that
     cannot be built raises as it would in the cell (often a configuration error, not the plugin's);
     one whose encrypt or decrypt raises on valid images breaks its contract."""
-    key = ("cipher", name, size)
-    if key not in ctx.contract_checks:
-        cipher = ctx.victim_cipher(name, size)
-        try:
-            check_cipher(cipher, probe_images(cipher, size))
-            ctx.contract_checks[key] = None
-        except ContractViolation as violation:
-            ctx.contract_checks[key] = violation
-        except Exception as exc:
-            ctx.contract_checks[key] = ContractViolation("cipher", name, f"its check on valid images raised {one_line(exc)}")
-    return ctx.contract_checks[key]
+    cipher = ctx.victim_cipher(name, size)
+    return _once(ctx, ("cipher", name, size), lambda: check_cipher(cipher, probe_images(cipher, size)))
 
 
 def attack_violation(ctx: CellContext, name: str) -> ContractViolation | None:
     """How the attack ``name``'s declarations break its contract, or None."""
-    key = ("attack", name)
+    return _once(ctx, ("attack", name), lambda: check_declarations(attacks.get(name)))
+
+
+def _once(ctx: CellContext, key: tuple, check: Callable[[], None]) -> ContractViolation | None:
+    """The violation ``check`` raises (any other exception counts as one), computed once per process."""
     if key not in ctx.contract_checks:
         try:
-            check_declarations(attacks.get(name))
+            check()
             ctx.contract_checks[key] = None
         except ContractViolation as violation:
             ctx.contract_checks[key] = violation
+        except Exception as exc:
+            ctx.contract_checks[key] = ContractViolation(key[0], key[1], f"its check on valid inputs raised {one_line(exc)}")
     return ctx.contract_checks[key]
 
 
