@@ -76,6 +76,9 @@ QUICK: dict[str, Any] = {
     #: an attack restores only when its mean SSIM beats the best content-free baseline of its cell
     #: by this much, counted from the lower end of the paired 95% interval (docs/benchmark.md)
     "verdict_margin": 0.05,
+    #: the channel between user and provider: null (bit-exact) or {jpeg: Q} (harness/transport.py);
+    #: a cipher's own section may set its own
+    "transport": None,
 }
 
 #: the top-level keys the paper protocol sets otherwise than ``quick`` (each replaces quick's value)
