@@ -23,6 +23,15 @@ PAPER_PAIRINGS: dict[str, list[str]] = {
     "pe": ["resnet18"],
     # not in the seed's table: the grayscale-based (JPEG) EtC, trained like colour EtC
     "etc_gray": ["shakedrop"],
+    # the field's newer ciphers (run when named: --ciphers ak_*,vit_kiya,cfe*): one key for all blocks
+    # is what the block-wise adaptation network learns; the ViT ciphers get a ViT with patch = block
+    # and their exact model transforms
+    "ak_shuffle": ["adaptation"],
+    "ak_flip": ["adaptation"],
+    "ak_ffx": ["adaptation"],
+    "vit_kiya": ["vit", "vit_kiya_keyed"],
+    "cfe_v1": ["vit", "vit_cfe_keyed"],
+    "cfe_v2": ["vit", "vit_cfe_keyed"],
 }
 
 QUICK: dict[str, Any] = {
