@@ -61,7 +61,7 @@ QUICK: dict[str, Any] = {
     "default_classifiers": ["resnet18"],
     #: measured on 2 CPU cores, one torch thread (docs/performance.md): ~4-5 min for the nine cells
     "classifiers": {
-        "vit": {"epochs": 4, "batch_size": 128, "lr": 0.05, "warmup_epochs": 1, "model_options": {"size": "nano", "patch_size": 4}},
+        "vit": {"epochs": 4, "batch_size": 128, "lr": 0.05, "warmup_epochs": 1, "model_options": {"size": "nano"}},
         "resnet18": {"epochs": 2, "batch_size": 64, "lr": 0.05, "model_options": {"width": 16}},
         "shakedrop": {"epochs": 4, "batch_size": 64, "lr": 0.05, "model_options": {"depth": 8, "alpha": 24}},
         "adaptation": {"epochs": 4, "batch_size": 64, "lr": 0.05, "model_options": {"backbone_options": {"depth": 8, "alpha": 24}}},
