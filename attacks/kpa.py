@@ -37,6 +37,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from attacks.base import AttackConfig, CipherFamily, KeyRecoveryAttack, Layout
+from ciphers.blockwise_ak import BYTE_VALUES, block_vector_index
 from ciphers.transforms import CHANNEL_PERMUTATIONS, dihedral_source
 from ciphers.base import Cipher, IndexMapCipher, Traits
 from harness.progress import ProgressCallback, report
@@ -249,6 +250,35 @@ def _pe_same_key(template: Cipher, plain: torch.Tensor, cipher: torch.Tensor) ->
     height, width = plain.shape[-2:]
     negpos = flips.numpy()[pattern].T.reshape(3, height, width)
     return {"negpos": negpos, "channel_perm": order.reshape(height, width)}, bool((ok.sum(1) == 1).all())
+
+
+@solver(
+    lambda t, block: t.keystream == "substitution" and not (t.position_permuting or t.per_position_key or t.negative_positive),
+    "ffx_mask", "sbox",
+)
+def _substitution(template: Cipher, plain: torch.Tensor, cipher: torch.Tensor) -> tuple[dict[str, np.ndarray], bool]:
+    """One byte substitution ``sbox`` at the block-vector slots ``ffx_mask`` selects (``ak_ffx``).
+
+    A slot is selected once a pair shows a value changed there; every selected slot's pairs pin
+    ``sbox[x] = y``.  The sbox is determined when each byte value is pinned or is the only one left;
+    then a slot whose observed values are all fixed points of the sbox stays open.
+    """
+    count, channels, height, width = plain.shape
+    _, slot = block_vector_index(channels, height, width, template.block_size)
+    slots = torch.from_numpy(slot).to(plain.device).expand(count, -1)
+    x, y = plain.flatten(1).long(), cipher.flatten(1).long()
+    length = channels * template.block_size**2
+    moved = torch.zeros(length, dtype=torch.long, device=x.device).index_add_(0, slots.flatten(), (x != y).long().flatten()) > 0
+    selected = moved[slots]
+    pinned = torch.zeros(BYTE_VALUES, BYTE_VALUES, dtype=torch.bool, device=x.device)
+    pinned[x[selected], y[selected]] = True
+    unseen = ~pinned.any(1)
+    consistent = pinned | (unseen[:, None] & ~pinned.any(0)[None, :])  # an unseen value may take any free image
+    sbox, sbox_unique = assignment(consistent)
+    # a slot not seen moving is identity once some value observed there is not a fixed point of the sbox
+    not_fixed = torch.from_numpy(sbox != np.arange(BYTE_VALUES)).to(x.device)[x]
+    decided = moved | (torch.zeros(length, dtype=torch.long, device=x.device).index_add_(0, slots.flatten(), not_fixed.long().flatten()) > 0)
+    return {"ffx_mask": moved.long().cpu().numpy(), "sbox": sbox}, sbox_unique and bool(decided.all())
 
 
 class RecoveredByteMap(IndexMapCipher):

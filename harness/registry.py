@@ -167,10 +167,14 @@ classifiers: Registry = Registry("classifier", "harness.classifiers", "scrambleb
 def create_cipher(name: str, image_size: tuple[int, int], block_size: int | None = None, seed: int = 0, **options: object):
     """The registered cipher ``name`` with a key drawn from ``seed`` for images of ``image_size``.
 
-    ``None`` options are dropped so a caller's unset flags never override a cipher's default.
+    ``None`` options are dropped so a caller's unset flags never override a cipher's default.  A
+    ``transport`` option (:mod:`harness.transport`) puts the cipher behind that channel.
     """
+    from harness.transport import received
+
     kept = {k: v for k, v in options.items() if v is not None}
-    return ciphers.get(name).from_seed(seed, image_size=image_size, block_size=block_size, **kept)
+    transport = kept.pop("transport", None)
+    return received(ciphers.get(name).from_seed(seed, image_size=image_size, block_size=block_size, **kept), transport)
 
 
 def name_of(component: object) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 from tabulate import tabulate
 
 from harness.results import ResultStore
+from harness.transport import cipher_transport, describe
 from reports.figures import ciphertext_curve_figure, examples_figure, ssim_boxplots, tradeoff_figure
 from reports.findings import findings
 from reports.published import reported_vs_measured
@@ -51,7 +52,8 @@ def _split_lines(run: dict[str, Any]) -> list[str]:
 def _protocol(run: dict[str, Any]) -> str:
     config = run["config"]
     cipher_rows = [
-        [name, "x".join(map(str, info["image_size"])), str(info["block_size"]), str((config["ciphers"].get(name) or {}).get("key_condition", "same_key"))]
+        [name, "x".join(map(str, info["image_size"])), str(info["block_size"]), str((config["ciphers"].get(name) or {}).get("key_condition", "same_key")),
+         describe(cipher_transport(config, name))]
         for name, info in sorted(run.get("key_spaces", {}).items())
     ]
     lines = [
@@ -79,7 +81,7 @@ def _protocol(run: dict[str, Any]) -> str:
                  "a hash of the settings that cell read and of its code")
     if "wall_s" in run:
         lines.append(f"- wall time {run['wall_s']:.0f} s for {run.get('cells', '?')} cells")
-    sections = ["\n".join(lines), _table(["encryption", "image size", "block size", "key condition"], cipher_rows)]
+    sections = ["\n".join(lines), _table(["encryption", "image size", "block size", "key condition", "transport to the provider"], cipher_rows)]
     for kind in ("classifiers", "attacks"):
         settings = [[name, ", ".join(f"{k}={v}" for k, v in sorted(values.items()))] for name, values in sorted(config[kind].items())]
         if settings:

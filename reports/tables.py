@@ -258,6 +258,7 @@ def curve_table(frame: pd.DataFrame, dataset: str) -> tuple[list[str], list[list
 
 def key_space_table(frame: pd.DataFrame, run: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     rows = frame[(frame["kind"] == "key_space") & (frame["status"] == "ok")]
+    lossy = bool((rows["metric"] == "transport_psnr").any())  # a lossy channel ran: what decrypting what arrived gives
     body = []
     for cipher in ordered_ciphers(list(rows["cipher"].unique())):
         cell = rows[rows["cipher"] == cipher]
@@ -266,7 +267,10 @@ def key_space_table(frame: pd.DataFrame, run: dict[str, Any]) -> tuple[list[str]
         size = "x".join(map(str, info.get("image_size", []))) or "–"
         nominal, effective = value.get("key_space_log2", math.nan), value.get("effective_key_space_log2", math.nan)
         body.append([cipher, size, f"{value.get('block_size', math.nan):.0f}", cell["key_condition"].iloc[0], f"{nominal:.2f}", f"{effective:.2f}", f"2^{math.ceil(nominal - 1e-9):d}" if nominal > 0 else "1"])
-    return ["encryption", "image size", "block size", "key condition", "log2 key space (nominal)", "log2 (effective)", "rounded up"], body
+        if lossy:
+            body[-1].append(f"{value['transport_psnr']:.2f}" if "transport_psnr" in value else "exact")
+    headers = ["encryption", "image size", "block size", "key condition", "log2 key space (nominal)", "log2 (effective)", "rounded up"]
+    return headers + (["PSNR of decrypt(received), dB"] if lossy else []), body
 
 
 def failures_table(frame: pd.DataFrame) -> tuple[list[str], list[list[str]]]:

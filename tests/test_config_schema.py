@@ -62,7 +62,7 @@ def test_bad_values_name_the_key(tmp_path, text, message) -> None:
         ("attacks: {itn: {batchsize: 8}}", "attacks.itn.batchsize", "Did you mean 'batch_size'?"),
         ("ciphers: {le: {blocksize: 4}}", "ciphers.le.blocksize", "Allowed keys: block_size"),
         ("ciphers: {le: {key_condition: diff_key}}", "ciphers.le.key_condition", "Allowed keys: block_size"),
-        ("ciphers: {pe: {key_conditon: same_key}}", "ciphers.pe.key_conditon", "Allowed keys: block_size, key_condition"),
+        ("ciphers: {pe: {key_conditon: same_key}}", "ciphers.pe.key_conditon", "Allowed keys: block_size, transport, key_condition"),
         ("classifiers: {vit: {model_options: {sise: nano}}}", "classifiers.vit.model_options.sise", "Did you mean 'size'?"),
         ("attacks: {fr: {params: {mod: basic}}}", "attacks.fr.params.mod", "Allowed: mode"),
         (

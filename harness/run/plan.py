@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 from harness.registry import BUILTIN, Registry, attacks, ciphers, classifiers
+from harness.transport import cipher_transport
 from harness.results import cell_id
 
 
@@ -63,7 +64,10 @@ def select(registry: Registry, patterns: list[str] | None) -> list[str]:
 
 
 def cipher_options(config: dict[str, Any], name: str) -> dict[str, Any]:
-    return dict(config["ciphers"].get(name) or {})
+    """The cipher's section, with the run's ``transport`` unless the section sets its own."""
+    options = dict(config["ciphers"].get(name) or {})
+    transport = cipher_transport(config, name)
+    return {**options, "transport": transport} if transport is not None else options
 
 
 def key_condition(config: dict[str, Any], name: str) -> str:

@@ -16,6 +16,7 @@ from harness.keys import derive_seed
 from harness.metrics import accuracy
 from harness.progress import ProgressCallback
 from harness.registry import classifiers, create_cipher
+from harness.transport import unwrapped
 from harness.run.cells.context import CellContext
 from harness.run.cells.model_cache import trained_model
 from harness.run.cells.output import CellOutput
@@ -74,7 +75,7 @@ def run_accuracy_cell(
     extra = {"final_train_loss": final_loss}
     if derived:
         plain_logits = predict_logits(model, test, train_cipher, **evaluation)
-        logits = predict_logits(cls.from_plain(model, cipher), test, cipher, **evaluation)
+        logits = predict_logits(cls.from_plain(model, unwrapped(cipher)), test, cipher, **evaluation)
         extra["plain_model_accuracy"] = accuracy(plain_logits, test.labels)
         extra["max_abs_logit_diff"] = float((logits - plain_logits).abs().max())
     else:

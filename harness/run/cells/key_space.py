@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import torch
 
-from harness.metrics import ssim
+from harness.data import ImageDataset
+from harness.metrics import psnr, ssim
 from harness.run.cells.context import CellContext
 from harness.run.cells.output import CellOutput
 from harness.run.plan import Cell
+from harness.run.security_rows import mean_row
+from harness.transport import Received
 
 
 def key_space_cell(cell: Cell, ctx: CellContext) -> CellOutput:
@@ -23,4 +26,19 @@ def key_space_cell(cell: Cell, ctx: CellContext) -> CellOutput:
     plain = test.batch(torch.arange(count))
     encrypted = cipher.encrypt(plain, torch.arange(count))
     scores = ssim(encrypted, plain).numpy() if encrypted.shape == plain.shape else None
+    if isinstance(cipher, Received):
+        rows.append(_channel_psnr(base, cipher, test))
     return CellOutput(rows, examples=[("plain", plain.numpy(), None), ("encrypted", encrypted.numpy(), scores)])
+
+
+#: test images the PSNR of a lossy channel is measured on
+CHANNEL_IMAGES = 200
+
+
+def _channel_psnr(base: dict[str, object], cipher: Received, test: ImageDataset) -> dict[str, object]:
+    """Mean PSNR of decrypt(what arrived) against the plain image: what the channel costs the user."""
+    ids = torch.arange(min(CHANNEL_IMAGES, len(test)))
+    plain = test.batch(ids)
+    decrypted = cipher.decrypt(cipher.encrypt(plain, ids), ids)
+    note = f"PSNR (dB) of decrypt(received) vs plain through {cipher.channel.describe()}"
+    return mean_row({**base, "note": note}, "transport_psnr", psnr(decrypted, plain))

@@ -23,6 +23,15 @@ PAPER_PAIRINGS: dict[str, list[str]] = {
     "pe": ["resnet18"],
     # not in the seed's table: the grayscale-based (JPEG) EtC, trained like colour EtC
     "etc_gray": ["shakedrop"],
+    # the field's newer ciphers (run when named: --ciphers ak_*,vit_kiya,cfe*): one key for all blocks
+    # is what the block-wise adaptation network learns; the ViT ciphers get a ViT with patch = block
+    # and their exact model transforms
+    "ak_shuffle": ["adaptation"],
+    "ak_flip": ["adaptation"],
+    "ak_ffx": ["adaptation"],
+    "vit_kiya": ["vit", "vit_kiya_keyed"],
+    "cfe_v1": ["vit", "vit_cfe_keyed"],
+    "cfe_v2": ["vit", "vit_cfe_keyed"],
 }
 
 QUICK: dict[str, Any] = {
@@ -52,7 +61,7 @@ QUICK: dict[str, Any] = {
     "default_classifiers": ["resnet18"],
     #: measured on 2 CPU cores, one torch thread (docs/performance.md): ~4-5 min for the nine cells
     "classifiers": {
-        "vit": {"epochs": 4, "batch_size": 128, "lr": 0.05, "warmup_epochs": 1, "model_options": {"size": "nano", "patch_size": 4}},
+        "vit": {"epochs": 4, "batch_size": 128, "lr": 0.05, "warmup_epochs": 1, "model_options": {"size": "nano"}},
         "resnet18": {"epochs": 2, "batch_size": 64, "lr": 0.05, "model_options": {"width": 16}},
         "shakedrop": {"epochs": 4, "batch_size": 64, "lr": 0.05, "model_options": {"depth": 8, "alpha": 24}},
         "adaptation": {"epochs": 4, "batch_size": 64, "lr": 0.05, "model_options": {"backbone_options": {"depth": 8, "alpha": 24}}},
@@ -76,6 +85,9 @@ QUICK: dict[str, Any] = {
     #: an attack restores only when its mean SSIM beats the best content-free baseline of its cell
     #: by this much, counted from the lower end of the paired 95% interval (docs/benchmark.md)
     "verdict_margin": 0.05,
+    #: the channel between user and provider: null (bit-exact) or {jpeg: Q} (harness/transport.py);
+    #: a cipher's own section may set its own
+    "transport": None,
 }
 
 #: the top-level keys the paper protocol sets otherwise than ``quick`` (each replaces quick's value)

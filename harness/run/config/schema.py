@@ -9,8 +9,10 @@ and then passed through :func:`validate_config`, which returns a normalised copy
 - every nested key is known: classifier sections are :class:`harness.training.TrainConfig`
   fields (``model_options`` the classifier's declared ``options``), attack sections are
   :class:`attacks.base.AttackConfig` fields (``params`` the attack's constructor keywords),
-  cipher sections are ``block_size`` plus the options the cipher's ``from_seed`` accepts (a
-  cipher is built once at every image size it will run at, so a bad block size fails here);
+  cipher sections are ``block_size``, ``transport`` and the options the cipher's ``from_seed``
+  accepts (a cipher is built once at every image size it will run at, so a bad block size fails
+  here);
+- ``transport`` (top level or per cipher) is null or ``{jpeg: Q}`` (:mod:`harness.transport`);
 - plugin names are registered names: aliases are resolved to the registered name, unknown
   names are errors with a did-you-mean hint;
 - a list field given as a string is a one-element (or comma-separated) list;
@@ -45,12 +47,13 @@ from harness.run.config.values import (
     to_mapping,
 )
 from harness.training import TrainConfig
+from harness.transport import TransportError, parse_transport
 
 #: every top-level key of a configuration (each preset sets them all; tests/test_config_schema.py checks)
 KEYS = (
     "preset", "datasets", "data_dir", "image_size", "n_train", "n_test", "n_attacker", "seed", "ciphers",
     "cipher_image_size", "classifier_image_size", "pairings", "default_classifiers", "classifiers", "attacks",
-    "known_pairs", "examples", "ciphertext_ladder", "accuracy_seeds", "verdict_margin",
+    "known_pairs", "examples", "ciphertext_ladder", "accuracy_seeds", "verdict_margin", "transport",
 )
 #: the preset names a configuration may carry (the presets themselves are :mod:`harness.run.config.presets`)
 PRESET_NAMES = ("paper", "quick")
@@ -231,7 +234,9 @@ def cipher_section(name: str, section: Any, path: str, sizes: list[tuple[int, in
     result = to_mapping(section, path)
     if "block_size" in result and result["block_size"] is not None:
         result["block_size"] = to_int(result["block_size"], f"{path}.block_size", minimum=1)
-    options = {k: v for k, v in result.items() if k != "block_size"}
+    if "transport" in result:
+        result["transport"] = _transport(result["transport"], f"{path}.transport")
+    options = {k: v for k, v in result.items() if k not in ("block_size", "transport")}
     cls = _registry("cipher").get(name)
     for size in sizes:
         try:
@@ -240,15 +245,22 @@ def cipher_section(name: str, section: Any, path: str, sizes: list[tuple[int, in
             text = str(exc).replace("\n", " ")
             rejected = _REJECTED.search(text)
             if rejected or (isinstance(exc, TypeError) and "unexpected keyword" in text):
-                accepted = ["block_size"]
+                accepted = ["block_size", "transport"]
                 if rejected and rejected["accepted"] != "none":
                     accepted += [a.strip() for a in rejected["accepted"].split(",")]
                 unknown = rejected["unknown"].split(",")[0].strip() if rejected else next(iter(options), "?")
                 raise ConfigError(
                     f"{path}.{unknown}: unknown key for cipher {name}.{did_you_mean(unknown, accepted)} Allowed keys: {', '.join(accepted)}"
                 ) from None
-            raise ConfigError(f"{path}: {text} (at image size {size[0]} x {size[1]}; allowed keys: block_size and the cipher's own options)") from None
+            raise ConfigError(f"{path}: {text} (at image size {size[0]} x {size[1]}; allowed keys: block_size, transport and the cipher's own options)") from None
     return result
+
+
+def _transport(value: Any, path: str) -> dict[str, Any] | None:
+    try:
+        return parse_transport(value, path)
+    except TransportError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 # -- the whole configuration -----------------------------------------------------------------------
@@ -293,6 +305,7 @@ def _validate(config: dict[str, Any]) -> dict[str, Any]:
     config["known_pairs"] = to_int(config["known_pairs"], "known_pairs", minimum=1)
     config["examples"] = to_int(config["examples"], "examples", minimum=1)
     config["verdict_margin"] = to_float(config["verdict_margin"], "verdict_margin", minimum=0.0, maximum=1.0)
+    config["transport"] = _transport(config["transport"], "transport")
     config["accuracy_seeds"] = to_int(config["accuracy_seeds"], "accuracy_seeds", minimum=1)
     config["ciphertext_ladder"] = sorted(
         {to_int(v, f"ciphertext_ladder[{i}]", minimum=1) for i, v in enumerate(to_list(config["ciphertext_ladder"], "ciphertext_ladder"))}
