@@ -122,9 +122,10 @@ def test_a_jpeg_run_gives_accuracy_security_and_channel_rows_for_etc_and_cfe(tmp
         "n_train: 24\nn_test: 36\nn_attacker: 12\nimage_size: [32, 32]\nexamples: 2\nknown_pairs: 4\nciphertext_ladder: [10]\n"
         "transport: {jpeg: 90}\nclassifiers:\n  shakedrop: {epochs: 1, batch_size: 12, model_options: {depth: 8, alpha: 24}}\n"
         "  resnet18: {epochs: 1, batch_size: 12, model_options: {width: 8}}\n"
+        "  vit: {epochs: 1, batch_size: 12, model_options: {size: nano, depth: 1}}\n"
     )
     out = tmp_path / "run"
-    code = main(["--config", str(config), "--ciphers", "plain,etc,cfe", "--classifiers", "resnet18,shakedrop",
+    code = main(["--config", str(config), "--ciphers", "plain,etc,cfe", "--classifiers", "resnet18,shakedrop,vit",
                  "--attacks", "none,kpa", "--out", str(out), "--progress", "none"], stdout=lambda line: None)
     assert code == 0, capsys.readouterr().err
     frame = pd.read_csv(out / "results.csv")

@@ -19,13 +19,15 @@ from harness.registry import attacks
 from harness.run.cells.context import CellContext
 from harness.run.cells.output import one_line
 from harness.run.plan import Cell, cell_image_size
+from harness.transport import unwrapped
 
 
 def cipher_violation(ctx: CellContext, name: str, size: tuple[int, int]) -> ContractViolation | None:
     """How the victim cipher ``name`` at ``size`` breaks its contract, or None.  A cipher that
     cannot be built raises as it would in the cell (often a configuration error, not the plugin's);
-    one whose encrypt or decrypt raises on valid images breaks its contract."""
-    cipher = ctx.victim_cipher(name, size)
+    one whose encrypt or decrypt raises on valid images breaks its contract.  The plugin is checked,
+    not the harness's lossy channel in front of it (``transport``)."""
+    cipher = unwrapped(ctx.victim_cipher(name, size))
     return _once(ctx, ("cipher", name, size), lambda: check_cipher(cipher, probe_images(cipher, size)))
 
 
