@@ -403,6 +403,9 @@ class KnownPlaintextAttack(KeyRecoveryAttack):
             return reason
         if family.per_image_key:
             return "every image has its own key: pairs under other images' keys say nothing about the victim's"
+        if family.options.get("transport") is not None:
+            return ("its solvers compare values exactly, and ciphertexts through a lossy channel (transport) match no key "
+                    "exactly; a noise-tolerant known-plaintext attack is not built")
         if choose_solver(family) is None:
             return (
                 f"{family.canonical_name} declares no structure kpa can solve (traits: no byte_map, "

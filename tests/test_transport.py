@@ -18,7 +18,7 @@ from PIL import Image
 
 from attacks.base import CipherFamily
 from harness.data import load_dataset
-from harness.registry import create_cipher, name_of
+from harness.registry import attacks, create_cipher, name_of
 from harness.run.cli import main
 from harness.run.config import PRESETS
 from harness.run.config.schema import ConfigError, validate_config
@@ -83,6 +83,12 @@ def _config(**changes) -> dict:
     return config
 
 
+def test_kpa_does_not_claim_a_lossy_channel_resists() -> None:
+    """Its solvers are exact: through JPEG they would find no key, and that is no evidence of security."""
+    assert "lossy channel" in attacks.get("kpa").applies_to(CipherFamily("etc", (32, 32), 4, {"transport": {"jpeg": 90}}))
+    assert attacks.get("kpa").applies_to(CipherFamily("etc", (32, 32), 4)) is None
+
+
 def test_a_ciphers_own_transport_wins_over_the_runs() -> None:
     config = _config(transport={"jpeg": 90})
     config["ciphers"]["etc"]["transport"] = {"jpeg": 50, "chroma": "4:4:4"}
@@ -126,13 +132,13 @@ def test_a_jpeg_run_gives_accuracy_security_and_channel_rows_for_etc_and_cfe(tmp
     )
     out = tmp_path / "run"
     code = main(["--config", str(config), "--ciphers", "plain,etc,cfe", "--classifiers", "resnet18,shakedrop,vit",
-                 "--attacks", "none,kpa", "--out", str(out), "--progress", "none"], stdout=lambda line: None)
+                 "--attacks", "none,fr", "--out", str(out), "--progress", "none"], stdout=lambda line: None)
     assert code == 0, capsys.readouterr().err
     frame = pd.read_csv(out / "results.csv")
     for cipher in ("etc", "cfe_v2"):
         rows = frame[frame["cipher"] == cipher]
         assert (rows[rows["kind"] == "accuracy"]["metric"] == "accuracy").any()
-        assert {"none", "kpa"} <= set(rows[(rows["kind"] == "security") & (rows["status"] == "ok")]["attack"])
+        assert {"none", "fr"} <= set(rows[(rows["kind"] == "security") & (rows["status"] == "ok")]["attack"])
         channel = rows[rows["metric"] == "transport_psnr"]
         assert len(channel) == 1 and 20 < channel["value"].iloc[0] < 60 and "JPEG Q90 (4:2:0)" in channel["note"].iloc[0]
     report = (out / "report.md").read_text()
