@@ -125,7 +125,7 @@ def summary(out: Path, tiny: bool, total_seconds: float | None) -> str:
     steps = _steps(out)
     rows = [row for section in SECTIONS for row in section(out, steps)]
     if total_seconds is not None:
-        rows.append(Row("whole script", f"{total_seconds:.0f} s", f"< {SCRIPT_GOAL_S} s", total_seconds < SCRIPT_GOAL_S, judged_in_tiny=True))
+        rows.append(Row("whole script", f"{total_seconds:.0f} s", f"< {SCRIPT_GOAL_S} s", total_seconds < SCRIPT_GOAL_S))
 
     def verdict(row: Row) -> str:
         if not row.found:
