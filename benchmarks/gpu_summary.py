@@ -29,7 +29,7 @@ SCRIPT_GOAL_S = 480
 #: the compiled bare loop's rate the issue measured for ViT-B/16 at 224, bf16, batch 128 (context, not a goal)
 BARE_COMPILED_H200 = 3416
 _GRID = re.compile(r"estimated paper grid: (?P<one>[\d.]+) h on 1 device, (?P<eight>[\d.]+) h on 8")
-_PYTEST_TAIL = re.compile(r"=+ (?P<counts>.*\d+ (?:passed|failed|skipped|error).*?) in [\d.]+s")
+_PYTEST_TAIL = re.compile(r"^=* ?(?P<counts>\d+ (?:passed|failed|skipped|errors?|deselected)\b.*?) in [\d.]+s", re.MULTILINE)
 
 
 @dataclass

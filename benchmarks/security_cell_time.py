@@ -22,6 +22,8 @@ from pathlib import Path
 import torch
 from tabulate import tabulate
 
+from harness.run import Cell, CellContext, compute_cell, resolve_config
+
 #: (attacker and training images, test images)
 IMAGES = (2_000, 10_000)
 TINY_IMAGES = (32, 64)
@@ -29,8 +31,6 @@ TINY_IMAGES = (32, 64)
 
 def cell_seconds(attack: str, data_dir: Path, run_dir: Path, device: str, tiny: bool) -> float:
     """Wall seconds of one ``proposed`` security cell with ``attack``, in a fresh cell context."""
-    from harness.run import Cell, CellContext, compute_cell, resolve_config
-
     attacker, test = TINY_IMAGES if tiny else IMAGES
     overrides = {"datasets": ["cifar10"], "data_dir": str(data_dir), "n_train": attacker, "n_attacker": attacker, "n_test": test}
     config = resolve_config("paper", None, overrides)

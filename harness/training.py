@@ -6,7 +6,8 @@ horizontal flip), encrypt it with the cipher (per-image keys follow the dataset
 index), and let the model's own input pipeline convert and normalise it.  The optimiser is the
 seed's: SGD with momentum 0.9 and weight decay 5e-4, a linear warm-up and a cosine decay to 0.
 Training is deterministic on the CPU for a given seed and never touches the caller's global RNG
-state; on CUDA it uses bfloat16 autocast and channels-last layout for convolutional networks.
+state; on CUDA it uses bfloat16 autocast and channels-last layout for convolutional networks, and
+compiles large models (``TrainConfig.compile``, :mod:`harness.compilation`).
 On several processes the collectives go through :mod:`harness.world`.  The accuracy cell and the
 trained-model cache are :mod:`harness.run.cells.accuracy` and :mod:`harness.run.cells.model_cache`.
 """
