@@ -5,9 +5,9 @@
 Reads only the files the script's steps wrote to ``OUT`` (``steps.tsv``: step, exit status,
 seconds; ``device_tests.txt``; ``throughput.json``, pytest-benchmark's file with each row in
 ``extra_info``; ``pe_rate.json``; ``security_cells.json``; ``time_model.txt``), so it can be rerun
-on a copied folder.  A step that timed out or crashed shows as FAIL with its exit status; under
-``--tiny`` (a CPU check of the script) the GPU goals are not judged: a row says ``ran`` when the
-step produced its figure.
+on a copied folder.  A step that timed out or crashed shows as FAIL with its exit status (its
+own row, next to whatever figures it wrote before); under ``--tiny`` (a CPU check of the script)
+the GPU goals are not judged: a row says ``ran`` when the step produced its figure.
 """
 
 from __future__ import annotations
@@ -126,6 +126,8 @@ def summary(out: Path, tiny: bool, total_seconds: float | None) -> str:
     """The markdown table of every check, the whole script's time last."""
     steps = _steps(out)
     rows = [row for section in SECTIONS for row in section(out, steps)]
+    # a step cut short may still have written figures (the throughput cases done before it)
+    rows += [Row(f"step {name}", _step_note(steps, name), "exit 0", False) for name, (status, _) in steps.items() if status]
     if total_seconds is not None:
         rows.append(Row("whole script", f"{total_seconds:.0f} s", f"< {SCRIPT_GOAL_S} s", total_seconds < SCRIPT_GOAL_S))
 

@@ -35,12 +35,13 @@ def test_each_goal_is_judged_and_a_timed_out_step_fails(tmp_path: Path) -> None:
         "pe encrypt rate at 224x224, batch 1024": "pass",
         "security proposed/none": "pass",
         "time model of the paper grid": "FAIL",  # exit 124: no estimate printed
+        "step time_model": "FAIL",
         "whole script": "pass",
     }
     _write_run(tmp_path, ratio=0.90, syncs=2.0, pe=50_000.0, none_s=1.5)
     (tmp_path / "time_model.txt").write_text("estimated paper grid: 3.50 h on 1 device, 0.61 h on 8\n")
     text = summary(tmp_path, tiny=False, total_seconds=500)
-    assert set(_results(text).values()) == {"pass", "FAIL"} and list(_results(text).values()).count("pass") == 2
+    assert set(_results(text).values()) == {"pass", "FAIL"} and list(_results(text).values()).count("pass") == 2  # tests, time model
     assert "3.50 h on 1 device, 0.61 h on 8" in text
 
 
