@@ -21,6 +21,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="torch CPU threads while benchmarking (default 1: stable medians on a shared machine; "
         "0 keeps torch's default)",
     )
+    parser.addoption(
+        "--bench-tiny",
+        action="store_true",
+        help="tiny sizes (a one-block ViT, a few steps): checks the training benchmarks on a CPU, not a measurement",
+    )
+
+
+@pytest.fixture(scope="session")
+def bench_tiny(request: pytest.FixtureRequest) -> bool:
+    return bool(request.config.getoption("--bench-tiny"))
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -48,7 +58,7 @@ def training_table() -> list[dict]:
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if _TRAINING_ROWS:
         columns = list(_TRAINING_ROWS[0])
-        terminalreporter.section("training throughput: the harness against a bare timm loop (medians of 3 rounds)")
+        terminalreporter.section("training throughput: the harness against a bare timm loop, eager vs eager and compiled vs compiled (medians of 3 rounds)")
         rows = [[row[c] for c in columns] for row in _TRAINING_ROWS]
         terminalreporter.write_line(tabulate(rows, headers=columns, tablefmt="github", floatfmt=".3g"))
     if not _ROWS:

@@ -6,12 +6,18 @@ model's uint8 input pipeline, SGD with the schedule.  The bare side is what a us
 without the harness: the same timm network, already-normalised float batches made once on the
 device, autocast with the same dtype, cross-entropy, backward, SGD step.  Both run the same
 number of steps in the same test, alternating, and the median of the per-round rates is
-compared (goal on a GPU: >= 0.95).  The data path alone (batch, resize, augment, encrypt) is
+compared (goal on a GPU: >= 0.95).  Each case runs twice, like against like: the eager harness
+against the eager bare loop, and the compiled harness (``TrainConfig(compile=True)``: the
+training steps through ``torch.compile``, fused SGD on CUDA) against the compiled bare loop
+(``torch.compile`` of the network, the same fused SGD); compiling happens in the warm-up round.
+The data path alone (batch, resize, augment, encrypt) is
 timed too, as a share of a harness step (goal: <= 2%), and on CUDA the host syncs a ``fit`` epoch
 makes are counted (``torch.cuda.set_sync_debug_mode``; the goal is none per step).
 
 Run: ``make benchmark`` or ``python -m pytest benchmarks/test_training_throughput.py -m benchmark
---benchmark-only [--device cuda]``; the ``paper`` case (ViT-B/16 at 224) runs only on CUDA.
+--benchmark-only [--device cuda] [--bench-tiny]``; the ``paper`` case (ViT-B/16 at 224) runs only on
+CUDA; ``--bench-tiny`` (a one-block ViT, batch 16, 4 steps) checks the benchmark on a CPU, where
+compiling takes a minute or two per case.
 """
 
 from __future__ import annotations
@@ -28,13 +34,17 @@ from harness.feeding import Augmentation, DeviceFeed
 from harness.registry import classifiers, create_cipher
 from harness.training import TrainConfig, encrypt_batch, fit
 
-#: (name, ViT size, image side, batch, images, needs CUDA)
+#: (name, ViT size, image side, batch, images, needs CUDA); the paper case first, so a time-bounded run has it
 CASES = [
+    ("paper", "base", 224, 128, 2560, True),
     ("quick", "nano", 32, 128, 1536, False),
     ("resized", "nano", 64, 64, 768, False),
-    ("paper", "base", 224, 128, 2560, True),
 ]
 ROUNDS = 3
+#: eager against eager, compiled against compiled
+MODES = ("eager", "compiled")
+#: --bench-tiny: (ViT options, batch, images) instead of each case's
+TINY = ({"embed_dim": 32, "depth": 1, "num_heads": 2}, 16, 64)
 
 
 def _sync(device: torch.device) -> None:
@@ -58,9 +68,13 @@ def _harness_rate(model, data, cipher, config, device) -> float:
 
 
 def _bare_rate(net: torch.nn.Module, config: TrainConfig, side: int, steps: int, device: torch.device) -> float:
-    """The loop a user writes around the timm network, on batches made once on the device."""
+    """The loop a user writes around the timm network (compiled or not), on batches made once on the device;
+    a compiled loop uses fused SGD on CUDA, as the compiled harness does."""
     net.to(device).train()
-    optimizer = torch.optim.SGD(net.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    fused = config.compile is True and device.type == "cuda"
+    optimizer = torch.optim.SGD(
+        net.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, fused=fused or None
+    )
     generator = torch.Generator().manual_seed(1)
     inputs = torch.randn(config.batch_size, 3, side, side, generator=generator).to(device)
     labels = torch.randint(0, 10, (config.batch_size,), generator=generator).to(device)
@@ -106,19 +120,26 @@ def _syncs_per_step(model, data, cipher, config, device, steps: int) -> float | 
 
 
 @pytest.mark.benchmark
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
-def test_harness_training_rate_against_a_bare_timm_loop(benchmark, case: tuple, device: torch.device, training_table: list[dict]) -> None:
+def test_harness_training_rate_against_a_bare_timm_loop(
+    benchmark, case: tuple, mode: str, device: torch.device, bench_tiny: bool, training_table: list[dict]
+) -> None:
     name, size, side, batch, images, needs_cuda = case
     if needs_cuda and device.type != "cuda":
         pytest.skip("ViT-B/16 at 224 x 224 is a GPU case: run with --device cuda")
+    options = {"size": size}
+    if bench_tiny:
+        extra, batch, images = TINY
+        options.update(extra)
     data = _dataset(images, side)
     block = 16 if side >= 128 else 4
     cipher = create_cipher("proposed", (side, side), block, seed=5)
-    options = {"size": size}
-    config = TrainConfig(epochs=1, batch_size=batch, lr=0.01, model_options=options)
+    config = TrainConfig(epochs=1, batch_size=batch, lr=0.01, model_options=options, compile=mode == "compiled")
     cls = classifiers.get("vit")
     model = cls.build(num_classes=10, image_size=(side, side), block_size=block, **options)
     net = cls.build(num_classes=10, image_size=(side, side), block_size=block, **options).net
+    net = torch.compile(net) if config.compile else net
     steps = images // batch
     _harness_rate(model, data, cipher, config, device), _bare_rate(net, config, side, 2, device)  # warm-up
     harness, bare = [], []
@@ -129,7 +150,7 @@ def test_harness_training_rate_against_a_bare_timm_loop(benchmark, case: tuple, 
     data_path = benchmark.pedantic(_data_path_seconds, args=(data, cipher, config, device, steps), rounds=3, iterations=1)
     share = data_path * harness_rate / batch
     row = {
-        "case": f"{name}: vit {size}, {side}x{side}, batch {batch}", "device": str(device),
+        "case": f"{name}: vit {'tiny stand-in' if bench_tiny else size}, {side}x{side}, batch {batch}", "mode": mode, "device": str(device),
         "harness img/s": harness_rate, "bare timm img/s": bare_rate, "ratio": harness_rate / bare_rate,
         "data path share of a step": share,
     }

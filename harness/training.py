@@ -6,7 +6,8 @@ horizontal flip), encrypt it with the cipher (per-image keys follow the dataset
 index), and let the model's own input pipeline convert and normalise it.  The optimiser is the
 seed's: SGD with momentum 0.9 and weight decay 5e-4, a linear warm-up and a cosine decay to 0.
 Training is deterministic on the CPU for a given seed and never touches the caller's global RNG
-state; on CUDA it uses bfloat16 autocast and channels-last layout for convolutional networks.
+state; on CUDA it uses bfloat16 autocast and channels-last layout for convolutional networks, and
+compiles large models (``TrainConfig.compile``, :mod:`harness.compilation`).
 On several processes the collectives go through :mod:`harness.world`.  The accuracy cell and the
 trained-model cache are :mod:`harness.run.cells.accuracy` and :mod:`harness.run.cells.model_cache`.
 """
@@ -25,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.cache import load_checkpoint, save_checkpoint
+from harness.compilation import compile_setting, for_training, wants_compile
 from harness.data import ImageDataset
 from harness.feeding import Augmentation, DeviceFeed
 from harness.keys import derive_seed, seeded
@@ -67,6 +69,9 @@ class TrainConfig:
         accumulation_steps: micro-batches per optimiser step: a batch of ``batch_size`` is run
             as that many equal parts whose gradients add up (batch 512 on a 24-80 GB card); the
             same step up to float rounding for networks without batch statistics.
+        compile: ``torch.compile`` the model for the training steps (with fused SGD on CUDA):
+            true, false or ``auto`` (CUDA and a large model; :mod:`harness.compilation`).  Not
+            part of the cache key: it changes float rounding, not what is trained.
     """
 
     epochs: int = 10
@@ -85,6 +90,7 @@ class TrainConfig:
     amp: bool = True
     eval_batch_size: int = 256
     accumulation_steps: int = 1
+    compile: bool | str = "auto"
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "eval_batch_size", "accumulation_steps"):
@@ -103,6 +109,7 @@ class TrainConfig:
         if not isinstance(self.model_options, Mapping):
             raise ValueError(f"model_options must be a mapping, got {type(self.model_options).__name__}")
         object.__setattr__(self, "model_options", dict(self.model_options))
+        object.__setattr__(self, "compile", compile_setting(self.compile))
 
     def lr_for(self, cipher: Any) -> float:
         """The peak learning rate for training on ``cipher``'s ciphertexts."""
@@ -239,8 +246,9 @@ def train(
     prepare_model(model, device)
     if batch_size % world.size:
         raise ValueError(f"batch_size {batch_size} must be a multiple of the {world.size} distributed processes")
-    trained = world.wrap(model, device)
-    state = _Progress.start(model, cipher, config, steps_per_epoch, device)
+    compiled = wants_compile(config.compile, model, device)
+    trained = for_training(world.wrap(model, device), compiled)
+    state = _Progress.start(model, cipher, config, steps_per_epoch, device, fused=compiled and device.type == "cuda")
     feed = DeviceFeed(data, device)
     epoch_loss = math.nan
     with seeded(derive_seed(config.seed, "layers"), device):
@@ -289,10 +297,12 @@ class _Progress:
     elapsed: float = 0.0
 
     @classmethod
-    def start(cls, model: nn.Module, cipher: Any, config: TrainConfig, steps_per_epoch: int, device: torch.device) -> _Progress:
-        """Step 0: the seed's optimiser and learning-rate schedule, the batch-order generator."""
+    def start(
+        cls, model: nn.Module, cipher: Any, config: TrainConfig, steps_per_epoch: int, device: torch.device, fused: bool = False
+    ) -> _Progress:
+        """Step 0: the seed's optimiser (``fused``: one kernel per step) and learning-rate schedule, the batch-order generator."""
         total = steps_per_epoch * config.epochs
-        optimizer = sgd(model, config, config.lr_for(cipher))
+        optimizer = sgd(model, config, config.lr_for(cipher), fused=fused)
         warmup = round(config.warmup_epochs * steps_per_epoch)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: warmup_cosine(step, total, warmup))
         return cls(model, optimizer, scheduler, torch.Generator().manual_seed(derive_seed(config.seed, "batches")), device)
@@ -340,14 +350,16 @@ def prepare_model(model: nn.Module, device: torch.device) -> None:
         model.to(memory_format=torch.channels_last)
 
 
-def sgd(model: nn.Module, config: TrainConfig, lr: float) -> torch.optim.SGD:
-    """The seed's optimiser: SGD with the config's momentum, weight decay (all parameters) and Nesterov flag."""
+def sgd(model: nn.Module, config: TrainConfig, lr: float, fused: bool = False) -> torch.optim.SGD:
+    """The seed's optimiser: SGD with the config's momentum, weight decay (all parameters) and Nesterov flag;
+    ``fused``: the same update as one fused kernel (CUDA; ``None`` keeps torch's foreach default)."""
     return torch.optim.SGD(
         model.parameters(),
         lr=lr,
         momentum=config.momentum,
         weight_decay=config.weight_decay,
         nesterov=config.nesterov and config.momentum > 0,
+        fused=fused or None,
     )
 
 

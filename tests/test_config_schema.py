@@ -46,12 +46,18 @@ def test_yaml_numeric_strings_are_coerced_for_numeric_fields(tmp_path) -> None:
         ("accuracy_seeds: 0", "accuracy_seeds: must be an integer >= 1"),
         ("classifiers: {vit: {epochs: 0}}", "classifiers.vit: epochs must be an integer >= 1"),
         ("attacks: {itn: {loss: l3}}", "attacks.itn: loss must be one of"),
+        ("classifiers: {vit: {compile: sometimes}}", "classifiers.vit: compile must be true, false or auto, got 'sometimes'"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path, text, message) -> None:
     with pytest.raises(ConfigError) as error:
         _resolve(tmp_path, text + "\n")
     assert message in str(error.value)
+
+
+def test_compile_is_true_false_or_auto_per_classifier(tmp_path) -> None:
+    config = _resolve(tmp_path, "classifiers: {vit: {compile: 'yes'}, resnet18: {compile: false}, shakedrop: {compile: AUTO}}\n")
+    assert [config["classifiers"][name]["compile"] for name in ("vit", "resnet18", "shakedrop")] == [True, False, "auto"]
 
 
 # -- nested keys ------------------------------------------------------------------------------

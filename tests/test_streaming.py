@@ -181,21 +181,32 @@ def test_an_attack_that_does_not_stream_gets_whole_tensors(splits) -> None:
     assert torch.equal(attack.mean, splits["attacker"].float().mean(0).round().to(torch.uint8))
 
 
-def test_security_cells_resize_where_they_score(tmp_path, monkeypatch) -> None:
+def test_security_cells_resize_where_they_score(tmp_path, monkeypatch, device) -> None:
     """The device-resident security path: every split a security cell reads is resized and encrypted
-    on the cell's device (today's main resized on the host and then copied)."""
+    on the cell's device (today's main resized on the host and then copied), a batch at a time.
+    CIFAR is stored at 32 x 32 and used at 64 x 64, so every image a cell reads goes through a resize."""
+    import harness.data
     from harness.data import ImageDataset
     from harness.run import Cell, CellContext, compute_cell, resolve_config
 
-    config = resolve_config("quick")
-    config.update({"n_train": 30, "n_test": 20, "n_attacker": 20, "image_size": [16, 16], "known_pairs": 4})
+    write_cifar10(tmp_path / "data", per_batch=24)
+    config = resolve_config("quick", None, {"datasets": ["cifar10"], "data_dir": str(tmp_path / "data")})
+    config.update({"n_train": 30, "n_test": 20, "n_attacker": 20, "image_size": [64, 64], "known_pairs": 4})
     asked: list[object] = []
-    real = ImageDataset.lazy
+    resized_on: list[torch.device] = []
+    real_lazy, real_resize = ImageDataset.lazy, harness.data.resize_images
 
     def lazy(self, device=None):
         asked.append(device)
-        return real(self, device)
+        return real_lazy(self, device)
+
+    def resize(images, size):
+        resized_on.append(images.device)
+        return real_resize(images, size)
 
     monkeypatch.setattr(ImageDataset, "lazy", lazy)
-    compute_cell(Cell("security", "natural", "proposed", attack="puzzle"), CellContext(config, tmp_path / "run", device="cpu"))
-    assert asked and all(device == "cpu" for device in asked), asked
+    monkeypatch.setattr(harness.data, "resize_images", resize)
+    monkeypatch.setattr(ImageDataset, "images", property(lambda self: pytest.fail("a split was resized whole, on the host")))
+    compute_cell(Cell("security", "cifar10", "proposed", attack="puzzle"), CellContext(config, tmp_path / "run", device=str(device)))
+    assert asked and all(torch.device(d).type == device.type for d in asked), asked
+    assert resized_on and all(d.type == device.type for d in resized_on), resized_on

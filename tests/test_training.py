@@ -204,6 +204,8 @@ def test_cache_hit_reuses_the_model_and_a_different_key_retrains(tmp_path: Path)
     assert not third.cached and len(list(tmp_path.iterdir())) == 2
     run_accuracy_cell("vit", cipher, train, test, _config(eval_batch_size=7), cache_dir=tmp_path)
     assert len(list(tmp_path.iterdir())) == 2, "the evaluation batch size does not change the model"
+    compiled = run_accuracy_cell("vit", cipher, train, test, _config(compile=True), cache_dir=tmp_path)
+    assert compiled.cached and compiled.accuracy == first.accuracy, "a compiled run shares the eager run's model"
 
 
 def test_corrupt_cache_file_names_the_file_and_the_fix(tmp_path: Path) -> None:

@@ -72,7 +72,8 @@ _CORE_SOURCES = ("harness/data.py", "harness/lazy.py", "harness/keys.py", "harne
                  "harness/run/plan.py", "harness/run/cells/context.py", "harness/run/cells/output.py")
 _KIND_SOURCES = {
     "key_space": ("harness/run/cells/key_space.py", "harness/run/security_rows.py"),
-    "accuracy": ("harness/run/cells/accuracy.py", "harness/run/cells/model_cache.py", "harness/training.py", "harness/world.py",
+    "accuracy": ("harness/run/cells/accuracy.py", "harness/run/cells/model_cache.py", "harness/training.py",
+                 "harness/compilation.py", "harness/world.py",
                  "harness/feeding.py", "harness/cache.py", "harness/classifiers"),
     "security": ("harness/run/cells/security.py", "attacks/base.py", "harness/run/security.py", "harness/run/scoring.py", "harness/run/security_rows.py", "harness/symmetry.py", "harness/cache.py"),
 }

@@ -79,7 +79,8 @@ def cache_parts(
 ) -> dict[str, Any]:
     """Everything that determines a trained model, JSON-able, with the key only as a digest."""
     training = dataclasses.asdict(config)
-    for unused in ("model_options", "eval_batch_size", "lr", "lr_encrypted"):
+    # compile changes float rounding, not what is trained: compiled and eager runs share a model
+    for unused in ("model_options", "eval_batch_size", "lr", "lr_encrypted", "compile"):
         training.pop(unused)
     training["lr"] = config.lr_for(cipher)
     return {

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from attacks.base import AttackConfig
+from harness.compilation import compile_setting
 from harness.data import DATASETS
 from harness.registry import Registry, attacks, ciphers, classifiers
 from harness.run.config.values import (
@@ -191,6 +192,8 @@ def classifier_section(name: str, section: Any, path: str) -> dict[str, Any]:
     if "model_options" in result and isinstance(declared, Mapping):
         _check_model_options(name, declared, result["model_options"], f"{path}.model_options")
     _build(TrainConfig, result, path)
+    if "compile" in result:  # YAML's `compile: yes` and the CLI's strings become True / False / "auto"
+        result["compile"] = compile_setting(result["compile"])
     return result
 
 
