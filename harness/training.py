@@ -376,8 +376,8 @@ def train_step(
 ) -> torch.Tensor:
     """One optimiser step on a plain uint8 batch (augment, encrypt, forward, backward, update); the detached loss.
 
-    ``index`` holds the images' dataset indices (the image ids of per-image-key ciphers; on the
-    CPU, where such ciphers derive their keys); ``augmentation``: this batch's crops and flips
+    ``index`` holds the images' dataset indices (the image ids of per-image-key ciphers, which
+    derive their keys from them on the images' device); ``augmentation``: this batch's crops and flips
     (None: none); ``shard`` = (rank, world): this process trains on the rank-th of world equal
     parts of the batch.  Nothing here waits for the device.
     """
