@@ -150,3 +150,18 @@ def test_model_holder_cells_wait_for_the_models_they_read() -> None:
     assert dependencies(Cell("security", "natural", "proposed", attack="weights_checkpoint")) == (
         Cell("accuracy", "natural", "plain", classifier="vit"),)
     assert dependencies(Cell("security", "natural", "le", attack="weights_finetuned")) == ()
+
+
+def test_the_checkpoint_attack_reads_a_vit_kiya_key_too() -> None:
+    from attacks.base import AttackConfig, CipherFamily, ProviderModels
+    from attacks.weights import CheckpointAttack
+    from harness.classifiers.vit_kiya_keyed import kiya_keyed_vit
+
+    family = CipherFamily("vit_kiya", (32, 32), 8)
+    cipher = family.draw(5)
+    public = _vit()
+    attack = CheckpointAttack()
+    images = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
+    attack.fit(images, family, AttackConfig(), models=ProviderModels(keyed=kiya_keyed_vit(public, cipher), checkpoint=public))
+    assert all(np.array_equal(attack.key[name], value) for name, value in cipher.key().items())
+    assert torch.equal(attack.restore(cipher.encrypt(images)), images)
