@@ -165,3 +165,16 @@ def test_the_checkpoint_attack_reads_a_vit_kiya_key_too() -> None:
     attack.fit(images, family, AttackConfig(), models=ProviderModels(keyed=kiya_keyed_vit(public, cipher), checkpoint=public))
     assert all(np.array_equal(attack.key[name], value) for name, value in cipher.key().items())
     assert torch.equal(attack.restore(cipher.encrypt(images)), images)
+
+
+def test_a_model_holder_cell_is_recomputed_when_the_models_it_reads_change() -> None:
+    from harness.run import identity
+    from harness.run.config import resolve_config
+
+    config = resolve_config("quick")
+    retrained = {**config, "classifiers": {**config["classifiers"], "vit": {**config["classifiers"]["vit"], "epochs": 5}}}
+    holder = Cell("security", "natural", "proposed", attack="weights_finetuned")
+    none = Cell("security", "natural", "proposed", attack="none")
+    assert identity.identity(retrained, holder) != identity.identity(config, holder)
+    assert identity.identity(retrained, none) == identity.identity(config, none)
+    assert "harness/training.py" in {str(p.relative_to(identity.REPO_ROOT)) for p in identity._source_files(holder)}
