@@ -13,12 +13,17 @@ induces (``W' = W[:, Pi]``) and the patch rows of the position embedding gathere
   embeddings vary smoothly over the patch grid, so Pi and K1 are jigsaws over those smooth
   objects, solvable up to the grid's symmetries with ``puzzle``'s layout (spectral embedding,
   then pairwise swaps).
+- *after training on ciphertexts* from public weights: what training moved (``trained - start``)
+  is matched against what the same training moves on plain images (``plain - start``), whose
+  columns the key gathers the same way (:func:`weight_update`).
 
-Functions only: a model-holder threat model in the runner (a cell that reads the provider's
-model) is not built yet.
+The attacks built on these (``weights_checkpoint``, ``weights_finetuned``, ``weights_smooth``) are
+in :mod:`attacks.weights`; the runner hands them the models (the ``model-holder`` threat model).
 """
 
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 import torch
@@ -52,6 +57,18 @@ def read_key_with_checkpoint(keyed: VisionTransformer, public: VisionTransformer
     patch_index, weight_cost = match_rows(keyed_weight.T, public_weight.T)
     block_perm, pos_cost = match_rows(keyed_pos, public_pos)
     return block_perm, patch_index, weight_cost + pos_cost
+
+
+def weight_update(model: VisionTransformer, start: VisionTransformer) -> VisionTransformer:
+    """A copy of ``model`` whose patch embedding and position embedding are ``model``'s minus
+    ``start``'s: what training moved, the part of the weights that carries a key learnt from data."""
+    if model.patch_embed.proj.weight.shape != start.patch_embed.proj.weight.shape or model.pos_embed.shape != start.pos_embed.shape:
+        raise ValueError("model and start must be the same architecture (patch and position embeddings of equal shapes)")
+    moved = copy.deepcopy(model)
+    with torch.no_grad():
+        moved.patch_embed.proj.weight.sub_(start.patch_embed.proj.weight.to(moved.patch_embed.proj.weight.device))
+        moved.pos_embed.sub_(start.pos_embed.to(moved.pos_embed.device))
+    return moved
 
 
 def pixel_perm_from_patch_index(patch_index: np.ndarray, block_size: int, channels: int) -> np.ndarray:

@@ -3,7 +3,9 @@
 Threat model (docs/attacks.md, Attacks): the attacker knows the cipher's algorithm and public parameters
 (a :class:`CipherFamily`), never the victim's key.  It holds its own plain images, disjoint from
 the victim's, which it may encrypt with keys it draws itself; some attacks also see the victim's
-ciphertexts (``gan``, ``puzzle``) or a few of the victim's plain/cipher pairs (``kpa``).
+ciphertexts (``gan``, ``puzzle``) or a few of the victim's plain/cipher pairs (``kpa``).  A
+*model holder* (``weights_*``) holds the provider's trained or key-transformed model instead
+(:class:`ProviderModels`), and optionally the public checkpoint it came from.
 
 An attack is a registered plugin (``@attacks.register("fr")``).  Its life is ``fit`` once, then
 ``restore`` any number of times; ``state_dict``/``load_state_dict`` round-trip everything ``fit``
@@ -19,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Mapping
 
 import torch
+from torch import nn
 
 from ciphers.transforms import rgb_to_ycbcr, ycbcr_to_rgb
 from attacks.contract import check_restored
@@ -107,6 +110,24 @@ class CipherFamily:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "CipherFamily":
         return cls(data["name"], tuple(data["image_size"]), data["block_size"], dict(data["options"]))
+
+
+@dataclass(frozen=True)
+class ProviderModels:
+    """What a model holder holds besides the algorithm (timm ViTs; ``None`` where not given).
+
+    ``keyed``: the provider's plain-trained model transformed with the victim's key (``vit_keyed``);
+    ``trained``: the provider's model trained on the victim's ciphertexts; ``checkpoint``: the public
+    checkpoint ``keyed`` came from; ``start``: the public weights the training of ``trained`` started
+    from; ``plain``: a model trained the same way from ``start`` on plain images (what training moves
+    without a key).
+    """
+
+    keyed: nn.Module | None = None
+    trained: nn.Module | None = None
+    checkpoint: nn.Module | None = None
+    start: nn.Module | None = None
+    plain: nn.Module | None = None
 
 
 @dataclass(frozen=True)
@@ -267,9 +288,11 @@ class Attack(abc.ABC):
     """
 
     #: what the attacker holds besides the algorithm: ``"ciphertext-only"`` (ciphertexts and its
-    #: own plain images) or ``"known-plaintext"`` (plain/cipher pairs under the victim's key);
-    #: reports group attacks by it
+    #: own plain images), ``"known-plaintext"`` (plain/cipher pairs under the victim's key) or
+    #: ``"model-holder"`` (the provider's model, :class:`ProviderModels`); reports group attacks by it
     threat_model: ClassVar[str] = "ciphertext-only"
+    #: the :class:`ProviderModels` fields ``fit`` needs (a model-holder attack's); ``_fit`` then gets ``models``
+    reads_models: ClassVar[tuple[str, ...]] = ()
     #: whether ``fit`` trains a network (the runner caches those)
     learned: ClassVar[bool] = False
     #: whether ``fit`` needs the victim's ciphertexts (``gan``, ``puzzle``)
@@ -330,6 +353,7 @@ class Attack(abc.ABC):
         *,
         victim_ciphertexts: torch.Tensor | LazyImages | None = None,
         known_pairs: tuple[torch.Tensor, torch.Tensor] | None = None,
+        models: ProviderModels | None = None,
     ) -> None:
         """Prepare the attack against ciphers of ``cipher_family`` (train, estimate, recover).
 
@@ -362,6 +386,9 @@ class Attack(abc.ABC):
                 raise ValueError("known_pairs must hold as many plain images as ciphertexts")
         elif self.uses_known_pairs:
             raise ValueError(f"{self.registry_name} needs known_pairs (plain/cipher pairs of the victim's key)")
+        missing = [part for part in self.reads_models if getattr(models, part, None) is None]
+        if missing:
+            raise ValueError(f"{self.registry_name} needs models (ProviderModels) with {', '.join(missing)} set")
         self.family, self.channels = cipher_family, channels
         self.layout = ciphertext_layout(cipher_family, channels)
         if self.layout is None:
@@ -379,6 +406,7 @@ class Attack(abc.ABC):
             pairs=None
             if known_pairs is None
             else (known_pairs[0].to(self.device), self.layout.view(known_pairs[1].to(self.device))),
+            **({"models": models} if self.reads_models else {}),
         )
 
     def _viewed(self, ciphertexts: torch.Tensor | LazyImages) -> torch.Tensor | LazyImages:

@@ -15,7 +15,7 @@ import torch
 
 from ciphers.contract import ContractViolation
 
-THREAT_MODELS = ("ciphertext-only", "known-plaintext")
+THREAT_MODELS = ("ciphertext-only", "known-plaintext", "model-holder")
 
 
 def check_restored(attack: str, restored: object, expected: tuple[int, ...]) -> torch.Tensor:
@@ -33,13 +33,16 @@ def check_restored(attack: str, restored: object, expected: tuple[int, ...]) -> 
 
 def check_declarations(cls: type[Any]) -> None:
     """The class attributes reports and cells decide from: a known threat model that agrees with
-    ``uses_known_pairs``, and booleans where booleans are declared."""
+    ``uses_known_pairs`` and ``reads_models``, and booleans where booleans are declared."""
     name = getattr(cls, "registry_name", cls.__name__)
     if cls.threat_model not in THREAT_MODELS:
         raise ContractViolation("attack", name, f"threat_model is {cls.threat_model!r}, expected one of {THREAT_MODELS}")
     if (cls.threat_model == "known-plaintext") != cls.uses_known_pairs:
         raise ContractViolation("attack", name, f"threat_model {cls.threat_model!r} disagrees with uses_known_pairs = "
                                                 f"{cls.uses_known_pairs!r} (known-plaintext attacks, and only they, use known pairs)")
+    if (cls.threat_model == "model-holder") != bool(cls.reads_models):
+        raise ContractViolation("attack", name, f"threat_model {cls.threat_model!r} disagrees with reads_models = "
+                                                f"{cls.reads_models!r} (model-holder attacks, and only they, read the provider's models)")
     for flag in ("learned", "uses_victim_ciphertexts", "uses_known_pairs", "restores_positions", "baseline", "key_recovery",
                  "statistical", "streams"):
         if not isinstance(getattr(cls, flag), bool):

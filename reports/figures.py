@@ -12,7 +12,7 @@ from matplotlib.figure import Figure  # the object API: no pyplot state, no glob
 
 from harness.results import ResultStore
 from reports.tables import NONE_ATTACK, PLAIN, accuracy_cost, ordered_ciphers, plain_base
-from reports.verdicts import CIPHERTEXT_ONLY, KNOWN_PLAINTEXT, RESTORES, attack_info, is_identity, model_verdict
+from reports.verdicts import CIPHERTEXT_ONLY, KNOWN_PLAINTEXT, MODEL_HOLDER, RESTORES, attack_info, is_identity, model_verdict
 
 
 def _to_hwc(image: np.ndarray) -> np.ndarray:
@@ -39,7 +39,7 @@ EXAMPLE_IMAGES = 4
 #: markers and line styles that stay distinct in print (cycled together)
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h", "<", ">")
 LINESTYLES = ("-", "--", "-.", ":")
-KNOWLEDGE = {CIPHERTEXT_ONLY: "ciphertext-only", KNOWN_PLAINTEXT: "known-plaintext"}
+KNOWLEDGE = {CIPHERTEXT_ONLY: "ciphertext-only", KNOWN_PLAINTEXT: "known-plaintext", MODEL_HOLDER: "model holder"}
 
 
 def distinct_examples(images: np.ndarray, count: int = EXAMPLE_IMAGES) -> list[int]:

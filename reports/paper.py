@@ -24,9 +24,20 @@ from reports.tables import (
     accuracy_cells,
     cost_cell,
     ordered_ciphers,
+    row_verdict,
     security_table,
 )
-from reports.verdicts import CIPHERTEXT_ONLY, INCONCLUSIVE, KNOWN_PLAINTEXT, RESISTS, RESTORES, WORDS, is_identity, model_verdict
+from reports.verdicts import (
+    CIPHERTEXT_ONLY,
+    INCONCLUSIVE,
+    KNOWN_PLAINTEXT,
+    MODEL_HOLDER,
+    RESISTS,
+    RESTORES,
+    WORDS,
+    is_identity,
+    model_verdict,
+)
 
 LATEX_PACKAGES = "\\usepackage{booktabs}\n\\usepackage{siunitx}\n\\usepackage{amssymb}"
 #: widths in pt for the layout decision: one column of a two-column page and the whole text
@@ -64,10 +75,14 @@ def latex_text(text: str) -> str:
     return out
 
 
-def _symbol(frame, per_image, run, dataset: str, cipher: str, model: str) -> str:
+#: each threat model's column heading
+SHORT = {CIPHERTEXT_ONLY: "CO", KNOWN_PLAINTEXT: "KP", MODEL_HOLDER: "MH"}
+
+
+def _symbol(frame, per_image, run, dataset: str, cipher: str, model: str, classifier: str) -> str:
     if is_identity(run, cipher):
         return "–"
-    verdict = model_verdict(frame, per_image, run, dataset, cipher, model)
+    verdict, _ = row_verdict(frame, per_image, run, dataset, cipher, model, classifier)
     return "n/a" if verdict is None else verdict.symbol
 
 
@@ -82,7 +97,7 @@ def paper_tables(frame: pd.DataFrame, per_image: pd.DataFrame, run: dict[str, An
         headers += [f"{prefix}accuracy (%)", f"{prefix}Δ vs plain"]
     for d in datasets:
         prefix = f"{d}: " if many else ""
-        headers += [f"{prefix}CO", f"{prefix}KP"]
+        headers += [f"{prefix}{short}" for short in SHORT.values()]
     body, derived = [], False
     for cipher, classifier in accuracy_cells(frame):
         line = [cipher, classifier]
@@ -91,7 +106,7 @@ def paper_tables(frame: pd.DataFrame, per_image: pd.DataFrame, run: dict[str, An
             derived |= isinstance(cost, Measure) and bool(cost.note)
             line += [accuracy_cell(frame, d, cipher, classifier), "--" if cost == "reference" else cost]
         for d in datasets:
-            line += [_symbol(frame, per_image, run, d, cipher, m) for m in (CIPHERTEXT_ONLY, KNOWN_PLAINTEXT)]
+            line += [_symbol(frame, per_image, run, d, cipher, m, classifier) for m in SHORT]
         body.append(line)
     notes = ["Δ: accuracy change in points against plain images with the same network, paired bootstrap 95% interval "
              "over the test images"]
@@ -100,14 +115,15 @@ def paper_tables(frame: pd.DataFrame, per_image: pd.DataFrame, run: dict[str, An
     tables = [PaperTable(
         "accuracy",
         f"Test accuracy [95% interval] and security verdicts (the seed's Table I). CO: ciphertext-only attacks, "
-        f"KP: known-plaintext attacks; {SYMBOL_LEGEND}; n/a no attack of that threat model applies.",
+        f"KP: known-plaintext attacks, MH: model-holder attacks (the provider's model); {SYMBOL_LEGEND}; "
+        f"n/a no attack of that threat model applies.",
         headers, body, notes)]
     for d in datasets:
         rows = []
         for cipher in ordered_ciphers(list(frame[(frame["kind"] == "security") & (frame["dataset"] == d)]["cipher"].unique())):
             if is_identity(run, cipher):
                 continue
-            for model, short in ((CIPHERTEXT_ONLY, "CO"), (KNOWN_PLAINTEXT, "KP")):
+            for model, short in SHORT.items():
                 verdict = model_verdict(frame, per_image, run, d, cipher, model)
                 if verdict is None:
                     continue
@@ -117,9 +133,9 @@ def paper_tables(frame: pd.DataFrame, per_image: pd.DataFrame, run: dict[str, An
                              verdict.symbol])
         tables.append(PaperTable(
             f"verdicts_{d}",
-            f"Security verdicts on {d}: per cipher and threat model (CO ciphertext-only, KP known-plaintext) the deciding "
-            f"attack, its symmetry-invariant SSIM, its SSIM gain over the best content-free baseline and the share of images "
-            f"it identifies, with 95% intervals; {SYMBOL_LEGEND}. The reasons are in report.md.",
+            f"Security verdicts on {d}: per cipher and threat model (CO ciphertext-only, KP known-plaintext, MH model-holder) "
+            f"the deciding attack, its symmetry-invariant SSIM, its SSIM gain over the best content-free baseline and the share "
+            f"of images it identifies, with 95% intervals; {SYMBOL_LEGEND}. The reasons are in report.md.",
             ["encryption", "threat", "attack", "SSIM", "gain", "identified (%)", "verdict"], rows))
         for metric, what, scale, digits in (("ssim_invariant", "mean symmetry-invariant SSIM", 1.0, 3), ("ssim", "mean SSIM", 1.0, 3),
                                             ("identification", "top-1 identification (%)", 100.0, 1)):

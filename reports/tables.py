@@ -10,8 +10,9 @@ import pandas as pd
 from harness.stats import bootstrap_mean_interval
 from reports.verdicts import (
     CIPHERTEXT_ONLY,
-    KNOWN_PLAINTEXT,
+    MODEL_HOLDER,
     RESTORES,
+    THREAT_MODELS,
     ModelVerdict,
     attack_info,
     is_identity,
@@ -68,12 +69,35 @@ def _applicable(frame: pd.DataFrame, run: dict[str, Any], dataset: str, cipher: 
     )
 
 
-def security_verdict(frame: pd.DataFrame, per_image: pd.DataFrame, run: dict[str, Any], dataset: str, cipher: str, model: str) -> str:
-    """The report's ✗/✓/? for one cipher and threat model (reports/verdicts.py has the rule)."""
+def row_verdict(frame: pd.DataFrame, per_image: pd.DataFrame, run: dict[str, Any], dataset: str, cipher: str, model: str,
+                classifier: str | None = None) -> tuple[ModelVerdict | None, bool]:
+    """One threat model's verdict for a cipher (reports/verdicts.py has the rule) and whether an
+    attack of it applies; with ``classifier``, the model-holder verdict is that of the attacks
+    reading that network's model (:func:`held_model`)."""
+    if model != MODEL_HOLDER or classifier is None:
+        return model_verdict(frame, per_image, run, dataset, cipher, model), _applicable(frame, run, dataset, cipher, model)
+    reading = held_model(frame, cipher, classifier)
+    if reading is None:
+        return None, False
+    return model_verdict(frame, per_image, run, dataset, cipher, model, reading), _applicable(frame, run, dataset, cipher, model)
+
+
+def security_verdict(frame: pd.DataFrame, per_image: pd.DataFrame, run: dict[str, Any], dataset: str, cipher: str, model: str,
+                     classifier: str | None = None) -> str:
+    """The report's ✗/✓/? text for one cipher (and network) and threat model."""
     if is_identity(run, cipher):
         return "–"
-    verdict = model_verdict(frame, per_image, run, dataset, cipher, model)
-    return verdict_text(verdict, _applicable(frame, run, dataset, cipher, model))
+    return verdict_text(*row_verdict(frame, per_image, run, dataset, cipher, model, classifier), model)
+
+
+def held_model(frame: pd.DataFrame, cipher: str, classifier: str) -> str | None:
+    """What a Table I network is to a model holder: ``keyed`` for one derived from a plain network
+    by a key transform (``vit_keyed``), ``trained`` for the network such a one is derived from,
+    trained on the cipher's ciphertexts (``vit`` beside ``vit_keyed``), else None."""
+    if plain_base(classifier):
+        return "keyed"
+    networks = frame[(frame["kind"] == "accuracy") & (frame["cipher"] == cipher)]["classifier"].unique()
+    return "trained" if any(plain_base(n) == classifier for n in networks) else None
 
 
 PLAIN = "plain"
@@ -148,14 +172,14 @@ def accuracy_table(frame: pd.DataFrame, per_image: pd.DataFrame, run: dict[str, 
     images with the same network (paired 95% interval) per dataset, security verdicts."""
     datasets = run["config"]["datasets"]
     headers = ["encryption", "network", *[h for d in datasets for h in (f"{d} accuracy (%)", f"{d} change vs plain (points)")],
-               "ciphertext-only attacks", "known-plaintext attack"]
+               "ciphertext-only attacks", "known-plaintext attack", "model-holder attacks"]
     body = []
     for cipher, classifier in accuracy_cells(frame):
         line = [cipher, classifier]
         for dataset in datasets:
             line += [accuracy_cell(frame, dataset, cipher, classifier), cost_cell(per_image, dataset, cipher, classifier)]
-        for model in (CIPHERTEXT_ONLY, KNOWN_PLAINTEXT):
-            line.append("; ".join(security_verdict(frame, per_image, run, d, cipher, model) for d in datasets))
+        for model in THREAT_MODELS:
+            line.append("; ".join(security_verdict(frame, per_image, run, d, cipher, model, classifier) for d in datasets))
         body.append(line)
     return headers, body
 
@@ -180,7 +204,7 @@ def verdict_table(frame: pd.DataFrame, per_image: pd.DataFrame, run: dict[str, A
     for cipher in ordered_ciphers(list(rows["cipher"].unique())):
         if is_identity(run, cipher):
             continue
-        for model in (CIPHERTEXT_ONLY, KNOWN_PLAINTEXT):
+        for model in THREAT_MODELS:
             verdict = model_verdict(frame, per_image, run, dataset, cipher, model)
             if verdict is None:
                 continue

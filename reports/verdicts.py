@@ -35,6 +35,10 @@ from harness.stats import Z95, mean_interval
 
 CIPHERTEXT_ONLY = "ciphertext-only"
 KNOWN_PLAINTEXT = "known-plaintext"
+#: the attacker holds the provider's trained or key-transformed model (``weights_*`` attacks)
+MODEL_HOLDER = "model-holder"
+#: the threat models the report gives a verdict column each, in order
+THREAT_MODELS = (CIPHERTEXT_ONLY, KNOWN_PLAINTEXT, MODEL_HOLDER)
 RESTORES, RESISTS, INCONCLUSIVE = "✗", "✓", "?"
 WORDS = {RESTORES: "restores", RESISTS: "resists", INCONCLUSIVE: "inconclusive"}
 #: ✓ needs the identification rate's upper bound below this (or below the baselines' upper bound)
@@ -239,9 +243,12 @@ def budget(frame: pd.DataFrame, run: dict[str, Any], dataset: str, cipher: str, 
     return f"{attack} ({', '.join(parts)})" if parts else attack
 
 
-def model_verdict(frame: pd.DataFrame, per_image: pd.DataFrame, run: dict[str, Any], dataset: str, cipher: str, model: str) -> ModelVerdict | None:
-    """The verdict of one threat model for one cipher, with the attacks that ran and their budgets."""
-    judged = [j for j in judge(frame, per_image, run, dataset, cipher) if _model(run, j.attack) == model]
+def model_verdict(frame: pd.DataFrame, per_image: pd.DataFrame, run: dict[str, Any], dataset: str, cipher: str, model: str,
+                  reading: str | None = None) -> ModelVerdict | None:
+    """The verdict of one threat model for one cipher, with the attacks that ran and their budgets;
+    ``reading``: only the model-holder attacks that read that model (``keyed``, ``trained``)."""
+    judged = [j for j in judge(frame, per_image, run, dataset, cipher) if _model(run, j.attack) == model
+              and (reading is None or reading in attack_info(run, j.attack).get("reads_models", [reading]))]
     deciding = strongest(judged, run, model)
     if deciding is None:
         return None
@@ -257,10 +264,11 @@ def model_verdict(frame: pd.DataFrame, per_image: pd.DataFrame, run: dict[str, A
     return ModelVerdict(symbol, deciding, reason, coverage, key_recovery)
 
 
-def verdict_text(verdict: ModelVerdict | None, applicable: bool) -> str:
-    """``✗ (attack restores: ...)``, ``✓ (...)`` or ``? (... : reason)`` for the report's tables."""
+def verdict_text(verdict: ModelVerdict | None, applicable: bool, model: str = "") -> str:
+    """``✗ (attack restores: ...)``, ``✓ (...)`` or ``? (... : reason)`` for the report's tables;
+    ``n/a (no <model> attack applies)`` where no attack of threat model ``model`` ran."""
     if verdict is None:
-        return "not measured" if applicable else "n/a (no attack applies)"
+        return "not measured" if applicable else f"n/a (no {model + ' ' if model else ''}attack applies)"
     j = verdict.deciding
     numbers = f"{j.attack} SSIM {j.ssim:.2f} vs {j.baseline} {j.baseline_ssim:.2f}, id {100 * j.identification:.0f}%"
     if verdict.symbol == INCONCLUSIVE:

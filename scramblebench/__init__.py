@@ -45,10 +45,10 @@ import yaml
 from harness.registry import attacks, ciphers, classifiers
 from harness.results import ResultStore
 from reports.markdown import REPORT_FILE, render_report
-from reports.verdicts import CIPHERTEXT_ONLY, KNOWN_PLAINTEXT, ModelVerdict, model_verdict
+from reports.verdicts import CIPHERTEXT_ONLY, KNOWN_PLAINTEXT, MODEL_HOLDER, ModelVerdict, model_verdict
 
 __all__ = [
-    "CIPHERTEXT_ONLY", "KNOWN_PLAINTEXT", "BenchmarkError", "Run", "accuracy_cell", "attacks", "benchmark", "ciphers",
+    "CIPHERTEXT_ONLY", "KNOWN_PLAINTEXT", "MODEL_HOLDER", "BenchmarkError", "Run", "accuracy_cell", "attacks", "benchmark", "ciphers",
     "classifiers", "create_cipher", "load_run", "render_report", "security_cell",
 ]
 

@@ -1,9 +1,11 @@
 """The model holder reads a keyed ViT's key: exactly with the public checkpoint, approximately after
-the weights moved, and up to the grid's symmetries from smooth weights alone."""
+the weights moved, and up to the grid's symmetries from smooth weights alone; through the runner,
+the ``weights_*`` attacks read the accuracy cells' models and the report gives a model-holder verdict."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +15,10 @@ from timm.models.vision_transformer import VisionTransformer
 from attacks._model_holder import pixel_perm_from_patch_index, read_key_with_checkpoint, read_key_without_checkpoint
 from harness.classifiers.vit_keyed import keyed_vit
 from harness.registry import create_cipher
+from harness.results import ResultStore
+from harness.run.plan import Cell, dependencies
+from reports.tables import security_verdict
+from reports.verdicts import MODEL_HOLDER, RESTORES, model_verdict
 
 
 def _vit(seed: int = 0) -> VisionTransformer:
@@ -84,3 +90,91 @@ def test_smooth_weights_alone_give_the_key_up_to_a_grid_symmetry() -> None:
     key = cipher.key()
     assert any(np.array_equal(block_perm, g[key["block_perm"]]) for g in _grid_symmetries(4))
     assert any(np.array_equal(pixel_perm, g[key["pixel_perm"]]) for g in _grid_symmetries(4))
+
+
+# -- the model-holder threat model through the runner ---------------------------------------------
+TINY_VIT = ("n_train: 60\nn_test: 48\nn_attacker: 20\nimage_size: [16, 16]\nknown_pairs: 8\nexamples: 2\n"
+            "classifiers:\n  vit: {epochs: 1, batch_size: 32, model_options: {size: nano, patch_size: 4, embed_dim: 16, depth: 1, num_heads: 2}}\n")
+
+
+@pytest.fixture(scope="module")
+def holder_run(tmp_path_factory) -> Path:
+    """A tiny grid: the plain and proposed ViTs, the keyed one, and the model holder's attacks."""
+    from harness.run.cli import main
+
+    folder = tmp_path_factory.mktemp("holder")
+    (folder / "tiny.yaml").write_text(TINY_VIT)
+    argv = ["--config", str(folder / "tiny.yaml"), "--ciphers", "plain,proposed,le", "--classifiers", "vit,vit_keyed",
+            "--attacks", "none,mean_colour,weights_*", "--kinds", "accuracy,security", "--out", str(folder / "run"), "--progress", "none"]
+    assert main(argv, stdout=lambda line: None) == 0
+    return folder / "run"
+
+
+def _rows(run: Path, attack: str) -> dict[str, float]:
+    frame = ResultStore(run).load()
+    cell = frame[(frame["cipher"] == "proposed") & (frame["attack"] == attack) & (frame["status"] == "ok")]
+    return dict(zip(cell["metric"], cell["value"]))
+
+
+def test_the_checkpoint_attack_reads_the_whole_key_and_the_verdict_is_restores(holder_run) -> None:
+    rows = _rows(holder_run, "weights_checkpoint")
+    assert rows["key_entries_recovered"] == 1.0 and rows["ssim"] == pytest.approx(1.0)
+    store = ResultStore(holder_run)
+    frame, per_image, run = store.load(), store.load_per_image(), store.read_run()
+    assert model_verdict(frame, per_image, run, "natural", "proposed", MODEL_HOLDER, "keyed").symbol == RESTORES
+    assert model_verdict(frame, per_image, run, "natural", "proposed", MODEL_HOLDER).deciding.attack == "weights_checkpoint"
+    report = (holder_run / "report.md").read_text()
+    assert "model-holder attacks" in report and "✗ (weights_checkpoint SSIM 1.00" in report
+
+
+def test_the_finetuned_and_smooth_cases_report_a_key_share_and_ssim_without_training_anything(holder_run) -> None:
+    for attack in ("weights_finetuned", "weights_smooth"):
+        rows = _rows(holder_run, attack)
+        assert 0.0 <= rows["key_entries_recovered"] <= 1.0 and -1.0 <= rows["ssim"] <= 1.0
+    # the security cells read the accuracy cells' models: the cache holds the two trained ViTs only
+    assert sorted(p.name.split("-")[1] for p in (holder_run / "cache").glob("vit-*.pt")) == ["plain", "proposed"]
+
+
+def test_a_cipher_without_a_model_transform_has_no_model_holder_attack(holder_run) -> None:
+    store = ResultStore(holder_run)
+    frame, per_image, run = store.load(), store.load_per_image(), store.read_run()
+    le = frame[(frame["cipher"] == "le") & frame["attack"].str.startswith("weights_")]
+    assert set(le["status"]) == {"n/a"}
+    assert security_verdict(frame, per_image, run, "natural", "le", MODEL_HOLDER) == "n/a (no model-holder attack applies)"
+
+
+def test_model_holder_cells_wait_for_the_models_they_read() -> None:
+    finetuned = Cell("security", "natural", "proposed", attack="weights_finetuned")
+    assert dependencies(finetuned) == (Cell("accuracy", "natural", "plain", classifier="vit"),
+                                       Cell("accuracy", "natural", "proposed", classifier="vit"))
+    assert dependencies(Cell("security", "natural", "proposed", attack="weights_checkpoint")) == (
+        Cell("accuracy", "natural", "plain", classifier="vit"),)
+    assert dependencies(Cell("security", "natural", "le", attack="weights_finetuned")) == ()
+
+
+def test_the_checkpoint_attack_reads_a_vit_kiya_key_too() -> None:
+    from attacks.base import AttackConfig, CipherFamily, ProviderModels
+    from attacks.weights import CheckpointAttack
+    from harness.classifiers.vit_kiya_keyed import kiya_keyed_vit
+
+    family = CipherFamily("vit_kiya", (32, 32), 8)
+    cipher = family.draw(5)
+    public = _vit()
+    attack = CheckpointAttack()
+    images = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
+    attack.fit(images, family, AttackConfig(), models=ProviderModels(keyed=kiya_keyed_vit(public, cipher), checkpoint=public))
+    assert all(np.array_equal(attack.key[name], value) for name, value in cipher.key().items())
+    assert torch.equal(attack.restore(cipher.encrypt(images)), images)
+
+
+def test_a_model_holder_cell_is_recomputed_when_the_models_it_reads_change() -> None:
+    from harness.run import identity
+    from harness.run.config import resolve_config
+
+    config = resolve_config("quick")
+    retrained = {**config, "classifiers": {**config["classifiers"], "vit": {**config["classifiers"]["vit"], "epochs": 5}}}
+    holder = Cell("security", "natural", "proposed", attack="weights_finetuned")
+    none = Cell("security", "natural", "proposed", attack="none")
+    assert identity.identity(retrained, holder) != identity.identity(config, holder)
+    assert identity.identity(retrained, none) == identity.identity(config, none)
+    assert "harness/training.py" in {str(p.relative_to(identity.REPO_ROOT)) for p in identity._source_files(holder)}

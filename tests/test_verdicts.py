@@ -185,3 +185,28 @@ def test_a_mirrored_exact_restoration_is_judged_restoring_on_invariant_scores() 
     frame, per_image = _frame({"mean_colour": baseline, "half": invariant},
                               {"mean_colour": np.zeros(60), "half": np.ones(60)})
     assert {j.attack: j for j in judge(frame, per_image, THREE_RUN, "natural", "le")}["half"].restores
+
+
+def test_a_model_holder_key_recovery_decides_its_own_column_only() -> None:
+    """A whole key read from the provider's model is ✗ for the model-holder threat model; the
+    ciphertext-only verdict is decided without it, and Table I's model-holder cell of a network is
+    that of the attacks reading that network's model (n/a for the others)."""
+    from reports.tables import security_verdict
+    from reports.verdicts import CIPHERTEXT_ONLY, MODEL_HOLDER, RESISTS, RESTORES, model_verdict
+
+    scores, identified = _group(500)
+    run = {"config": THREE_RUN["config"], "attacks": {
+        **THREE_RUN["attacks"],
+        "weights_checkpoint": {"threat_model": MODEL_HOLDER, "baseline": False, "key_recovery": True, "reads_models": ["keyed", "checkpoint"]},
+    }}
+    names = ("mean_colour", "grey")
+    frame, per_image = _frame({**{k: scores[k] for k in names}, "weights_checkpoint": scores["key_recovered"] - 0.001},
+                              {**{k: identified[k] for k in names}, "weights_checkpoint": identified["key_recovered"]},
+                              keys={"weights_checkpoint": 1.0})
+    assert model_verdict(frame, per_image, run, "natural", "le", MODEL_HOLDER).symbol == RESTORES
+    assert model_verdict(frame, per_image, run, "natural", "le", MODEL_HOLDER, "trained") is None
+    assert model_verdict(frame, per_image, run, "natural", "le", CIPHERTEXT_ONLY).symbol == RESISTS
+    networks = pd.DataFrame({"kind": "accuracy", "cipher": "le", "classifier": ["vit", "vit_keyed", "resnet18"]})
+    with_networks = pd.concat([frame, networks], ignore_index=True)
+    assert security_verdict(with_networks, per_image, run, "natural", "le", MODEL_HOLDER, "vit_keyed").startswith("✗")
+    assert security_verdict(with_networks, per_image, run, "natural", "le", MODEL_HOLDER, "resnet18") == "n/a (no model-holder attack applies)"

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from harness.keys import seeded
+from harness.registry import ciphers, classifiers
 
 #: every classifier normalises with mean = std = 0.5 per channel: it maps 255 - v to -x, so
 #: negative-positive ciphers and channel-moving ciphers commute with the normalisation
@@ -69,6 +70,8 @@ class Classifier:
     #: name of a classifier trained on *plain* images that this one is derived from without
     #: retraining (``vit_keyed`` -> ``vit``); ``None`` for classifiers trained on ciphertexts
     plain_base: ClassVar[str | None] = None
+    #: the registered cipher names whose keys :meth:`from_plain` reads (a key-transformed classifier's)
+    keyed_ciphers: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def build(
@@ -141,3 +144,9 @@ def check_build_args(
     if height < 1 or width < 1 or height % block_size or width % block_size:  # type: ignore[operator]
         raise ValueError(f"image_size {(height, width)} must be positive and divisible by block_size {block_size}")
     return height, width
+
+
+def keyed_classifier(cipher: str) -> str | None:
+    """The classifier that transforms a plain model with ``cipher``'s key (``proposed`` -> ``vit_keyed``), if any."""
+    name = ciphers.entry(cipher).name
+    return next((c for c in classifiers.names() if name in classifiers.get(c).keyed_ciphers), None)

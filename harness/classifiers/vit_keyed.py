@@ -12,7 +12,7 @@ permutation-equivariant over tokens and the class token (or average pool) is sym
 from __future__ import annotations
 
 import copy
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,8 +33,6 @@ class KeyedVitClassifier(VitClassifier):
     transform (:meth:`from_plain`)."""
 
     plain_base = "vit"
-    #: the registered cipher names whose keys the transform reads
-    keyed_ciphers: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def check_cipher(cls, cipher: Any) -> None:

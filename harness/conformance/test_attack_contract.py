@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import pytest
 import torch
+from timm.models.vision_transformer import VisionTransformer
 
-from attacks.base import Attack, AttackConfig, CipherFamily
+from attacks.base import Attack, AttackConfig, CipherFamily, ProviderModels
 from attacks.contract import check_declarations
+from harness.classifiers.base import keyed_classifier
 from harness.cache import load_checkpoint, save_checkpoint
 from harness.data import load_dataset
 from harness.lazy import LazyImages
-from harness.registry import attacks, ciphers
+from harness.registry import attacks, ciphers, classifiers
 
 NAMES = attacks.names()
 SIZE = (16, 16)
@@ -48,6 +50,21 @@ def _family(cls: type[Attack]) -> CipherFamily:
     raise AssertionError(f"{cls.__name__} applies to none of {[f.name for f in FAMILIES]}")
 
 
+def _vit(seed: int, patch: int) -> VisionTransformer:
+    torch.manual_seed(seed)
+    return VisionTransformer(img_size=SIZE, patch_size=patch, embed_dim=16, depth=1, num_heads=2, num_classes=4)
+
+
+def _models(family: CipherFamily, cipher) -> ProviderModels | None:
+    """Tiny ViTs as a model holder holds them (keyed with ``cipher``), where the cipher has a model transform."""
+    keyed = keyed_classifier(family.name)
+    if keyed is None:
+        return None
+    plain = _vit(0, family.resolved_block_size)
+    transformed = classifiers.get(keyed).from_plain(plain, cipher)
+    return ProviderModels(keyed=transformed, trained=transformed, checkpoint=plain, start=_vit(1, family.resolved_block_size), plain=plain)
+
+
 def _fitted(name: str, photos, family: CipherFamily | None = None, seed: int = 3, device: str | torch.device = "cpu"):
     """An attack fitted against a victim key, with the victim's ciphertexts it is scored on."""
     cls = attacks.get(name)
@@ -62,6 +79,7 @@ def _fitted(name: str, photos, family: CipherFamily | None = None, seed: int = 3
         TINY,
         victim_ciphertexts=ciphertexts,
         known_pairs=(victim[-4:], ciphertexts[-4:]),
+        models=_models(family, cipher),
     )
     return attack, ciphertexts
 
@@ -72,11 +90,13 @@ def test_lazy_splits_fit_the_attack_as_the_tensors_they_stand_for(name: str, pho
     cls = attacks.get(name)
     family = _family(cls)
     attacker, victim = photos
-    ciphertexts = family.encrypt(family.draw(11), victim)
+    cipher = family.draw(11)
+    ciphertexts = family.encrypt(cipher, victim)
 
     def fitted(mine, theirs) -> Attack:
         attack = cls(seed=3)
-        attack.fit(mine, family, TINY, victim_ciphertexts=theirs, known_pairs=(victim[-4:], ciphertexts[-4:]))
+        attack.fit(mine, family, TINY, victim_ciphertexts=theirs, known_pairs=(victim[-4:], ciphertexts[-4:]),
+                   models=_models(family, cipher))
         return attack
 
     eager, lazy = fitted(attacker, ciphertexts), fitted(LazyImages.of(attacker), LazyImages.of(ciphertexts))
@@ -143,8 +163,9 @@ def test_bad_fit_arguments_raise(name: str, photos) -> None:
     cls = attacks.get(name)
     family = _family(cls)
     attacker, victim = photos
-    ciphertexts = family.encrypt(family.draw(1), victim)
-    good = {"victim_ciphertexts": ciphertexts, "known_pairs": (victim, ciphertexts)}
+    cipher = family.draw(1)
+    ciphertexts = family.encrypt(cipher, victim)
+    good = {"victim_ciphertexts": ciphertexts, "known_pairs": (victim, ciphertexts), "models": _models(family, cipher)}
     with pytest.raises(ValueError, match="attacker_images"):
         cls().fit(attacker.float(), family, TINY, **good)
     with pytest.raises(ValueError, match="attacker_images"):
@@ -158,7 +179,10 @@ def test_bad_fit_arguments_raise(name: str, photos) -> None:
             cls().fit(attacker, family, TINY, known_pairs=good["known_pairs"])
     if cls.uses_known_pairs:
         with pytest.raises(ValueError, match="known_pairs"):
-            cls().fit(attacker, family, TINY, victim_ciphertexts=ciphertexts)
+            cls().fit(attacker, family, TINY, victim_ciphertexts=ciphertexts, models=good["models"])
+    if cls.reads_models:
+        with pytest.raises(ValueError, match="models"):
+            cls().fit(attacker, family, TINY, victim_ciphertexts=ciphertexts, known_pairs=good["known_pairs"])
 
 
 def test_restore_rejects_wrong_ciphertexts(name: str, photos) -> None:
@@ -188,9 +212,11 @@ def test_fit_reports_progress_and_never_prints(name: str, photos, capsys: pytest
     cls = attacks.get(name)
     family = _family(cls)
     attacker, victim = photos
-    ciphertexts = family.encrypt(family.draw(2), victim)
+    cipher = family.draw(2)
+    ciphertexts = family.encrypt(cipher, victim)
     progress = lambda done, total, message: calls.append((done, total, message))  # noqa: E731
-    cls().fit(attacker, family, TINY, progress, victim_ciphertexts=ciphertexts, known_pairs=(victim, ciphertexts))
+    cls().fit(attacker, family, TINY, progress, victim_ciphertexts=ciphertexts, known_pairs=(victim, ciphertexts),
+              models=_models(family, cipher))
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err == ""
     assert all(0 <= done <= total and isinstance(message, str) for done, total, message in calls)

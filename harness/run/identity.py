@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.registry import Registry, attacks, ciphers, classifiers
-from harness.run.plan import Cell, cell_image_size, cipher_options, trained_classifier
+from harness.run.plan import Cell, cell_image_size, cipher_options, dependencies, trained_classifier
 
 #: the repository root: where scramblebench's packages live (sources are hashed relative to it)
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -59,6 +59,8 @@ def cell_inputs(config: dict[str, Any], cell: Cell) -> dict[str, Any]:
         inputs["known_pairs"] = config["known_pairs"]
         inputs["ciphertext_ladder"] = [int(c) for c in config["ciphertext_ladder"]]
         inputs["examples"] = config["examples"]
+        if getattr(attack, "reads_models", ()):  # a model-holder attack reads the models of these accuracy cells
+            inputs["models"] = [cell_inputs(config, needed) for needed in dependencies(cell)]
     else:
         raise ValueError(f"unknown cell kind {cell.kind!r}")
     inputs["splits"] = {split: config[f"n_{split}"] for split in sorted(splits)}
@@ -75,7 +77,7 @@ _KIND_SOURCES = {
     "accuracy": ("harness/run/cells/accuracy.py", "harness/run/cells/model_cache.py", "harness/training.py",
                  "harness/compilation.py", "harness/world.py",
                  "harness/feeding.py", "harness/cache.py", "harness/classifiers"),
-    "security": ("harness/run/cells/security.py", "attacks/base.py", "harness/run/security.py", "harness/run/scoring.py", "harness/run/security_rows.py", "harness/symmetry.py", "harness/cache.py"),
+    "security": ("harness/run/cells/security.py", "harness/run/cells/provider.py", "attacks/base.py", "harness/run/security.py", "harness/run/scoring.py", "harness/run/security_rows.py", "harness/symmetry.py", "harness/cache.py"),
 }
 
 
@@ -112,6 +114,8 @@ def _source_files(cell: Cell) -> list[Path]:
         plugin_files += [_plugin_file(classifiers, cell.classifier), _plugin_file(classifiers, base) if base else None]
     if cell.kind == "security":
         plugin_files.append(_plugin_file(attacks, cell.attack))
+        if getattr(attacks.get(cell.attack), "reads_models", ()):  # and the code that made the models it reads
+            files += [path for needed in dependencies(cell) for path in _source_files(needed)]
     for plugin in filter(None, plugin_files):
         files += _helper_files(plugin)
     return files
@@ -123,7 +127,8 @@ def code_version(cell: Cell) -> dict[str, str]:
     The digest covers the core modules (data, lazy collections, keys, metrics, stats, the cipher
     base), the cell's own module and its context, the modules of the cell's cipher, classifier
     (the whole ``harness/classifiers`` package for accuracy cells, with training) or attack (with
-    ``attacks/base.py``, ``harness/run/security.py`` and the package's ``_*.py`` helpers),
+    ``attacks/base.py``, ``harness/run/security.py`` and the package's ``_*.py`` helpers; a
+    model-holder attack adds the code of the accuracy cells whose models it reads),
     third-party plugins' defining modules included.  Editing a report, the command line, the
     scheduler, the docs, the tests or another cipher's module changes no cell's identity.  Library
     versions and the git commit are recorded in the cell's record but are not part of the identity.

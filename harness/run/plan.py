@@ -10,6 +10,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+from harness.classifiers.base import keyed_classifier
 from harness.registry import BUILTIN, Registry, attacks, ciphers, classifiers
 from harness.transport import cipher_transport
 from harness.results import cell_id
@@ -99,10 +100,27 @@ def cell_image_size(config: dict[str, Any], cell: Cell) -> tuple[int, int]:
     return image_size(config, cell.cipher)
 
 
+def dependencies(cell: Cell) -> tuple[Cell, ...]:
+    """The accuracy cells whose trained models this one reuses: ``vit_keyed`` -> the plain ``vit``;
+    a model-holder attack -> the plain ``vit`` its keyed model and reference come from, and the
+    ``vit`` trained on the cipher when it reads that (``weights_finetuned``)."""
+    if cell.kind == "accuracy":
+        base = getattr(classifiers.get(cell.classifier), "plain_base", None)
+        return (Cell("accuracy", cell.dataset, "plain", classifier=base),) if base else ()
+    reads = getattr(attacks.get(cell.attack), "reads_models", ()) if cell.kind == "security" else ()
+    keyed = keyed_classifier(cell.cipher) if reads else None
+    if keyed is None:
+        return ()
+    base = classifiers.get(keyed).plain_base
+    needed = [Cell("accuracy", cell.dataset, "plain", classifier=base)]
+    if "trained" in reads:
+        needed.append(Cell("accuracy", cell.dataset, cell.cipher, classifier=base, key_condition=cell.key_condition))
+    return tuple(needed)
+
+
 def dependency(cell: Cell) -> Cell | None:
-    """The cell whose trained model this one reuses (``vit_keyed`` -> plain ``vit``), if any."""
-    base = getattr(classifiers.get(cell.classifier), "plain_base", None) if cell.kind == "accuracy" else None
-    return Cell("accuracy", cell.dataset, "plain", classifier=base) if base else None
+    """The first of :func:`dependencies` (the cell a shard keeps this one with), if any."""
+    return next(iter(dependencies(cell)), None)
 
 
 def row_base(config: dict[str, Any], cell: Cell) -> dict[str, Any]:

@@ -114,6 +114,7 @@ def run_metadata(config: dict[str, Any], ctx: CellContext, cells: list[Cell], de
                 "statistical": bool(getattr(attacks.get(n), "statistical", False)),
                 "learned": bool(getattr(attacks.get(n), "learned", False)),
                 "key_recovery": bool(getattr(attacks.get(n), "key_recovery", False)),
+                "reads_models": list(getattr(attacks.get(n), "reads_models", ())),
             }
             for n in attacks.names()
         },

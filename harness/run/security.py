@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from attacks.base import Attack, AttackConfig, CipherFamily, check_batch
+from attacks.base import Attack, AttackConfig, CipherFamily, ProviderModels, check_batch
 from ciphers.base import Cipher
 from harness.cache import cache_key, load_checkpoint, save_checkpoint, tensor_digest
 from harness.lazy import LazyImages, as_lazy, release_freed_memory
@@ -107,13 +107,15 @@ def run_security_cell(
     refresh_cache: bool = False,
     progress: ProgressCallback | None = None,
     keep_restored: int | None = None,
+    models: ProviderModels | None = None,
 ) -> SecurityResult:
     """Encrypt ``victim_images`` with ``victim_cipher``, attack them, score SSIM/PSNR per image.
 
     ``pool_images``: the victim's other images under the same key (its training set), which
     attacks that use victim ciphertexts also see; ``ladder``: ciphertext counts for the curve of a
     statistical attack (empty: no curve); ``keep_restored``: how many restorations the result
-    holds (None: all).  Images may be :class:`LazyImages`: the cell then encrypts, restores and
+    holds (None: all); ``models``: the provider's models a model-holder attack reads.  Images may
+    be :class:`LazyImages`: the cell then encrypts, restores and
     scores them a chunk at a time on ``device`` and never holds a split at once (paper sizes).
     Raises :class:`AttackNotApplicable` when the attack does not apply to ``family``, and
     :class:`harness.cache.CorruptCacheError` when a cached learned attack cannot be read.
@@ -124,7 +126,7 @@ def run_security_cell(
         raise AttackNotApplicable(reason)
     device = torch.device(device)
     views = _VictimViews.of(attack_cls, family, victim_cipher, victim_images, pool_images, config.known_pairs, device)
-    fitter = _Fitter(attack_cls, family, config, attacker_images, views.pairs, cache_dir, refresh_cache, progress, device)
+    fitter = _Fitter(attack_cls, family, config, attacker_images, views.pairs, cache_dir, refresh_cache, progress, device, models)
     start = time.perf_counter()
     instance, cached = fitter.fit(views.seen)
     fit_seconds = time.perf_counter() - start
@@ -188,6 +190,7 @@ class _Fitter:
     refresh_cache: bool
     progress: ProgressCallback | None
     device: torch.device
+    models: ProviderModels | None = None
 
     def fit(self, victim_seen: LazyImages | None) -> tuple[Attack, bool]:
         instance = self.attack_cls(seed=self.config.seed, device=self.device, **self.config.params)
@@ -198,7 +201,8 @@ class _Fitter:
         if cached:
             instance.load_state_dict(load_checkpoint(path))
         else:
-            instance.fit(self.attacker_images, self.family, self.config, self.progress, victim_ciphertexts=victim_seen, known_pairs=self.pairs)
+            instance.fit(self.attacker_images, self.family, self.config, self.progress, victim_ciphertexts=victim_seen, known_pairs=self.pairs,
+                         models=self.models)
             if path is not None:
                 save_checkpoint(path, instance.state_dict())
         return instance, cached

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from harness.data import ImageDataset
 from harness.keys import derive_seed
@@ -38,6 +39,29 @@ class AccuracyResult:
     correct: torch.Tensor | None = None
 
 
+def classifier_network(
+    classifier: str,
+    cipher: Any,
+    train: ImageDataset,
+    config: TrainConfig,
+    *,
+    cache_dir: Path | None,
+    device: torch.device,
+    refresh_cache: bool = False,
+    progress: ProgressCallback | None = None,
+    checkpoint_every: int | None = DEFAULT_CHECKPOINT_STEPS,
+) -> tuple[nn.Module, float, bool, float]:
+    """The network ``classifier``'s accuracy cell trains for ``cipher`` (a derived one's plain base,
+    on plain images), trained or loaded from the cache: :func:`trained_model`'s four values."""
+    cls = classifiers.get(classifier)
+    options = cls.for_cipher(cipher, config.model_options)
+    derived = cls.plain_base is not None
+    name = cls.plain_base if derived else cls.registry_name
+    train_cipher = create_cipher("plain", train.image_size) if derived else cipher
+    return trained_model(name, options, train, train_cipher, config, cache_dir=cache_dir, device=device,
+                         refresh=refresh_cache, progress=progress, checkpoint_every=checkpoint_every)
+
+
 def run_accuracy_cell(
     classifier: str,
     cipher: Any,
@@ -61,13 +85,11 @@ def run_accuracy_cell(
     """
     device = torch.device(device)
     cls = classifiers.get(classifier)
-    options = cls.for_cipher(cipher, config.model_options)
     derived = cls.plain_base is not None
     train_cipher = create_cipher("plain", train.image_size) if derived else cipher
-    trained_name = cls.plain_base if derived else cls.registry_name
-    model, train_seconds, cached, final_loss = trained_model(
-        trained_name, options, train, train_cipher, config,
-        cache_dir=cache_dir, device=device, refresh=refresh_cache, progress=progress, checkpoint_every=checkpoint_every,
+    model, train_seconds, cached, final_loss = classifier_network(
+        classifier, cipher, train, config,
+        cache_dir=cache_dir, device=device, refresh_cache=refresh_cache, progress=progress, checkpoint_every=checkpoint_every,
     )
     started = time.perf_counter()
     # test images get ids after the training images', so no test image shares a per-image key with one
@@ -85,6 +107,13 @@ def run_accuracy_cell(
     return AccuracyResult(accuracy(logits, test.labels), train_seconds, cached, extra, correct)
 
 
+def train_config(config: dict[str, Any], trained: str, repeat: int = 0) -> TrainConfig:
+    """The training settings of network ``trained`` in a run; repeat 0 keeps the seed (and cache
+    entry) of a single-seed run, later repeats derive their own."""
+    purpose = ("train", trained) if repeat == 0 else ("train", trained, "repeat", repeat)
+    return TrainConfig(**{"seed": derive_seed(config["seed"], *purpose), **dict(config["classifiers"].get(trained) or {})})
+
+
 def accuracy_cell(cell: Cell, ctx: CellContext) -> CellOutput:
     # a derived classifier (vit_keyed) reuses the training settings, size and seed of the network
     # it is derived from, so it transforms the very model of that network's plain cell
@@ -95,18 +124,14 @@ def accuracy_cell(cell: Cell, ctx: CellContext) -> CellOutput:
     if not train.classes:
         note = f"dataset {cell.dataset} has no labels: accuracy cells need a labelled dataset (natural, cifar10, cifar100, folder)"
         return CellOutput([{**ctx.row_base(cell), "status": "n/a", "metric": "accuracy", "note": note}])
-    options = dict(ctx.config["classifiers"].get(trained) or {})
     results = []
     for repeat in range(int(ctx.config["accuracy_seeds"])):
-        # repeat 0 keeps the seed (and cache entry) of a single-seed run; later repeats derive their own
-        purpose = ("train", trained) if repeat == 0 else ("train", trained, "repeat", repeat)
-        config = TrainConfig(**{"seed": derive_seed(ctx.config["seed"], *purpose), **options})
         results.append(run_accuracy_cell(
             cell.classifier,
             cipher,
             train,
             test,
-            config,
+            train_config(ctx.config, trained, repeat),
             cache_dir=ctx.cache_dir,
             device=ctx.device,
             refresh_cache=ctx.refresh_cache,

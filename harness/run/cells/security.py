@@ -1,16 +1,18 @@
-"""The security cell: resolve an attack's settings and the cipher family from the configuration,
+"""The security cell: resolve an attack's settings and the cipher family from the configuration
+(and, for a model-holder attack, the provider's models: :mod:`harness.run.cells.provider`),
 run the attack (:func:`harness.run.security.run_security_cell`) and store its rows, per-image
 scores and example restorations (:func:`harness.run.security.security_rows`)."""
 
 from __future__ import annotations
 
-from attacks.base import AttackConfig, CipherFamily
+from attacks.base import AttackConfig, CipherFamily, ProviderModels
 from ciphers.base import Cipher
 from harness.lazy import LazyImages
 from harness.keys import derive_seed
 from harness.registry import attacks
 from harness.run.cells.context import CellContext
 from harness.run.cells.output import CellOutput
+from harness.run.cells.provider import provider_models
 from harness.run.plan import Cell, cipher_options
 from harness.run.security import AttackNotApplicable, SecurityResult, run_security_cell
 from harness.run.security_rows import security_rows
@@ -33,15 +35,25 @@ def security_cell(cell: Cell, ctx: CellContext) -> CellOutput:
     pool = ctx.dataset(cell.dataset, "train", size).lazy(ctx.device) if attacks.get(cell.attack).uses_victim_ciphertexts else None
     count = int(ctx.config["examples"])
     try:
-        result = _run(cell, ctx, family, cipher, victim, attacker, pool, AttackConfig(**attack_options), count)
+        models = _models(cell, ctx, family)
+        result = _run(cell, ctx, family, cipher, victim, attacker, pool, AttackConfig(**attack_options), count, models)
     except AttackNotApplicable as reason:  # the attack's own word, checked once, inside the run
         return CellOutput([{**base, "status": "n/a", "metric": "ssim", "note": str(reason)}])
     rows, per_image, examples = security_rows(base, result, count)
     return CellOutput(rows, per_image=per_image, examples=examples)
 
 
+def _models(cell: Cell, ctx: CellContext, family: CipherFamily) -> ProviderModels | None:
+    """The provider's models a model-holder attack reads (None for the others); a family the attack
+    does not apply to loads nothing (the run says why)."""
+    attack_cls = attacks.get(cell.attack)
+    if not attack_cls.reads_models or attack_cls.applies_to(family) is not None:
+        return None
+    return provider_models(cell, ctx, attack_cls.reads_models)
+
+
 def _run(cell: Cell, ctx: CellContext, family: CipherFamily, cipher: Cipher, victim: LazyImages, attacker: LazyImages,
-         pool: LazyImages | None, config: AttackConfig, count: int) -> SecurityResult:
+         pool: LazyImages | None, config: AttackConfig, count: int, models: ProviderModels | None) -> SecurityResult:
     return run_security_cell(
         cell.attack,
         family,
@@ -56,4 +68,5 @@ def _run(cell: Cell, ctx: CellContext, family: CipherFamily, cipher: Cipher, vic
         refresh_cache=ctx.refresh_cache,
         progress=ctx.cell_progress(cell),
         keep_restored=count,
+        models=models,
     )

@@ -1,12 +1,13 @@
-"""The scheduler the parallel executors share: submit a cell once the cell it depends on has
-finished (``vit_keyed`` after the plain ``vit``), so no two workers train the same cached model."""
+"""The scheduler the parallel executors share: submit a cell once the cells it depends on have
+finished (``vit_keyed`` after the plain ``vit``, a model-holder attack after the models it reads),
+so no two workers train the same cached model."""
 
 from __future__ import annotations
 
 from typing import Any, Callable, Hashable
 
 from harness.run.cells import CellOutcome
-from harness.run.plan import Cell, dependency
+from harness.run.plan import Cell, dependencies
 
 #: a finished handle with its outcome
 Done = tuple[Hashable, CellOutcome]
@@ -29,8 +30,7 @@ def schedule(
         for cell in list(pending):
             if capacity is not None and len(running) >= capacity:
                 break
-            needed = dependency(cell)
-            if needed is not None and needed.id in planned and needed.id not in done:
+            if any(needed.id in planned and needed.id not in done for needed in dependencies(cell)):
                 continue
             pending.remove(cell)
             running[submit(cell)] = cell
