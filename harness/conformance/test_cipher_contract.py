@@ -284,3 +284,20 @@ def test_without_a_movement_trait_every_byte_stays_in_place(stayer: str) -> None
         assert set(moved) <= {position}, (
             f"{stayer} declares no movement (block_scrambling, within_block, channel_shuffle) but a change of byte "
             f"{position} changed ciphertext bytes {moved[:5]}; declare how content moves")
+
+
+@pytest.mark.parametrize("dihedral", _names_where(lambda cls: cls.traits.within_block == "dihedral"))
+def test_dihedral_trait_moves_whole_pieces_and_the_key_reads_back_from_them(dihedral: str) -> None:
+    """``within_block="dihedral"``: the gather + XOR moves whole ``piece_size`` pieces, each under one
+    geometry x colour order x negation, and ``key_from_pieces`` returns a key with that same map
+    (``extended_jigsaw`` solves the pieces and relies on both)."""
+    from ciphers.base import IndexMapCipher
+    from ciphers.pieces import pieces_of_map
+
+    cls, size, cipher = _one_key_cipher(dihedral)
+    assert isinstance(cipher, IndexMapCipher), f"{dihedral} declares dihedral pieces but is not an IndexMapCipher"
+    shape = tuple(cipher.encrypted_shape((1, cls.channels or 3, *size)))[1:]
+    index, mask = cipher.index_map(*shape), cipher.xor_mask(*shape)
+    rebuilt = cipher.rebuild(**cipher.key_from_pieces(pieces_of_map(index, mask, shape, cipher.piece_size)))
+    assert np.array_equal(rebuilt.index_map(*shape), index) and np.array_equal(rebuilt.xor_mask(*shape), mask), (
+        f"{dihedral}: key_from_pieces of the cipher's own piece map gives another transform")
