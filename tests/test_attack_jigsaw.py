@@ -146,15 +146,23 @@ def test_cfe_gets_the_jigsaw_from_its_traits(monkeypatch: pytest.MonkeyPatch) ->
     assert "dihedral" in cls.applies_to(CipherFamily("cfe_v1", (32, 32), 16))
 
 
-@pytest.mark.parametrize(("name", "block", "sub"), [("cfe_v1", 16, 8), ("cfe_v2", 8, 4)])
-def test_cfe_key_is_recovered_from_ciphertexts_alone(name: str, block: int, sub: int) -> None:
-    """The jigsaw over CFE's sub-blocks (16 pieces of 8 x 8; 64 of 4 x 4 in 16 main blocks), 200
-    ciphertexts of one key: the pieces come back in place, the key keeps the whole solution."""
+def _cfe_restores(name: str, block: int, sub: int) -> None:
     attack, cipher, images = _fit(name, int(np.random.default_rng(3).integers(1 << 30)), 200, block=block, sub_block_size=sub)
-    score = invariant_ssim(attack.restore(cipher.encrypt(images)), images, sample=48)
-    print(name, block, sub, score, attack.extra)
-    assert score >= 0.95
+    assert invariant_ssim(attack.restore(cipher.encrypt(images)), images, sample=48) >= 0.95
     assert attack.extra["solution_kept_by_key"] == 1.0
+
+
+@pytest.mark.parametrize("name", ["cfe_v1", "cfe_v2"])
+def test_cfe_key_is_recovered_from_ciphertexts_alone(name: str) -> None:
+    """The jigsaw over CFE's 16 sub-blocks of 8 x 8 (main blocks 16), 200 ciphertexts of one key:
+    measured invariant SSIM 1.000 (the victim's own mean image: about 0.1); the key keeps the whole solution."""
+    _cfe_restores(name, 16, 8)
+
+
+@pytest.mark.slow
+def test_cfe_with_64_sub_blocks_is_recovered_from_ciphertexts_alone() -> None:
+    """Main blocks 8, sub-blocks 4: 64 pieces in 16 main blocks (as many as EtC's 4 x 4 blocks); measured 1.000."""
+    _cfe_restores("cfe_v2", 8, 4)
 
 
 @pytest.mark.parametrize("option", [{"max_ciphertexts": 0}, {"chunk": -1}, {"refine_top": 1.5}, {"prior_images": True}])
