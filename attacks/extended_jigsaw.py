@@ -478,7 +478,7 @@ class ExtendedJigsawAttack(KeyRecoveryAttack):
         report(progress, 3, 3, "extended_jigsaw: global symmetry chosen")
         self.extra["ciphertexts_used"] = float(n)
         self.note = (
-            f"per-block geometry, negation{', colour order' if channels == 3 else ''} and block order estimated "
+            f"per-piece ({block} x {block}) geometry, negation{', colour order' if channels == 3 else ''} and piece order estimated "
             f"from {n} ciphertexts; global orientation by photographic cues scaled on {prior_n} attacker images"
         )
 
