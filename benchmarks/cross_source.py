@@ -1,11 +1,11 @@
 """The statistical attacks on photographs the project never tuned them on (docs/attacks.md).
 
-    .venv/bin/python -m benchmarks.cross_source [--sources natural,other,...] [--ciphers le,ele,etc,etc_gray] [--seed 0]
+    .venv/bin/python -m benchmarks.cross_source [--sources natural,other,...] [--ciphers le,ele,etc,etc_gray] [--seed 0] [--size 32]
 
 For every photo source (the embedded ``natural`` crops and the sources of ``tests/photos.py``,
 which need ``apt-get install opencv-doc mate-backgrounds plasma-workspace-wallpapers``) and every
-fixed-key cipher a ciphertext-only key-recovery attack applies to: a fresh victim key, 200 scored
-32 x 32 test crops of the source plus 1,800 more ciphertexts of the same source under that key (the
+fixed-key cipher a ciphertext-only key-recovery attack applies to (each at its default block size):
+a fresh victim key, 200 scored ``--size`` x ``--size`` (32) test crops of the source plus 1,800 more ciphertexts of the same source under that key (the
 provider's encrypted training set; 2,000 in all), the attacker's own images from ``natural``'s
 attacker split (1,000).  The attack is fitted on the first 100, 500 and 2,000 ciphertexts; the
 content-free baselines (``none``, ``mean_image``, ``mean_colour``) are scored on the same images,
@@ -38,16 +38,16 @@ BASELINES = ("none", "mean_image", "mean_colour")
 SCORED, HELD = 200, 2000
 
 
-def victim_images(source: str, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def victim_images(source: str, seed: int, size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
     """(scored test crops + 1 known pair, the rest of the 2,000 ciphertexts' plain images)."""
     if source == "natural":
-        test = load_dataset("natural", "test", (32, 32), n=SCORED + 1, seed=seed).images
-        pool = load_dataset("natural", "train", (32, 32), n=HELD - SCORED, seed=seed).images
+        test = load_dataset("natural", "test", (size, size), n=SCORED + 1, seed=seed).images
+        pool = load_dataset("natural", "train", (size, size), n=HELD - SCORED, seed=seed).images
         return test, pool
     from tests.photos import other_photographs
 
-    return (other_photographs(SCORED + 1, seed=derive_seed(seed, source, "test"), source=source),
-            other_photographs(HELD - SCORED, seed=derive_seed(seed, source, "pool"), source=source))
+    return (other_photographs(SCORED + 1, size, seed=derive_seed(seed, source, "test"), source=source),
+            other_photographs(HELD - SCORED, size, seed=derive_seed(seed, source, "pool"), source=source))
 
 
 def statistical_attack(family: CipherFamily) -> str | None:
@@ -64,7 +64,7 @@ def judge_cell(source: str, cipher: str, family: CipherFamily, seed: int, attack
     if attack is None:
         return None
     victim = family.draw(derive_seed(seed, "cross-source", source, cipher))
-    test, pool = victim_images(source, seed)
+    test, pool = victim_images(source, seed, family.image_size[0])
     rows, per_image, run = [], [], {"config": {"verdict_margin": 0.05, "attacks": {}}, "attacks": {}}
     started = time.perf_counter()
     results = {}
@@ -96,13 +96,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sources", default=",".join(SOURCES))
     parser.add_argument("--ciphers", default=",".join(CIPHERS))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--size", type=int, default=32, help="square image side (default 32)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    attacker = load_dataset("natural", "attacker", (32, 32), n=1000, seed=args.seed).images
+    size = (args.size, args.size)
+    attacker = load_dataset("natural", "attacker", size, n=1000, seed=args.seed).images
     body = []
     for source in args.sources.split(","):
         for cipher in args.ciphers.split(","):
-            line = judge_cell(source, cipher, CipherFamily(cipher, (32, 32)), args.seed, attacker)
+            line = judge_cell(source, cipher, CipherFamily(cipher, size), args.seed, attacker)
             if line is not None:
                 body.append(line)
                 print(" | ".join(line), flush=True)

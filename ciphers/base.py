@@ -16,6 +16,8 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from ciphers.pieces import PieceMap
+
 Shape = tuple[int, ...]
 
 WITHIN_BLOCK = ("none", "pixel_shuffle", "nibble_shuffle", "dihedral")
@@ -35,7 +37,10 @@ class Traits:
     - ``within_block``: how content moves inside a block: ``"none"``; ``"pixel_shuffle"`` (whole
       pixels permuted by one key shared by every (M/2) x (M/2) sub-block, the seed's cipher);
       ``"nibble_shuffle"`` (4-bit slots of the block's bytes permuted, with 15 - n flips: LE);
-      ``"dihedral"`` (the block rotated and/or mirrored: EtC).
+      ``"dihedral"`` (every piece, P x P with P = :attr:`Cipher.piece_size`, rotated and/or
+      mirrored in place by its own geometry, colour order and negation, and the pieces moved as
+      whole units: EtC, whose piece is its block; CFE, whose piece is its sub-block: such a cipher
+      implements :meth:`Cipher.key_from_pieces`).
     - ``per_position_key``: the within-block transform has its own key at every block position
       (ELE, EtC) instead of one key shared by all blocks (LE, the seed's cipher).
     - ``negative_positive``: components become ``255 - x`` where the key says so.
@@ -202,6 +207,18 @@ class Cipher(abc.ABC):
 
     def effective_key_space_log2(self) -> float:
         return math.log2(self.effective_key_space())
+
+    # -- pieces -----------------------------------------------------------------------
+    @property
+    def piece_size(self) -> int:
+        """Side of the square pieces a ``within_block="dihedral"`` cipher transforms and moves whole:
+        what a jigsaw attack solves over (the block unless a cipher cuts its blocks finer)."""
+        return self.block_size
+
+    def key_from_pieces(self, pieces: PieceMap) -> dict[str, np.ndarray]:
+        """The key (entries for :meth:`rebuild`) of this family nearest to ``pieces``, exact when the
+        piece map is one of this family's; ``within_block="dihedral"`` ciphers implement it."""
+        raise NotImplementedError(f"{type(self).__name__} does not move dihedral pieces (within_block is not 'dihedral')")
 
     # -- description ------------------------------------------------------------------
     def params(self) -> dict[str, object]:

@@ -25,11 +25,13 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy.optimize import linear_sum_assignment
 
 from ciphers._common import reject_options
 from ciphers._nibbles import check_permutation_rows
 from ciphers.base import IndexMapCipher, Traits, check_block_grid
-from ciphers.transforms import dihedral_source
+from ciphers.pieces import PieceMap
+from ciphers.transforms import CHANNEL_PERMUTATIONS, dihedral_source
 from harness.keys import check_choices, check_permutation, log2_factorial, rng
 from harness.registry import ciphers
 
@@ -81,11 +83,11 @@ def draw_sub_keys(generator: np.random.Generator, n_sub: int) -> dict[str, np.nd
 class _CFECipher(IndexMapCipher):
     """The shared machinery; subclasses fix ``per_main_block`` (V1: False, V2: True).
 
-    Traits: at the level of ``block_size`` (the main block, what block scrambling moves) the
-    within-block movement is a keyed permutation of pixels (sub-blocks moved, rotated and mirrored),
-    with per-sub-block channel orders and ``255 - x``: ``within_block="pixel_shuffle"`` with
-    ``channel_shuffle`` and ``negative_positive``.  It is not ``"dihedral"``: the main block as a
-    whole is not rotated, and attacks that model a dihedral block key (EtC's ``geometry``) do not fit.
+    Traits: the sub-block is the piece (:attr:`piece_size`): each is rotated/mirrored in place, its
+    colours reordered and maybe negated (the 96 transforms of ``etc``), and sub-block plus main-block
+    scrambling together move whole pieces, so a CFE ciphertext is an ``etc`` ciphertext of blocks
+    ``sub_block_size`` under a structured key: ``within_block="dihedral"`` with ``channel_shuffle``,
+    ``negative_positive`` and ``block_scrambling`` (of the main blocks).
     """
 
     default_block_size = 16
@@ -202,6 +204,50 @@ class _CFECipher(IndexMapCipher):
         block_perm = np.argsort(rng(k_ms).permutation(n_blocks))
         return cls(main, **sub_keys, block_perm=block_perm, sub_block_size=block)
 
+    @property
+    def piece_size(self) -> int:
+        return self.sub_block_size
+
+    def key_from_pieces(self, pieces: PieceMap) -> dict[str, np.ndarray]:
+        """The CFE key nearest to a piece map, exact when the map is a CFE map: main blocks matched to
+        the main block most of their pieces come from, sub-block orders by the pieces that came from
+        there (V1: pooled over the main blocks), each transform from the piece the key puts there
+        (V1: the majority over the main blocks).  The 16 rotation x flip codes give 8 geometries:
+        geometry g is read back as rotation g % 4 with flip 0 or 1 (``geometry_code``'s inverse)."""
+        ratio, n_sub = self.block_size // self.sub_block_size, self.n_sub
+        rows, cols = pieces.grid
+        if rows * cols != self.n_blocks * n_sub or rows % ratio or cols % ratio:
+            raise ValueError(f"pieces must be a grid of {self.n_blocks} main blocks of {n_sub} sub-blocks, got {rows} x {cols}")
+
+        def split(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # piece -> (main block, sub-block)
+            row, col = np.divmod(flat, cols)
+            return (row // ratio) * (cols // ratio) + col // ratio, (row % ratio) * ratio + col % ratio
+
+        main, slot = split(np.arange(rows * cols))
+        source_main, source_sub = split(pieces.source)
+        main_counts = np.zeros((self.n_blocks, self.n_blocks))
+        np.add.at(main_counts, (main, source_main), 1)
+        block_perm = linear_sum_assignment(-main_counts)[1]
+        key_row = block_perm[main] if self.per_main_block else np.zeros_like(main)
+        agree = source_main == block_perm[main]
+        sub_counts = np.zeros((self._key_sets(), n_sub, n_sub))
+        np.add.at(sub_counts, (key_row[agree], slot[agree], source_sub[agree]), 1)
+        sub_perm = np.stack([linear_sum_assignment(-counts)[1] for counts in sub_counts])
+        sub = sub_perm[key_row, slot]  # the sub-block the key puts each ciphertext piece back to
+
+        def vote(values: np.ndarray, choices: int) -> np.ndarray:
+            counts = np.zeros((self._key_sets(), n_sub, choices))
+            np.add.at(counts, (key_row, sub, values), 1)
+            return counts.argmax(2)
+
+        geometry = vote(pieces.geometry, N_GEOMETRIES)
+        key = {
+            "rotation": geometry % 4, "flip": geometry // 4, "negpos": vote(pieces.negpos, 2),
+            "channel_perm": CHANNEL_PERMUTATIONS[vote(pieces.channel_order, len(CHANNEL_PERMUTATIONS))],
+            "sub_perm": sub_perm, "block_perm": block_perm,
+        }
+        return {name: value if name == "block_perm" or self.per_main_block else value[0] for name, value in key.items()}
+
     def key(self) -> dict[str, np.ndarray]:
         return {
             "rotation": self.rotation.copy(), "flip": self.flip.copy(), "negpos": self.negpos.copy(),
@@ -299,7 +345,7 @@ class CFEv1Cipher(_CFECipher):
     per_main_block = False
     version = 1
     traits = Traits(
-        block_scrambling=True, within_block="pixel_shuffle", negative_positive=True, channel_shuffle=True, byte_map=True
+        block_scrambling=True, within_block="dihedral", negative_positive=True, channel_shuffle=True, byte_map=True
     )
 
 
@@ -310,6 +356,6 @@ class CFEv2Cipher(_CFECipher):
     per_main_block = True
     version = 2
     traits = Traits(
-        block_scrambling=True, within_block="pixel_shuffle", per_position_key=True, negative_positive=True,
+        block_scrambling=True, within_block="dihedral", per_position_key=True, negative_positive=True,
         channel_shuffle=True, byte_map=True,
     )

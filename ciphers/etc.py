@@ -19,6 +19,7 @@ from ciphers._colour import rgb_to_ycbcr, ycbcr_to_rgb
 from ciphers._common import reject_options, seeded_sizes
 from ciphers.transforms import CHANNEL_PERMUTATIONS, N_GEOMETRIES, dihedral_source
 from ciphers.base import IndexMapCipher, Shape, Traits, check_block_grid
+from ciphers.pieces import PieceMap
 from harness.keys import check_choices, check_permutation, log2_factorial, rng
 from harness.registry import ciphers
 
@@ -58,6 +59,18 @@ class _BlockwiseEtC(IndexMapCipher):
     @property
     def n_blocks(self) -> int:
         return int(self.block_perm.shape[0])
+
+    def key_from_pieces(self, pieces: PieceMap) -> dict[str, np.ndarray]:
+        """The key of a piece map: every block is a piece, so it is exact (keys sit at the source position)."""
+        if pieces.source.shape != (self.n_blocks,):
+            raise ValueError(f"pieces must describe {self.n_blocks} blocks, got {pieces.source.shape[0]}")
+        block_perm = pieces.source
+        key = {"geometry": np.empty_like(block_perm), "negpos": np.empty_like(block_perm)}
+        key["geometry"][block_perm], key["negpos"][block_perm] = pieces.geometry, pieces.negpos
+        if self.channel_perm is not None:
+            key["channel_perm"] = np.empty_like(block_perm)
+            key["channel_perm"][block_perm] = pieces.channel_order
+        return {**key, "block_perm": block_perm.copy()}
 
     def _block_maps(self, channels: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
         """Flat gather index and XOR mask over ``[channels, height, width]`` (the plane stack encrypted)."""

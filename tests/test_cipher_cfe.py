@@ -3,6 +3,7 @@ ciphertexts pinned from the authors' code, key-space closed forms, validation an
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 
@@ -12,11 +13,14 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from attacks.base import AttackConfig, CipherFamily
+from attacks.kpa import choose_solver
 from ciphers.cfe import CFEv1Cipher, CFEv2Cipher, draw_sub_keys, geometry_code, mix31
+from ciphers.pieces import PieceMap, pieces_of_map
 from ciphers.transforms import dihedral_source
 from harness import create_cipher
 from harness.keys import log2_factorial, rng
-from harness.registry import ciphers
+from harness.registry import attacks, ciphers
 
 CLASSES = {1: CFEv1Cipher, 2: CFEv2Cipher}
 
@@ -316,3 +320,54 @@ def test_keyed_classifier_is_registered_and_checks_its_cipher() -> None:
         cfe_keyed_vit(_vit(8, (32, 32)), cipher)
     with pytest.raises(ValueError, match="main blocks"):
         cfe_keyed_vit(_vit(16, (32, 48)), cipher)
+
+
+def _piece_map(cipher, size: tuple[int, int]) -> tuple[PieceMap, tuple[int, int, int]]:
+    shape = (3, *size)
+    return pieces_of_map(cipher.index_map(*shape), cipher.xor_mask(*shape), shape, cipher.piece_size), shape
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_a_cfe_map_is_an_etc_map_of_sub_blocks_whose_key_reads_back(version: int) -> None:
+    """The pieces are the sub-blocks; ``key_from_pieces`` gives the key back, each rotation/flip code as
+    the equal one of its geometry; main-block structure puts back two pieces swapped across main
+    blocks; V1's shared sub-keys outvote one piece with a wrong negation, V2 keeps it (its own key)."""
+    cipher = CLASSES[version].from_seed(4, (48, 32), sub_block_size=4)  # 3 x 2 main blocks of 16 sub-blocks
+    assert cipher.piece_size == 4 and cipher.traits.within_block == "dihedral"
+    pieces, shape = _piece_map(cipher, (48, 32))
+    truth = cipher.key()
+
+    def same_transform(key: dict[str, np.ndarray]) -> bool:
+        built = cipher.rebuild(**key)
+        return np.array_equal(built.index_map(*shape), cipher.index_map(*shape)) and np.array_equal(
+            built.xor_mask(*shape), cipher.xor_mask(*shape))
+
+    key = cipher.key_from_pieces(pieces)
+    assert same_transform(key)
+    assert np.array_equal(geometry_code(key["rotation"], key["flip"]), geometry_code(truth["rotation"], truth["flip"]))
+    assert all(np.array_equal(key[k], truth[k]) for k in ("negpos", "channel_perm", "sub_perm", "block_perm"))
+    source = pieces.source.copy()
+    source[[0, 95]] = source[[95, 0]]  # first piece of the first and last of the last main block
+    assert same_transform(cipher.key_from_pieces(dataclasses.replace(pieces, source=source)))
+    wrong = dataclasses.replace(pieces, negpos=pieces.negpos ^ (np.arange(96) == 37))
+    flipped = cipher.rebuild(**cipher.key_from_pieces(wrong)).xor_mask(*shape) != cipher.xor_mask(*shape)
+    assert flipped.sum() == (0 if version == 1 else 3 * 4 * 4)
+
+
+def test_key_from_pieces_rejects_another_grid() -> None:
+    cipher = CFEv2Cipher.from_seed(4, (48, 32), sub_block_size=4)
+    other = CFEv2Cipher.from_seed(4, (32, 32), sub_block_size=4)
+    with pytest.raises(ValueError, match="6 main blocks of 16 sub-blocks"):
+        cipher.key_from_pieces(_piece_map(other, (32, 32))[0])
+
+
+@pytest.mark.parametrize("name", ["cfe_v1", "cfe_v2"])
+def test_dihedral_traits_keep_kpa_on_its_generic_byte_map_solver(name: str) -> None:
+    """kpa's EtC solver reads a ``geometry`` entry CFE's key lacks: kpa falls back to the gather + XOR
+    solver and still restores exactly from a few pairs."""
+    family = CipherFamily(name, (32, 32), 16)
+    assert choose_solver(family).__name__ == "_generic"
+    victim, images = family.draw(5), _images(6, (32, 32), seed=2)
+    attack = attacks.get("kpa")()
+    attack.fit(images[:2], family, AttackConfig(), known_pairs=(images[:4], victim.encrypt(images[:4])))
+    assert torch.equal(attack.restore(victim.encrypt(images[4:])), images[4:])

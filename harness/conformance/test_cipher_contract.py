@@ -202,3 +202,21 @@ def test_declared_traits_hold(name: str) -> None:
     cls, _, size = _setup(name)
     cipher = cls.from_seed(3, image_size=size, block_size=cls.default_block_size)
     check_traits(cipher, _images(cls, size, batch=2, seed=11))
+
+
+@pytest.mark.parametrize("dihedral", _names_where(lambda cls: cls.traits.within_block == "dihedral"))
+def test_dihedral_trait_moves_whole_pieces_and_the_key_reads_back_from_them(dihedral: str) -> None:
+    """``within_block="dihedral"``: the gather + XOR moves whole ``piece_size`` pieces, each under one
+    geometry x colour order x negation, and ``key_from_pieces`` returns a key with that same map
+    (``extended_jigsaw`` solves the pieces and relies on both)."""
+    from ciphers.base import IndexMapCipher
+    from ciphers.pieces import pieces_of_map
+
+    cls, block, size = _setup(dihedral)
+    cipher = cls.from_seed(3, image_size=size, block_size=block)
+    assert isinstance(cipher, IndexMapCipher), f"{dihedral} declares dihedral pieces but is not an IndexMapCipher"
+    shape = tuple(cipher.encrypted_shape((1, cls.channels or 3, *size)))[1:]
+    index, mask = cipher.index_map(*shape), cipher.xor_mask(*shape)
+    rebuilt = cipher.rebuild(**cipher.key_from_pieces(pieces_of_map(index, mask, shape, cipher.piece_size)))
+    assert np.array_equal(rebuilt.index_map(*shape), index) and np.array_equal(rebuilt.xor_mask(*shape), mask), (
+        f"{dihedral}: key_from_pieces of the cipher's own piece map gives another transform")
