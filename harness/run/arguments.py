@@ -123,6 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--refresh-cache", action="store_true", help="retrain cached models instead of loading them")
     run.add_argument(
+        "--log-restorations", action="store_true",
+        help="save every restored image of every security cell in --out/restorations/ (one .npz per cell, with image ids "
+        "and per-image scores, and index.csv); the folder then holds the victim's images as restored. Finished security "
+        "cells without a log are recomputed",
+    )
+    run.add_argument(
         "--progress", choices=["auto", "bar", "plain", "none"], default="auto",
         help="auto (default): a bar on a terminal, else one line per finished cell with its time and a heartbeat "
         "line at most every --heartbeat seconds for long cells (Slurm logs stay readable)",

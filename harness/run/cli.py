@@ -297,7 +297,8 @@ def _run_in(
         )
     started, clock = now(), time.perf_counter()
     display = ProgressDisplay(args.progress, len(cells), heartbeat=args.heartbeat)
-    ctx = CellContext(config, out, device=device, refresh_cache=args.refresh_cache, progress=display.for_cell)
+    ctx = CellContext(config, out, device=device, refresh_cache=args.refresh_cache, log_restorations=args.log_restorations,
+                      progress=display.for_cell)
     runner = Runner(ctx)
     run = run_metadata(config, ctx, cells, device, started)
     if executor == "torchrun":
