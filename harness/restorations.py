@@ -69,6 +69,19 @@ class RestorationLog:
         )
         return self.store.write_bytes(self.path(cell), buffer.getvalue())
 
+    def copy_from(self, shards: Iterable[Path]) -> int:
+        """Copy the archives of the ``shards`` run folders here (``merge``; an archive newer than
+        the one here wins, as records do); the index then lists those of the merged records."""
+        copied = 0
+        for shard in shards:
+            source = Path(shard) / RESTORATIONS_DIR
+            for path in sorted(source.glob("*/*.npz")):
+                target = self.folder / path.relative_to(source)
+                if not target.exists() or path.stat().st_mtime_ns > target.stat().st_mtime_ns:
+                    self.store.write_bytes(target, path.read_bytes())
+                    copied += 1
+        return copied
+
     def logged(self, cell: Mapping[str, Any], cell_hash: str) -> bool:
         """Whether ``cell``'s archive is present, readable and of this very cell (hash)."""
         header = self._header(self.path(cell))

@@ -90,6 +90,16 @@ def test_what_the_source_declares_is_what_importing_registers(registry: Registry
     }
 
 
+def test_a_declaration_that_importing_does_not_register_is_a_clear_error(widgets: Registry, tmp_path: Path) -> None:
+    (tmp_path / "fakehome" / "delta.py").write_text(
+        "from harness.registry import Registry\n\nother = Registry('gadget', 'fakehome', 'none')\n\n"
+        "@other.register('delta')\nclass Delta:\n    pass\n"
+    )
+    assert "delta" in widgets.names()  # the source says so; only importing it shows the registry is another one
+    with pytest.raises(ImportError, match="fakehome.delta declares widget 'delta' on class Delta in its source, but importing"):
+        widgets.get("delta")
+
+
 def test_builtin_wins_and_conflict_is_reported(widgets: Registry) -> None:
     assert widgets.get("alpha").__name__ == "Alpha"
     assert "is a built-in" in widgets.load_errors["alpha"]

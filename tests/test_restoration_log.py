@@ -77,6 +77,20 @@ def test_nothing_is_logged_without_the_flag_and_a_resumed_run_keeps_the_logs(tmp
     _run(out, config, "--log-restorations")  # resumed: nothing recomputed, nothing rewritten
     _run(out, config)
     assert _logs(out) == logged
+    damaged = next(iter(logged))
+    damaged.write_bytes(damaged.read_bytes()[:100])
+    _run(out, config, "--log-restorations")  # a damaged archive is a missing log: that cell is redone
+    assert load_restorations(damaged)["restored"].shape == (EVALUATED, 3, 16, 16)
+    assert {p: v for p, v in _logs(out).items() if p != damaged} == {p: v for p, v in logged.items() if p != damaged}
+
+
+def test_merge_copies_the_shards_logs(tmp_path, config) -> None:
+    shards = [tmp_path / "a", tmp_path / "b"]
+    for i, shard in enumerate(shards, 1):
+        _run(shard, config, "--shard", f"{i}/2", "--log-restorations")
+    assert main(["merge", str(tmp_path / "all"), *map(str, shards)], stdout=lambda line: None) == 0
+    merged = pd.read_csv(tmp_path / "all" / "restorations" / "index.csv")
+    assert len(merged) == 4 and all((tmp_path / "all" / f).is_file() for f in merged["file"])
 
 
 def test_the_api_logs_restorations(tmp_path) -> None:

@@ -184,6 +184,7 @@ def _report_command(args: argparse.Namespace, stdout: Callable[[str], None]) -> 
 def _merge_command(args: argparse.Namespace, stdout: Callable[[str], None]) -> int:
     """Copy every verified record of the shard folders into OUT, then compile OUT with its
     run.json's configuration and render the report."""
+    from harness.restorations import RestorationLog
     from harness.results import ResultStore
     from harness.run.cells import CellContext
     from harness.run.runner import Runner
@@ -198,6 +199,7 @@ def _merge_command(args: argparse.Namespace, stdout: Callable[[str], None]) -> i
             raise UsageError(f"merge: {out} has no run.json; name the shard folders to merge into it")
         store.write_run(ResultStore(shards[0]).read_run())
     copied = store.merge_from(shards)
+    RestorationLog(store).copy_from(shards)
     run = store.read_run()
     compiled = Runner(CellContext(run["config"], out, device=run.get("device", "cpu"))).compile_results()
     run["cells"] = len(compiled)
