@@ -1,1 +1,1 @@
-"""Attack plugins: one module per attack; every module here is imported by the registry."""
+"""Attack plugins: one module per attack; the registry reads every module here (and imports one when asked for its plugin)."""

@@ -1,1 +1,1 @@
-"""Cipher plugins: one module per cipher; every module here is imported by the registry."""
+"""Cipher plugins: one module per cipher; the registry reads every module here (and imports one when asked for its plugin)."""

@@ -46,6 +46,8 @@ RESULTS_FILE = "results.csv"
 PER_IMAGE_FILE = "per_image.csv"
 RUN_FILE = "run.json"
 EXAMPLES_DIR = "examples"
+#: every restored image of every security cell, with ``--log-restorations`` (:mod:`harness.restorations`)
+RESTORATIONS_DIR = "restorations"
 CELLS_DIR = "cells"
 #: in ``cells/``: which records results.csv and per_image.csv were last compiled from, in order,
 #: with their row counts, written before them, so a cut or missing compiled file is detected
@@ -927,4 +929,4 @@ def dumps_strict(value: Any) -> str:
 MARKER_FILE = ".scramblebench-run"
 #: the runner's own files in a run folder (``cache/`` of trained models is kept: ``--refresh-cache``)
 RUN_OUTPUTS = (RESULTS_FILE, PER_IMAGE_FILE, RUN_FILE, "report.md", "tables.tex", "tables.html", "tables", "errors.log", EXAMPLES_DIR,
-               "figures", CELLS_DIR)
+               "figures", CELLS_DIR, RESTORATIONS_DIR)

@@ -43,6 +43,7 @@ import pandas as pd
 import yaml
 
 from harness.registry import attacks, ciphers, classifiers
+from harness.restorations import RestorationLog, load_restorations
 from harness.results import ResultStore
 from reports.markdown import REPORT_FILE, render_report
 from reports.verdicts import CIPHERTEXT_ONLY, KNOWN_PLAINTEXT, MODEL_HOLDER, ModelVerdict, model_verdict
@@ -89,6 +90,16 @@ class Run:
     @property
     def report_path(self) -> Path:
         return self.folder / REPORT_FILE
+
+    @property
+    def restorations(self) -> pd.DataFrame:
+        """The restoration log's index (a run with ``log_restorations=True``): one row per logged
+        security cell; :meth:`restored` reads one cell's archive."""
+        return pd.read_csv(RestorationLog(self.store).index_path)
+
+    def restored(self, dataset: str, cipher: str, attack: str) -> dict[str, Any]:
+        """One logged cell's arrays: ``restored`` uint8 [N, C, H, W], ``image_id``, ``score_ssim``..."""
+        return load_restorations(RestorationLog(self.store).path({"dataset": dataset, "cipher": cipher, "attack": attack}))
 
     @property
     def failed(self) -> pd.DataFrame:
@@ -150,17 +161,21 @@ def benchmark(
     device: str = "auto",
     progress: str = "none",
     resume: bool = True,
+    log_restorations: bool = False,
     extra_args: Sequence[str] = (),
 ) -> Run:
     """Run a grid (missing cells only, unless ``resume=False``) into ``out``, render its report and
     return it read back.  ``config`` is a dict of preset keys (docs/benchmark.md) or a YAML file;
     names are lists or comma strings of names and fnmatch patterns.  A cell that fails is recorded
     (``run.failed``, ``run.exit_code == 1``); arguments the command line refuses raise
-    :class:`BenchmarkError`."""
+    :class:`BenchmarkError`.  ``log_restorations``: keep every restored image of every security
+    cell (``run.restorations``, ``run.restored(...)``; the folder then holds the victim's images as
+    restored)."""
     from harness.run.cli import main  # the runner wing, imported only when a grid runs
 
     argv = ["run", "--out", str(out), "--device", device, "--progress", progress]
     argv += [] if resume else ["--no-resume"]
+    argv += ["--log-restorations"] if log_restorations else []
     flags = {"--preset": preset, "--dataset": _names(datasets), "--ciphers": _names(ciphers),
              "--classifiers": _names(classifiers), "--attacks": _names(attacks), "--kinds": _names(kinds),
              "--seed": None if seed is None else str(seed)}

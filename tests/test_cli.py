@@ -6,6 +6,9 @@ import math
 import os
 import shutil
 import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -62,6 +65,25 @@ def test_list_shows_plugins_with_origin(capsys) -> None:
     code, out, _ = _run(capsys, "--list")
     assert code == 0
     assert "proposed" in out and "builtin" in out and "ciphers.proposed.ProposedCipher" in out
+
+
+#: libraries ``list`` must not import: they cost seconds and listing needs none of them
+HEAVY = ("torch", "timm", "torchvision", "matplotlib", "pandas", "numpy", "scipy", "ray")
+
+
+def test_list_imports_no_heavy_library_and_is_fast(capsys) -> None:
+    repo = Path(__file__).resolve().parents[1]
+    code = (
+        "import sys\nfrom harness.run.cli import main\nassert main(['list']) == 0\n"
+        f"print('loaded:', sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "loaded: []"
+    started = time.perf_counter()
+    listed = subprocess.run([sys.executable, "run_bench.py", "list"], cwd=repo, capture_output=True, text=True, timeout=120)
+    assert time.perf_counter() - started < 10  # about 0.4 s alone; a generous bound on a shared machine
+    assert listed.stdout.rstrip("\n") == _run(capsys, "list")[1]
 
 
 def test_dry_run_lists_the_grid_and_runs_nothing(capsys, tmp_path, tiny_config) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.registry import Registry, attacks, ciphers, classifiers
+from harness.registry import BUILTIN, Declaration, Registry, attacks, ciphers, classifiers
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -67,6 +67,37 @@ def test_builtins_and_plugins_are_discovered(widgets: Registry) -> None:
     assert widgets.get("first") is widgets.get("alpha")
     assert widgets.entry("alpha").origin == "builtin"
     assert widgets.entry("beta").origin == "fakeplug"
+
+
+def test_builtins_are_read_from_source_and_imported_when_asked_for(widgets: Registry) -> None:
+    assert widgets.names() == ["alpha", "beta"] and "first" in widgets
+    assert widgets.describe("first") == Declaration("alpha", ("first",), "fakehome.alpha", "Alpha")
+    assert "fakehome.alpha" not in sys.modules  # listing imported nothing
+    assert widgets.get("first").__module__ == "fakehome.alpha"
+    assert widgets.describe("alpha").target == "fakehome.alpha.Alpha" and widgets.entry("alpha").origin == BUILTIN
+
+
+@pytest.mark.parametrize("registry", [ciphers, attacks, classifiers], ids=lambda r: r.kind)
+def test_what_the_source_declares_is_what_importing_registers(registry: Registry) -> None:
+    """``list`` shows the declarations read from source; importing every module must agree."""
+    unread = Registry(registry.kind, registry.home_package, f"{registry.group}.none")  # a fresh one: nothing imported
+    declared = {n: unread.describe(n) for n in unread.names()}
+    assert all(isinstance(d, Declaration) for d in declared.values())
+    registered = {n: registry.entry(n) for n in registry.names() if registry.entry(n).origin == BUILTIN}
+    assert {n: d.target for n, d in declared.items()} == {n: e.target for n, e in registered.items()}
+    assert {a: n for n, d in declared.items() for a in d.aliases} == {
+        a: n for a, n in registry._aliases.items() if n in registered
+    }
+
+
+def test_a_declaration_that_importing_does_not_register_is_a_clear_error(widgets: Registry, tmp_path: Path) -> None:
+    (tmp_path / "fakehome" / "delta.py").write_text(
+        "from harness.registry import Registry\n\nother = Registry('gadget', 'fakehome', 'none')\n\n"
+        "@other.register('delta')\nclass Delta:\n    pass\n"
+    )
+    assert "delta" in widgets.names()  # the source says so; only importing it shows the registry is another one
+    with pytest.raises(ImportError, match="fakehome.delta declares widget 'delta' on class Delta in its source, but importing"):
+        widgets.get("delta")
 
 
 def test_builtin_wins_and_conflict_is_reported(widgets: Registry) -> None:

@@ -1,4 +1,4 @@
-"""Classifier plugins: one module per classifier; every module here is imported by the registry."""
+"""Classifier plugins: one module per classifier; the registry reads every module here (and imports one when asked for its plugin)."""
 
 from __future__ import annotations
 

@@ -3,16 +3,25 @@ three cell kinds, executors, the runner, provenance and the command line.  Nothi
 (``harness`` ground floor, the plugins in ``ciphers``/``attacks``/``harness.classifiers``,
 ``reports``) imports it; ``tests/test_layering.py`` says so and keeps its own floors acyclic.
 
-The public surface is re-exported here; the modules are ``config`` < ``plan`` < ``identity`` <
-``cells`` < ``executors``/``provenance`` < ``runner``/``progress_display`` < ``cli``.
+The public surface is re-exported here, lazily (PEP 562): ``scramblebench list`` imports this
+package and must not pay for torch and timm.  The modules are ``config`` < ``plan`` <
+``identity`` < ``cells`` < ``executors``/``provenance`` < ``runner``/``progress_display`` < ``cli``.
 """
 
-from harness.run.cells import CellContext, CellOutcome, CellOutput, compute_cell, compute_guarded
-from harness.run.config import ConfigError, resolve_config
-from harness.run.executors import Executor, make_executor
-from harness.run.identity import cell_hash, cell_inputs, code_version
-from harness.run.plan import Cell, Selection, plan_cells
-from harness.run.runner import Runner
+from __future__ import annotations
 
-__all__ = ["Cell", "CellContext", "CellOutcome", "CellOutput", "ConfigError", "Executor", "Runner", "Selection", "cell_hash", "cell_inputs",
-           "code_version", "compute_cell", "compute_guarded", "make_executor", "plan_cells", "resolve_config"]
+from harness.exports import lazy_exports
+
+#: public name -> the module defining it
+_EXPORTS = {
+    **dict.fromkeys(["CellContext", "CellOutcome", "CellOutput", "compute_cell", "compute_guarded"], "harness.run.cells"),
+    **dict.fromkeys(["ConfigError", "resolve_config"], "harness.run.config"),
+    **dict.fromkeys(["Executor", "make_executor"], "harness.run.executors"),
+    **dict.fromkeys(["cell_hash", "cell_inputs", "code_version"], "harness.run.identity"),
+    **dict.fromkeys(["Cell", "Selection", "plan_cells"], "harness.run.plan"),
+    "Runner": "harness.run.runner",
+}
+
+__all__ = sorted(_EXPORTS)
+
+__getattr__ = lazy_exports(__name__, _EXPORTS)

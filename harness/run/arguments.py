@@ -4,12 +4,10 @@
 from __future__ import annotations
 
 import argparse
-from typing import NoReturn
-
-import torch
+import sys
+from typing import Any, NoReturn, Sequence
 
 from harness.run.config import PRESETS
-from harness.run.identity import scramblebench_version
 
 PROG = "scramblebench"
 
@@ -32,6 +30,19 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:  # type: ignore[override]
         raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+class _Version(argparse.Action):
+    """``--version``, looked up only when asked: building the parser must stay cheap (``list``)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, default=argparse.SUPPRESS, nargs=0, help="show program's version number and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option_string: str | None = None) -> None:
+        from harness.run.identity import scramblebench_version
+
+        parser._print_message(f"{PROG} {scramblebench_version()}\n", sys.stdout)
+        parser.exit()
 
 
 def _config_flags() -> argparse.ArgumentParser:
@@ -82,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="'run' is the default command: 'scramblebench --ciphers le' is 'scramblebench run --ciphers le'. "
         "'scramblebench COMMAND --help' lists a command's flags. Exit status: 0 all cells ok, 1 a cell failed, 2 user error.",
     )
-    parser.add_argument("--version", action="version", version=f"{PROG} {scramblebench_version()}")
+    parser.add_argument("--version", action=_Version)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     config, folder = _config_flags(), _folder_flags()
     run = commands.add_parser("run", parents=[config, folder], help="run the missing cells and write the report (default)")
@@ -112,6 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--refresh-cache", action="store_true", help="retrain cached models instead of loading them")
     run.add_argument(
+        "--log-restorations", action="store_true",
+        help="save every restored image of every security cell in --out/restorations/ (one .npz per cell, with image ids "
+        "and per-image scores, and index.csv); the folder then holds the victim's images as restored. Finished security "
+        "cells without a log are recomputed",
+    )
+    run.add_argument(
         "--progress", choices=["auto", "bar", "plain", "none"], default="auto",
         help="auto (default): a bar on a terminal, else one line per finished cell with its time and a heartbeat "
         "line at most every --heartbeat seconds for long cells (Slurm logs stay readable)",
@@ -138,6 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_device(choice: str) -> str:
     """``--device``: auto, cpu, cuda or cuda:N, checked against the machine."""
+    import torch
+
     if choice == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     kind, _, index = choice.partition(":")

@@ -20,24 +20,19 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
-
-import torch
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 from harness.registry import attacks, ciphers, classifiers
-from harness.results import KINDS as CELL_KINDS
-from harness.results import ResultsSchemaError, ResultStore
 from harness.run.arguments import PROG, UsageError, build_parser, parse_device, patterns
-from harness.run.cells import CellContext
-from harness.run.cells.contracts import plugin_violations
-from harness.run.config import ConfigError, resolve_config
-from harness.run.executors import make_executor
-from harness.run.executors.ray import require_ray
-from harness.run.executors.torchrun import DistributedCellFailed, follow, join, launched_by_torchrun, leave
-from harness.run.plan import Cell, Selection, parse_shard, plan_cells, shard_cells
-from harness.run.progress_display import ProgressDisplay
-from harness.run.provenance import now, run_metadata
-from harness.run.runner import Runner
+from harness.run.config.values import ConfigError
+
+if TYPE_CHECKING:
+    from harness.results import ResultStore
+    from harness.run.plan import Cell, Selection
+
+# The runner's modules (torch, timm, pandas) are imported by the commands that run cells, not
+# here: ``list`` and ``--help`` stay fast (tests/test_cli.py checks what ``list`` imports).
+
 
 def _with_default_command(argv: list[str]) -> list[str]:
     """``run`` inserted when no command is given, so every old ``run_bench.py --flag`` works."""
@@ -51,8 +46,8 @@ def _list_plugins() -> str:
     for registry in (ciphers, classifiers, attacks):
         lines.append(f"{registry.kind}s:")
         for name in registry.names():
-            entry = registry.entry(name)
-            lines.append(f"  {name:<12} {entry.origin:<12} {entry.module}.{entry.obj.__qualname__}")
+            entry = registry.describe(name)  # no import: listing stays fast (no torch, no timm)
+            lines.append(f"  {name:<12} {entry.origin:<12} {entry.target}")
         for name, error in sorted(registry.load_errors.items()):
             lines.append(f"  {name:<12} NOT LOADED   {error}")
     return "\n".join(lines)
@@ -60,7 +55,6 @@ def _list_plugins() -> str:
 
 def main(argv: Sequence[str] | None = None, *, stdout: Callable[[str], None] = print) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    threads = torch.get_num_threads()
     try:
         try:
             args = build_parser().parse_args(_with_default_command(argv))
@@ -70,12 +64,10 @@ def main(argv: Sequence[str] | None = None, *, stdout: Callable[[str], None] = p
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (a Slurm time-out, kill PID) while a run works
         print(f"{PROG}: interrupted: finished cells are kept in their records; run again to resume", file=sys.stderr)
         return 130
-    except (UsageError, ConfigError, KeyError, ValueError, FileNotFoundError, ResultsSchemaError) as exc:
+    except (UsageError, ConfigError, KeyError, ValueError, FileNotFoundError) as exc:  # ResultsSchemaError is a ValueError
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
         print(f"{PROG}: error: {' '.join(str(message).split())}", file=sys.stderr)
         return 2
-    finally:
-        torch.set_num_threads(threads)  # in-process callers (tests) get their setting back
 
 
 def _dispatch(args: argparse.Namespace, stdout: Callable[[str], None]) -> int:
@@ -96,6 +88,8 @@ def _check_run_flags(args: argparse.Namespace) -> None:
     if args.workers > 1 and args.executor != "local":
         raise UsageError("--workers is for --executor local (Ray schedules its tasks on the cluster's CPUs and GPUs)")
     if args.executor == "ray" and not (args.list or args.report_only or args.dry_run):
+        from harness.run.executors.ray import require_ray
+
         try:
             require_ray()
         except ImportError as exc:
@@ -114,6 +108,9 @@ def _aliased(args: argparse.Namespace) -> str:
 
 def _planned(args: argparse.Namespace) -> tuple[dict, list[Cell]]:
     """The resolved configuration and the cells of the grid (of this shard) that the flags select."""
+    from harness.run.config import resolve_config
+    from harness.run.plan import parse_shard, plan_cells, shard_cells
+
     config = resolve_config(
         args.preset,
         args.config,
@@ -138,6 +135,9 @@ def _out(args: argparse.Namespace, config: dict) -> Path:
 
 
 def _selection(args: argparse.Namespace) -> Selection:
+    from harness.results import KINDS as CELL_KINDS
+    from harness.run.plan import Selection
+
     kinds = tuple(patterns(args.kinds) or CELL_KINDS)
     unknown = sorted(set(kinds) - set(CELL_KINDS))
     if unknown:
@@ -154,6 +154,9 @@ def _list_command(args: argparse.Namespace, stdout: Callable[[str], None]) -> in
 def _validate_command(args: argparse.Namespace, stdout: Callable[[str], None]) -> int:
     import yaml
 
+    from harness.run.cells import CellContext
+    from harness.run.cells.contracts import plugin_violations
+
     config, cells = _planned(args)
     stdout(yaml.safe_dump(config, sort_keys=False, default_flow_style=None).rstrip("\n"))
     broken = plugin_violations(cells, CellContext(config, Path(".")))
@@ -162,6 +165,10 @@ def _validate_command(args: argparse.Namespace, stdout: Callable[[str], None]) -
 
 
 def _plan_command(args: argparse.Namespace, stdout: Callable[[str], None]) -> int:
+    from harness.run.cells import CellContext
+    from harness.run.cells.contracts import plugin_violations
+    from harness.run.runner import Runner
+
     config, cells = _planned(args)
     out = _out(args, config)
     ctx = CellContext(config, out)
@@ -192,6 +199,11 @@ def _report_command(args: argparse.Namespace, stdout: Callable[[str], None]) -> 
 def _merge_command(args: argparse.Namespace, stdout: Callable[[str], None]) -> int:
     """Copy every verified record of the shard folders into OUT, then compile OUT with its
     run.json's configuration and render the report."""
+    from harness.restorations import RestorationLog
+    from harness.results import ResultStore
+    from harness.run.cells import CellContext
+    from harness.run.runner import Runner
+
     out, shards = Path(args.out), [Path(s) for s in args.shards]
     for shard in shards:
         if not ResultStore(shard).run_path.is_file():
@@ -202,6 +214,7 @@ def _merge_command(args: argparse.Namespace, stdout: Callable[[str], None]) -> i
             raise UsageError(f"merge: {out} has no run.json; name the shard folders to merge into it")
         store.write_run(ResultStore(shards[0]).read_run())
     copied = store.merge_from(shards)
+    RestorationLog(store).copy_from(shards)
     run = store.read_run()
     compiled = Runner(CellContext(run["config"], out, device=run.get("device", "cpu"))).compile_results()
     run["cells"] = len(compiled)
@@ -220,6 +233,9 @@ def _report(folder: Path, stdout: Callable[[str], None]) -> int:
 
 
 def _run(args: argparse.Namespace, config: dict, cells: list[Cell], out: Path, stdout: Callable[[str], None]) -> int:
+    from harness.run.cells import CellContext
+    from harness.run.executors.torchrun import DistributedCellFailed, follow, join, launched_by_torchrun, leave
+
     if not launched_by_torchrun():
         return _run_here(args, config, cells, out, stdout, args.device, args.executor)
     if args.executor != "local" or args.workers > 1:
@@ -228,9 +244,8 @@ def _run(args: argparse.Namespace, config: dict, cells: list[Cell], out: Path, s
     try:
         if world.is_leader:
             return _run_here(args, config, cells, out, stdout, device, "torchrun")
-        if args.threads:
-            torch.set_num_threads(args.threads)
-        follow(cells, CellContext(config, out, device=device, refresh_cache=args.refresh_cache), world)
+        with _torch_threads(args.threads):
+            follow(cells, CellContext(config, out, device=device, refresh_cache=args.refresh_cache), world)
         return 0
     except DistributedCellFailed as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
@@ -242,9 +257,26 @@ def _run(args: argparse.Namespace, config: dict, cells: list[Cell], out: Path, s
 def _run_here(
     args: argparse.Namespace, config: dict, cells: list[Cell], out: Path, stdout: Callable[[str], None], device: str, executor: str
 ) -> int:
+    from harness.results import ResultStore
+
     store = ResultStore(out).prepare(args.resume)
-    with store.active(), _terminate_as_interrupt():  # a --no-resume clear is refused while this run works
+    with store.active(), _terminate_as_interrupt(), _torch_threads(args.threads):  # a --no-resume clear is refused while this run works
         return _run_in(args, config, cells, out, stdout, device, executor, store)
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int) -> Iterator[None]:
+    """``--threads`` for the run (0 keeps torch's default): the runner owns the process and
+    components never set it; in-process callers (tests) get their setting back."""
+    import torch
+
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @contextlib.contextmanager
@@ -268,6 +300,11 @@ def _run_in(
     args: argparse.Namespace, config: dict, cells: list[Cell], out: Path, stdout: Callable[[str], None], device: str, executor: str,
     store: ResultStore,
 ) -> int:
+    from harness.run.cells import CellContext
+    from harness.run.executors import make_executor
+    from harness.run.progress_display import ProgressDisplay
+    from harness.run.provenance import now, run_metadata
+    from harness.run.runner import Runner
     from reports.markdown import render_report
 
     if store.results_path.exists() and not store.cells_dir.is_dir():
@@ -275,11 +312,10 @@ def _run_in(
             f"{store.results_path} is not backed by cell records ({store.cells_dir} is missing): it was written by an "
             "older scramblebench or by hand and cannot be resumed; start a fresh run with --no-resume or choose a new folder"
         )
-    if args.threads:
-        torch.set_num_threads(args.threads)  # the runner owns the process; components never set it
     started, clock = now(), time.perf_counter()
     display = ProgressDisplay(args.progress, len(cells), heartbeat=args.heartbeat)
-    ctx = CellContext(config, out, device=device, refresh_cache=args.refresh_cache, progress=display.for_cell)
+    ctx = CellContext(config, out, device=device, refresh_cache=args.refresh_cache, log_restorations=args.log_restorations,
+                      progress=display.for_cell)
     runner = Runner(ctx)
     run = run_metadata(config, ctx, cells, device, started)
     if executor == "torchrun":

@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
+from harness.restorations import RestorationLog
 from harness.results import CellRecord, DamagedRecordError, ResultStore, encode_array
 from harness.run import cells
 from harness.run.cells import CellContext, CellOutcome, CellOutput, Failure
@@ -38,6 +39,7 @@ class Runner:
     def __init__(self, ctx: CellContext) -> None:
         self.ctx = ctx
         self.store = ResultStore(ctx.run_dir)
+        self.log = RestorationLog(self.store)
         self._hashes: dict[Cell, str] = {}
         self._git: str | None = None
 
@@ -97,13 +99,18 @@ class Runner:
         todo = []
         for cell in cells:
             record = good.get(self.identity(cell))
-            if record is not None and record["status"] != "failed":
+            if record is not None and record["status"] != "failed" and not self._log_missing(cell, record):
                 self.store.touch_record(record["cell_hash"])
                 if on_cell_done:
                     on_cell_done(cell, "cached", 0.0)
             else:
                 todo.append(cell)
         return todo
+
+    def _log_missing(self, cell: Cell, record: dict[str, Any]) -> bool:
+        """Whether a run with ``--log-restorations`` must redo a finished security cell because its
+        restorations are not logged (it was computed without the flag, or its archive is gone)."""
+        return self.ctx.log_restorations and record["status"] == "ok" and cell.kind == "security" and not self.log.logged(record["cell"], record["cell_hash"])
 
     def run_cell(self, cell: Cell) -> list[dict[str, Any]]:
         """Compute one cell here, store its record and compile the run folder; returns its rows."""
@@ -141,6 +148,8 @@ class Runner:
             "git_commit": self._commit(),
             "host": platform.node(),
         }
+        if output.restorations is not None:
+            self.log.save(record["cell"], digest, output.restorations)
         self.store.write_record(record)
         self.compile_results()
         return record
@@ -151,7 +160,8 @@ class Runner:
         return self._git
 
     def compile_results(self) -> list[dict[str, Any]]:
-        """Rebuild results.csv, per_image.csv and examples/ from the records (under the folder's lock).
+        """Rebuild results.csv, per_image.csv, examples/ and the restoration index from the records
+        (under the folder's lock).
 
         Only records of this configuration count: a record whose inputs differ from what its cell
         reads in ``ctx.config`` (another seed, n_test, epochs...) is kept in ``cells/`` but left
@@ -177,4 +187,5 @@ class Runner:
                     chosen[cell.id] = (stamp, record)
             ordered = sorted((r for _, r in chosen.values()), key=lambda r: (r["finished"], r["cell_hash"]))
             self.store.write_compiled(ordered)
+            self.log.write_index(ordered)
             return ordered

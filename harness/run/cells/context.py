@@ -26,6 +26,8 @@ class CellContext:
     run_dir: Path
     device: str = "cpu"
     refresh_cache: bool = False
+    #: security cells hand back every restored image for the run folder's restoration log
+    log_restorations: bool = False
     #: the progress callback of a cell (the runner's display); never pickled
     progress: Callable[[Cell], ProgressCallback | None] | None = field(default=None, compare=False)
     _data: dict[tuple, ImageDataset] = field(default_factory=dict, repr=False, compare=False)

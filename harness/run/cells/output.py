@@ -9,15 +9,20 @@ from typing import Any
 
 import numpy as np
 
+from harness.restorations import Restorations
+
 
 @dataclass
 class CellOutput:
-    """What one cell computed: its result rows, per-image scores (metric -> values by image id) and
-    example images (name, uint8 images, their SSIM or None); the runner stores them."""
+    """What one cell computed: its result rows, per-image scores (metric -> values by image id),
+    example images (name, uint8 images, their SSIM or None) and, for a security cell of a run with
+    ``--log-restorations``, every restored image; the runner stores them (an executor pickles it
+    back from a worker)."""
 
     rows: list[dict[str, Any]]
     per_image: dict[str, np.ndarray] | None = None
     examples: list[tuple[str, np.ndarray, np.ndarray | None]] = field(default_factory=list)
+    restorations: Restorations | None = None
 
 
 @dataclass(frozen=True)

@@ -5,11 +5,14 @@ scores and example restorations (:func:`harness.run.security.security_rows`)."""
 
 from __future__ import annotations
 
+import numpy as np
+
 from attacks.base import AttackConfig, CipherFamily, ProviderModels
 from ciphers.base import Cipher
 from harness.lazy import LazyImages
 from harness.keys import derive_seed
 from harness.registry import attacks
+from harness.restorations import Restorations
 from harness.run.cells.context import CellContext
 from harness.run.cells.output import CellOutput
 from harness.run.cells.provider import provider_models
@@ -40,7 +43,11 @@ def security_cell(cell: Cell, ctx: CellContext) -> CellOutput:
     except AttackNotApplicable as reason:  # the attack's own word, checked once, inside the run
         return CellOutput([{**base, "status": "n/a", "metric": "ssim", "note": str(reason)}])
     rows, per_image, examples = security_rows(base, result, count)
-    return CellOutput(rows, per_image=per_image, examples=examples)
+    logged = None
+    if ctx.log_restorations:  # every evaluated image, in order: image i is the test split's image i
+        restored = result.restored.cpu().numpy()
+        logged = Restorations(restored, np.arange(len(restored)), attacks.get(cell.attack).threat_model, per_image)
+    return CellOutput(rows, per_image=per_image, examples=examples, restorations=logged)
 
 
 def _models(cell: Cell, ctx: CellContext, family: CipherFamily) -> ProviderModels | None:
@@ -67,6 +74,6 @@ def _run(cell: Cell, ctx: CellContext, family: CipherFamily, cipher: Cipher, vic
         device=ctx.device,
         refresh_cache=ctx.refresh_cache,
         progress=ctx.cell_progress(cell),
-        keep_restored=count,
+        keep_restored=None if ctx.log_restorations else count,
         models=models,
     )

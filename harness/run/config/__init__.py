@@ -1,11 +1,21 @@
 """The configuration of a run, in one-way modules: :mod:`values` (typed coercion, merge) <
 :mod:`schema` (the keys and their rules) and :mod:`presets` (data) < :mod:`resolve` (preset <
-file < flags, then checked).  The public names are re-exported here."""
+file < flags, then checked).  The public names are re-exported here, lazily (PEP 562): the
+command line's grammar needs the preset names, and ``scramblebench list`` must not import the
+schema's torch."""
 
-from harness.run.config.presets import PAPER, PAPER_CHANGES, PRESETS, QUICK, PAPER_PAIRINGS
-from harness.run.config.resolve import load_config_file, resolve_config
-from harness.run.config.schema import KEYS, validate_config
-from harness.run.config.values import MAX_SEED, ConfigError, merge
+from __future__ import annotations
 
-__all__ = ["KEYS", "MAX_SEED", "PAPER", "PAPER_CHANGES", "PRESETS", "QUICK", "PAPER_PAIRINGS", "ConfigError", "load_config_file",
-           "merge", "resolve_config", "validate_config"]
+from harness.exports import lazy_exports
+
+#: public name -> the module defining it
+_EXPORTS = {
+    **dict.fromkeys(["PAPER", "PAPER_CHANGES", "PRESETS", "QUICK", "PAPER_PAIRINGS"], "harness.run.config.presets"),
+    **dict.fromkeys(["load_config_file", "resolve_config"], "harness.run.config.resolve"),
+    **dict.fromkeys(["KEYS", "validate_config"], "harness.run.config.schema"),
+    **dict.fromkeys(["MAX_SEED", "ConfigError", "merge"], "harness.run.config.values"),
+}
+
+__all__ = sorted(_EXPORTS)
+
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -79,7 +79,7 @@ class RayExecutor:
             self._start(ray)
         try:
             task = ray.remote(compute_cell)
-            shipped = CellContext(ctx.config, ctx.run_dir.resolve(), ctx.device, ctx.refresh_cache)
+            shipped = CellContext(ctx.config, ctx.run_dir.resolve(), ctx.device, ctx.refresh_cache, ctx.log_restorations)
             threads = torch.get_num_threads()
 
             def submit(cell: Cell) -> Any:
