@@ -63,7 +63,7 @@ def serial_grid(tmp_path_factory) -> tuple[Path, Path]:
     """The 12-cell grid run serially in-process: (its folder, its config file)."""
     folder = tmp_path_factory.mktemp("serial")
     config = grid_config(folder)
-    assert main(["--config", str(config), *GRID, "--out", str(folder / "run")], stdout=lambda line: None) == 0
+    assert main(["--config", str(config), *GRID, "--out", str(folder / "run"), "--in-process"], stdout=lambda line: None) == 0
     assert len(ResultStore(folder / "run").load()[["kind", "cipher", "classifier", "attack"]].drop_duplicates()) == 12
     return folder / "run", config
 
@@ -104,7 +104,7 @@ def _tiny_argv(tmp_path: Path, *extra: str, config: str = TINY) -> list[str]:
     path = tmp_path / f"tiny{abs(hash(config))}.yaml"
     path.write_text(config)
     return ["--config", str(path), "--ciphers", "plain,proposed", "--classifiers", "resnet18", "--attacks", "none,puzzle",
-            "--out", str(tmp_path / "run"), "--progress", "none", *extra]
+            "--out", str(tmp_path / "run"), "--progress", "none", "--in-process", *extra]
 
 
 def test_another_seed_recomputes_every_cell_and_its_rows_say_so(tmp_path, monkeypatch) -> None:
@@ -296,7 +296,7 @@ def test_shard_folders_merge_into_the_serial_rows(tmp_path, serial_grid, capsys)
     serial, config = serial_grid
     quiet = {"stdout": lambda line: None}
     for i in (1, 2):
-        assert main(["--config", str(config), *GRID, "--out", str(tmp_path / f"shard{i}"), "--shard", f"{i}/2"], **quiet) == 0
+        assert main(["--config", str(config), *GRID, "--out", str(tmp_path / f"shard{i}"), "--shard", f"{i}/2", "--in-process"], **quiet) == 0
     parts = [compiled(tmp_path / f"shard{i}")[0] for i in (1, 2)]
     assert len(parts[0]) and len(parts[1])
     lines: list[str] = []
@@ -337,7 +337,7 @@ def test_a_killed_run_loses_no_finished_cell_and_the_rerun_completes_it(tmp_path
     store = ResultStore(out)
     before = {r["cell_hash"]: r["finished"] for r in store.scan_records()[0]}
     assert before and not store.scan_records()[1]  # whole records only, never a half-written one
-    assert main(["--config", str(config), *GRID, "--out", str(out)], stdout=lambda line: None) == 0
+    assert main(["--config", str(config), *GRID, "--out", str(out), "--in-process"], stdout=lambda line: None) == 0
     after = {r["cell_hash"]: r["finished"] for r in store.scan_records()[0]}
     assert len(after) == 12 and all(after[h] == finished for h, finished in before.items())  # none recomputed
     assert_same_rows(serial, out)

@@ -104,7 +104,8 @@ def test_interrupted_run_resumes_without_recomputing(capsys, tmp_path, tiny_conf
         calls.append(cell.id)
         return _fake_rows(cell, ctx)
 
-    argv = ["--config", str(tiny_config), "--ciphers", "plain,proposed", "--kinds", "key_space", "--out", str(out), "--progress", "none"]
+    argv = ["--config", str(tiny_config), "--ciphers", "plain,proposed", "--kinds", "key_space", "--out", str(out), "--progress", "none",
+            "--in-process"]
     monkeypatch.setattr(cells, "compute_cell", interrupted)
     code, _, err = _run(capsys, *argv)  # Ctrl-C (and SIGTERM): exit 130, one line, no traceback
     assert code == 130 and "interrupted" in err and "Traceback" not in err
@@ -131,7 +132,8 @@ def test_failing_cell_is_recorded_and_exit_code_is_1(capsys, tmp_path, tiny_conf
         return _fake_rows(cell, ctx)
 
     monkeypatch.setattr(cells, "compute_cell", flaky)
-    argv = ["--config", str(tiny_config), "--ciphers", "plain,proposed", "--kinds", "key_space", "--out", str(out), "--progress", "none"]
+    argv = ["--config", str(tiny_config), "--ciphers", "plain,proposed", "--kinds", "key_space", "--out", str(out), "--progress", "none",
+            "--in-process"]
     code, text, _ = _run(capsys, *argv)
     assert code == 1 and "1 failed" in text
     report = (out / "report.md").read_text()
@@ -204,7 +206,8 @@ def _one_line_error(err: str) -> None:
 
 
 def _key_space_argv(config: Path, out: Path, *extra: str) -> list[str]:
-    return ["--config", str(config), "--ciphers", "plain,proposed", "--kinds", "key_space", "--out", str(out), "--progress", "none", *extra]
+    return ["--config", str(config), "--ciphers", "plain,proposed", "--kinds", "key_space", "--out", str(out), "--progress", "none",
+            "--in-process", *extra]
 
 
 @pytest.mark.parametrize("argv", [["--seed", "-1"], ["--seed", str(2**63)], ["--seed", "x"], ["--preset", "huge"], ["--bogus"]])

@@ -98,8 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers",
         type=int,
         default=1,
-        help="cells run at once, each in its own process with --threads threads (default 1: serial; "
-        "`make bench` uses 2 on a 2-core machine)",
+        help="cells run at once, each in a spawned worker process with --threads threads (default 1: one worker, "
+        "cells one after another; a cell that crashes its worker is one failed cell); `make bench` uses 2 on a 2-core machine",
+    )
+    run.add_argument(
+        "--in-process", action="store_true",
+        help="compute the cells one after another in this process, not in a worker (for pdb and profilers; "
+        "a cell that crashes the process ends the run)",
     )
     run.add_argument(
         "--executor", choices=["local", "ray"], default="local",

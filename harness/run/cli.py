@@ -97,6 +97,8 @@ def _check_run_flags(args: argparse.Namespace) -> None:
             require_ray()
         except ImportError as exc:
             raise UsageError(str(exc)) from None
+    if args.in_process and (args.workers > 1 or args.executor != "local"):
+        raise UsageError("--in-process computes the cells one at a time in this process; drop --workers and --executor")
 
 
 def _aliased(args: argparse.Namespace) -> str:
@@ -276,7 +278,7 @@ def _run_in(
         run["distributed"] = {"world_size": dist.get_world_size(), "backend": dist.get_backend()}
     runner.store.write_run(run, merge_key_spaces=True)
     try:
-        failed = runner.run(cells, make_executor(executor, workers=args.workers, address=args.address), on_cell_done=display.cell_done)
+        failed = runner.run(cells, make_executor(executor, workers=args.workers, address=args.address, in_process=args.in_process), on_cell_done=display.cell_done)
     finally:
         display.close()
         run["wall_s"] = time.perf_counter() - clock

@@ -1,4 +1,5 @@
-"""This machine: every cell in this process, or in ``workers`` spawned processes."""
+"""This machine: every cell in ``workers`` spawned processes (isolated: a crashing cell is one failed
+cell), or in this process (``--in-process``: for pdb, and for tests that patch the cells)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ from harness.run.plan import Cell
 
 
 class SerialExecutor:
-    """One cell after another, in this process (plan order: a dependency comes first)."""
+    """One cell after another, in this process (plan order: a dependency comes first): no isolation,
+    a cell that kills its process kills the run."""
 
     def run(self, todo: list[Cell], ctx: CellContext, finish: Finish) -> None:
         for cell in todo:
@@ -29,31 +31,33 @@ class SerialExecutor:
 
 class PoolExecutor:
     """``workers`` spawned processes (no fork of a process whose torch threads already run), each
-    with a copy of the context and this process's torch thread count.
+    with a copy of the context and this process's torch thread count, reused across cells (one
+    worker for ``--workers 1``: its datasets stay loaded from cell to cell).
 
-    A worker that dies (a crashing plugin, ``os._exit``, the OOM killer) breaks the pool: the cells
-    it was running are computed again one at a time, each in a pool of its own, so the one that
-    dies again is one failed cell with the reason and every other cell completes; the cells not
-    started yet go to a fresh pool."""
+    A worker that dies (a crashing plugin, ``os._exit``, the OOM killer) breaks the pool: a cell
+    that was running alone is one failed cell with the reason; several that were running are
+    computed again one at a time, each in a pool of its own, so the one that dies again is one
+    failed cell and every other cell completes; the cells not started yet go to a fresh pool."""
 
     def __init__(self, workers: int) -> None:
         self.workers = workers
 
     def run(self, todo: list[Cell], ctx: CellContext, finish: Finish) -> None:
-        if len(todo) < 2 and self.workers > 1:
-            return SerialExecutor().run(todo, ctx, finish)
         pending = list(todo)
         while pending:
-            suspects, pending = _pool_run(pending, ctx, finish, self.workers)
+            suspects, pending = _pool_run(pending, ctx, finish, min(self.workers, len(pending)))
+            if len(suspects) == 1:
+                finish(suspects[0], CellOutcome(None, Failure(WORKER_DIED, WORKER_DIED), 0.0))
+                continue
             for cell in suspects:
                 again, _ = _pool_run([cell], ctx, finish, 1)
                 if again:
                     finish(cell, CellOutcome(None, Failure(WORKER_DIED, WORKER_DIED), 0.0))
 
 
-#: the row note of a cell whose worker process died while computing it, twice
-WORKER_DIED = ("its worker process died while computing it (killed by a signal, os._exit or a crash in native code), "
-               "also when it ran alone; the other cells were not affected")
+#: the row note of a cell whose worker process died while computing it alone
+WORKER_DIED = ("its worker process died while computing it alone (killed by a signal, os._exit or a crash in native code); "
+               "the other cells were not affected")
 
 
 def _pool_run(todo: list[Cell], ctx: CellContext, finish: Finish, workers: int) -> tuple[list[Cell], list[Cell]]:
