@@ -354,3 +354,53 @@ def test_provenance_records_scramblebench_s_own_commit_not_a_surrounding_reposit
     installed.mkdir(parents=True)
     subprocess.run(["git", "init", "-q", str(project)], check=True)
     assert git_commit(installed) == "not a checkout (installed package)"
+
+
+# -- one configuration per folder -------------------------------------------------------------
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_a_shard_of_another_configuration_is_refused_in_the_folder(tmp_path, monkeypatch, capsys) -> None:
+    """Issue 20: shards of different configurations in one --out are refused (exit 2, one line naming
+    the key), so the compiled results never silently keep one configuration's cells."""
+    computed = _counting(monkeypatch)
+    quiet = {"stdout": lambda line: None}
+    assert main(_tiny_argv(tmp_path, "--shard", "1/2"), **quiet) == 0
+    before, done = _snapshot(tmp_path / "run"), len(computed)
+    capsys.readouterr()
+    assert main(_tiny_argv(tmp_path, "--shard", "2/2", "--seed", "5"), **quiet) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "another configuration (seed is 0 there, 5 here)" in err, err
+    assert len(computed) == done and _snapshot(tmp_path / "run") == before  # nothing computed, nothing written
+    assert main(_tiny_argv(tmp_path, "--shard", "2/2", "--ciphers", "proposed"), **quiet) == 0  # another selection: fine
+
+
+def test_a_run_of_another_configuration_is_refused_while_a_run_works_in_the_folder(tmp_path, monkeypatch, capsys) -> None:
+    _counting(monkeypatch)
+    assert main(_tiny_argv(tmp_path), stdout=lambda line: None) == 0
+    store = ResultStore(tmp_path / "run")
+    with store.active(store.read_run()):  # a run of seed 0 working there (a real flock, as another process holds it)
+        capsys.readouterr()
+        assert main(_tiny_argv(tmp_path, "--seed", "5"), stdout=lambda line: None) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "seed is 0 there, 5 here" in err and "another scramblebench run" in err
+        assert main(_tiny_argv(tmp_path), stdout=lambda line: None) == 0  # the same configuration shares the folder
+    assert main(_tiny_argv(tmp_path, "--seed", "5"), stdout=lambda line: None) == 0  # alone: the folder changes configuration
+    assert store.read_run()["config"]["seed"] == 5
+
+
+def test_merge_of_another_configuration_is_refused_and_changes_nothing(tmp_path, monkeypatch, capsys) -> None:
+    _counting(monkeypatch)
+    quiet = {"stdout": lambda line: None}
+    for name, shard, config in (("a", "1/2", TINY), ("b", "2/2", TINY.replace("image_size: [16, 16]", "image_size: [24, 24]"))):
+        assert main(_tiny_argv(tmp_path, "--shard", shard, "--out", str(tmp_path / name), config=config), **quiet) == 0
+    assert main(["merge", str(tmp_path / "out"), str(tmp_path / "a")], **quiet) == 0
+    before = _snapshot(tmp_path / "out")
+    capsys.readouterr()
+    assert main(["merge", str(tmp_path / "out"), str(tmp_path / "b")], **quiet) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "image_size is [16, 16] in" in err and "[24, 24] in" in err, err
+    assert _snapshot(tmp_path / "out") == before
+    assert main(["merge", str(tmp_path / "new"), str(tmp_path / "a"), str(tmp_path / "b")], **quiet) == 2
+    assert not (tmp_path / "new").exists()

@@ -49,6 +49,11 @@ def _config_flags() -> argparse.ArgumentParser:
         help="your own photographs, any folder of images, no labels: the same as --dataset images --data-dir DIR "
         "(key-space and security cells; accuracy cells need labels)",
     )
+    group.add_argument(
+        "--strict", action="store_true",
+        help="refuse (exit 2) an image file of --images (or of a folder dataset) that cannot be used: unreadable, empty, "
+        "truncated or undecodable (default: skip it with one warning line)",
+    )
     group.add_argument("--seed", type=int, help="master seed, 0 to 2**63 - 1 (keys, data, training and attacks derive from it)")
     select = flags.add_argument_group("selection")
     select.add_argument("--ciphers", help="comma list of cipher names or fnmatch patterns (default: all registered)")

@@ -22,9 +22,10 @@ from typing import Callable, Iterator, Sequence
 
 import torch
 
+from harness.data import count_photographs
 from harness.registry import attacks, ciphers, classifiers
 from harness.results import KINDS as CELL_KINDS
-from harness.results import ResultsSchemaError, ResultStore
+from harness.results import ResultsSchemaError, ResultStore, configuration_difference
 from harness.run.arguments import PROG, UsageError, build_parser, parse_device, patterns
 from harness.run.cells import CellContext
 from harness.run.config import ConfigError, resolve_config
@@ -111,8 +112,9 @@ def _aliased(args: argparse.Namespace) -> str:
     return "plan" if args.dry_run else "run"
 
 
-def _planned(args: argparse.Namespace) -> tuple[dict, list[Cell]]:
-    """The resolved configuration and the cells of the grid (of this shard) that the flags select."""
+def _planned(args: argparse.Namespace) -> tuple[dict, list[Cell], list[str]]:
+    """The resolved configuration, the cells of the grid (of this shard) that the flags select, and
+    a warning line for every unusable image file (:func:`_checked_image_files`)."""
     config = resolve_config(
         args.preset,
         args.config,
@@ -126,7 +128,23 @@ def _planned(args: argparse.Namespace) -> tuple[dict, list[Cell]]:
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         cells = shard_cells(cells, index, count)
-    return config, cells
+    return config, cells, _checked_image_files(config, args.strict)
+
+
+def _checked_image_files(config: dict, strict: bool) -> list[str]:
+    """Every file of a dataset read from a folder of image files (``images``, ``folder``) checked
+    before any cell runs: an unusable one (unreadable, empty, truncated, undecodable) is a user
+    error with ``strict`` (one line naming it and why), else one warning line each, returned
+    (a cell in this process does not warn again; worker processes ignore the Python warning)."""
+    if config.get("data_dir") is None or not {"images", "folder"} & set(config["datasets"]):
+        return []
+    lines: list[str] = []
+    count_photographs(config["data_dir"], strict=strict, warn=lines.append)
+    return lines
+
+
+def _warn(line: str) -> None:
+    print(f"{PROG}: warning: {line}", file=sys.stderr, flush=True)
 
 
 def _out(args: argparse.Namespace, config: dict) -> Path:
@@ -153,14 +171,18 @@ def _list_command(args: argparse.Namespace, stdout: Callable[[str], None]) -> in
 def _validate_command(args: argparse.Namespace, stdout: Callable[[str], None]) -> int:
     import yaml
 
-    config, cells = _planned(args)
+    config, cells, warnings = _planned(args)
+    for line in warnings:
+        _warn(line)
     stdout(yaml.safe_dump(config, sort_keys=False, default_flow_style=None).rstrip("\n"))
     stdout(f"# valid: {len(cells)} cells")
     return 0
 
 
 def _plan_command(args: argparse.Namespace, stdout: Callable[[str], None]) -> int:
-    config, cells = _planned(args)
+    config, cells, warnings = _planned(args)
+    for line in warnings:
+        _warn(line)
     out = _out(args, config)
     runner = Runner(CellContext(config, out))
     finished = runner.finished_cells(cells) if args.resume and out.is_dir() else set()
@@ -171,8 +193,8 @@ def _plan_command(args: argparse.Namespace, stdout: Callable[[str], None]) -> in
 
 
 def _run_command(args: argparse.Namespace, stdout: Callable[[str], None]) -> int:
-    config, cells = _planned(args)
-    return _run(args, config, cells, _out(args, config), stdout)
+    config, cells, warnings = _planned(args)
+    return _run(args, config, cells, _out(args, config), stdout, warnings)
 
 
 def _report_command(args: argparse.Namespace, stdout: Callable[[str], None]) -> int:
@@ -186,16 +208,21 @@ def _merge_command(args: argparse.Namespace, stdout: Callable[[str], None]) -> i
     for shard in shards:
         if not ResultStore(shard).run_path.is_file():
             raise UsageError(f"merge: {shard} is not a run folder (no run.json)")
+    if not ResultStore(out).run_path.exists() and not shards:
+        raise UsageError(f"merge: {out} has no run.json; name the shard folders to merge into it")
+    base = out if ResultStore(out).run_path.exists() else shards[0]
+    first = ResultStore(base).read_run()
+    for shard in shards:  # one configuration per folder: checked before OUT is touched
+        difference = configuration_difference(first["config"], ResultStore(shard).read_run()["config"], f"in {base}", f"in {shard}")
+        if difference is not None:
+            raise UsageError(f"merge: {shard} ran another configuration than {base} ({difference}); merge only shards of one configuration")
     store = ResultStore(out).prepare(resume=True)
-    if not store.run_path.exists():
-        if not shards:
-            raise UsageError(f"merge: {out} has no run.json; name the shard folders to merge into it")
-        store.write_run(ResultStore(shards[0]).read_run())
-    copied = store.merge_from(shards)
-    run = store.read_run()
-    compiled = Runner(CellContext(run["config"], out, device=run.get("device", "cpu"))).compile_results()
-    run["cells"] = len(compiled)
-    store.write_run(run, merge_key_spaces=True)
+    with store.active(first, adding=True):  # no clear while merging; a run of another configuration working in OUT is refused
+        copied = store.merge_from(shards)
+        run = store.read_run()
+        compiled = Runner(CellContext(run["config"], out, device=run.get("device", "cpu"))).compile_results()
+        run["cells"] = len(compiled)
+        store.write_run(run, merge_key_spaces=True)
     stdout(f"merged {copied} record(s) from {len(shards)} folder(s): {len(compiled)} cells in {out}")
     return _report(out, stdout)
 
@@ -209,15 +236,15 @@ def _report(folder: Path, stdout: Callable[[str], None]) -> int:
     return 0
 
 
-def _run(args: argparse.Namespace, config: dict, cells: list[Cell], out: Path, stdout: Callable[[str], None]) -> int:
+def _run(args: argparse.Namespace, config: dict, cells: list[Cell], out: Path, stdout: Callable[[str], None], warnings: list[str]) -> int:
     if not launched_by_torchrun():
-        return _run_here(args, config, cells, out, stdout, args.device, args.executor)
+        return _run_here(args, config, cells, out, stdout, args.device, args.executor, warnings)
     if args.executor != "local" or args.workers > 1:
         raise UsageError("under torchrun the ranks share each accuracy cell; drop --executor ray and --workers")
     world, device = join(args.device)
     try:
         if world.is_leader:
-            return _run_here(args, config, cells, out, stdout, device, "torchrun")
+            return _run_here(args, config, cells, out, stdout, device, "torchrun", warnings)
         if args.threads:
             torch.set_num_threads(args.threads)
         follow(cells, CellContext(config, out, device=device, refresh_cache=args.refresh_cache), world)
@@ -230,10 +257,13 @@ def _run(args: argparse.Namespace, config: dict, cells: list[Cell], out: Path, s
 
 
 def _run_here(
-    args: argparse.Namespace, config: dict, cells: list[Cell], out: Path, stdout: Callable[[str], None], device: str, executor: str
+    args: argparse.Namespace, config: dict, cells: list[Cell], out: Path, stdout: Callable[[str], None], device: str, executor: str,
+    warnings: list[str],
 ) -> int:
     store = ResultStore(out).prepare(args.resume)
-    with store.active(), _terminate_as_interrupt():  # a --no-resume clear is refused while this run works
+    for line in warnings:  # on stderr and in errors.log
+        store.warn(line)
+    with _terminate_as_interrupt():
         return _run_in(args, config, cells, out, stdout, device, executor, store)
 
 
@@ -276,14 +306,16 @@ def _run_in(
         import torch.distributed as dist
 
         run["distributed"] = {"world_size": dist.get_world_size(), "backend": dist.get_backend()}
-    runner.store.write_run(run, merge_key_spaces=True)
-    try:
-        failed = runner.run(cells, make_executor(executor, workers=args.workers, address=args.address, in_process=args.in_process), on_cell_done=display.cell_done)
-    finally:
-        display.close()
-        run["wall_s"] = time.perf_counter() - clock
-        runner.store.write_run(run, merge_key_spaces=True)
-    report = render_report(out)
+    # one configuration per folder; a --no-resume clear is refused while this run works
+    with runner.store.active(run, adding=bool(getattr(args, "shard", None))):
+        try:
+            failed = runner.run(cells, make_executor(executor, workers=args.workers, address=args.address, in_process=args.in_process),
+                                on_cell_done=display.cell_done)
+        finally:
+            display.close()
+            run["wall_s"] = time.perf_counter() - clock
+            runner.store.write_run(run, merge_key_spaces=True)
+        report = render_report(out)
     stdout(f"report: {report}  ({len(cells)} cells, {failed} failed, {run['wall_s']:.0f} s)")
     return 1 if failed else 0
 

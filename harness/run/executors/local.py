@@ -8,11 +8,13 @@ import multiprocessing
 import os
 import signal
 import sys
+import warnings
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 
 import torch
 
+from harness.data import SkippedImageWarning
 from harness.run import cells
 from harness.run.cells import CellContext, CellOutcome, Failure
 from harness.run.executors.base import Finish
@@ -102,6 +104,8 @@ def _init_worker(ctx: CellContext, threads: int) -> None:
     global _WORKER
     die_with_parent()
     torch.set_num_threads(threads)
+    # the driver checked every image file before the grid and warned once per unusable one
+    warnings.simplefilter("ignore", SkippedImageWarning)
     _WORKER = ctx
 
 
