@@ -660,7 +660,7 @@ class ResultStore:
         if out.exists() and not out.is_dir():
             raise RunFolderError(f"--out {out} is a file, not a folder; name a new or existing run folder")
         if out.is_dir():
-            self._check_adoptable(resume)
+            self.check_adoptable(resume)
         else:
             try:
                 out.mkdir(parents=True, mode=0o700, exist_ok=True)  # another process of a sharded run may have just made it
@@ -741,7 +741,8 @@ class ResultStore:
         finally:
             handle.close()
 
-    def _check_adoptable(self, resume: bool) -> None:
+    def check_adoptable(self, resume: bool) -> None:
+        """Raise :class:`RunFolderError` unless ``run`` (with ``resume``) would write into this existing folder (reads only)."""
         out = self.folder
         if self.has_marker() or not any(out.iterdir()):
             return

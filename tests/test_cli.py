@@ -404,3 +404,16 @@ def test_without_strict_an_unusable_image_file_is_one_warning_line(capsys, tmp_p
     assert code == 0, err
     assert err.splitlines() == [f"scramblebench: warning: skipping {cut}: is truncated (a PNG without its IEND chunk)"]
     assert f"skipping {cut}" in (out / "errors.log").read_text()
+
+
+@pytest.mark.parametrize("resume", [[], ["--no-resume"]])
+def test_plan_refuses_the_folder_run_would_refuse(capsys, tmp_path, tiny_config, resume) -> None:
+    """Every subcommand exits 2 with one line on a wrong folder: plan says what run would say."""
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("not a run")
+    expected = "scramblebench did not make it" if resume else "not a scramblebench run folder"
+    for command in (["plan"], ["run", "--in-process"]):
+        code, _, err = _run(capsys, *command, "--config", str(tiny_config), "--kinds", "key_space", "--out", str(folder), *resume)
+        assert code == 2 and err.count("\n") == 1 and expected in err, err
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]

@@ -184,6 +184,8 @@ def _plan_command(args: argparse.Namespace, stdout: Callable[[str], None]) -> in
     for line in warnings:
         _warn(line)
     out = _out(args, config)
+    if out.is_dir():  # the folder 'run' would refuse, refused here too
+        ResultStore(out).check_adoptable(args.resume)
     runner = Runner(CellContext(config, out))
     finished = runner.finished_cells(cells) if args.resume and out.is_dir() else set()
     for cell in cells:
