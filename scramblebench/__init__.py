@@ -150,17 +150,22 @@ def benchmark(
     device: str = "auto",
     progress: str = "none",
     resume: bool = True,
+    isolate: bool = False,
     extra_args: Sequence[str] = (),
 ) -> Run:
     """Run a grid (missing cells only, unless ``resume=False``) into ``out``, render its report and
     return it read back.  ``config`` is a dict of preset keys (docs/benchmark.md) or a YAML file;
     names are lists or comma strings of names and fnmatch patterns.  A cell that fails is recorded
     (``run.failed``, ``run.exit_code == 1``); arguments the command line refuses raise
-    :class:`BenchmarkError`."""
+    :class:`BenchmarkError`.  The cells run in this process (``--in-process``: a library call that
+    needs no ``if __name__ == "__main__"`` guard and stops in pdb); ``isolate=True`` runs them in
+    worker processes as the command line does, so a plugin that crashes is one failed cell
+    (needed for ``--workers N`` or ``--executor`` in ``extra_args``)."""
     from harness.run.cli import main  # the runner wing, imported only when a grid runs
 
     argv = ["run", "--out", str(out), "--device", device, "--progress", progress]
     argv += [] if resume else ["--no-resume"]
+    argv += [] if isolate else ["--in-process"]
     flags = {"--preset": preset, "--dataset": _names(datasets), "--ciphers": _names(ciphers),
              "--classifiers": _names(classifiers), "--attacks": _names(attacks), "--kinds": _names(kinds),
              "--seed": None if seed is None else str(seed)}

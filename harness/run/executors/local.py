@@ -66,7 +66,8 @@ def _pool_run(todo: list[Cell], ctx: CellContext, finish: Finish, workers: int) 
     """Run ``todo`` in a fresh pool; returns the cells that were running and those not started when
     a worker died (both empty when the pool finished)."""
     context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(ctx, torch.get_num_threads()))
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                               initargs=(ctx, torch.get_num_threads(), os.getpid()))
     submitted: dict[Future, Cell] = {}
     finished: set[Cell] = set()
 
@@ -100,23 +101,23 @@ def _pool_run(todo: list[Cell], ctx: CellContext, finish: Finish, workers: int) 
 _WORKER: CellContext | None = None
 
 
-def _init_worker(ctx: CellContext, threads: int) -> None:
+def _init_worker(ctx: CellContext, threads: int, driver: int) -> None:
     global _WORKER
-    die_with_parent()
+    die_with_parent(driver)
     torch.set_num_threads(threads)
     # the driver checked every image file before the grid and warned once per unusable one
     warnings.simplefilter("ignore", SkippedImageWarning)
     _WORKER = ctx
 
 
-def die_with_parent() -> None:
-    """Ask the kernel to kill this process when the process that spawned it dies, even by SIGKILL
-    (Linux's PR_SET_PDEATHSIG; elsewhere nothing): a killed driver leaves no worker behind."""
+def die_with_parent(driver: int) -> None:
+    """Ask the kernel to kill this process when the process that spawned it (``driver``) dies, even
+    by SIGKILL (Linux's PR_SET_PDEATHSIG; elsewhere nothing): a killed driver leaves no worker behind."""
     if not sys.platform.startswith("linux"):
         return
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() == 1:  # the driver died before the request took effect
+    if os.getppid() != driver:  # the driver died before the request took effect (we belong to init or a subreaper now)
         os._exit(1)
 
 
