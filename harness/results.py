@@ -642,8 +642,8 @@ class ResultStore:
             log.write(f"== {title}\n{text}\n")
 
     def warn(self, message: str) -> None:
-        """A warning: one line on stderr (never a Python warning's two), and in errors.log where the folder is writable."""
-        print(f"scramblebench: warning: {' '.join(message.split())}", file=sys.stderr, flush=True)
+        """A warning: one line on stderr (:func:`warning_line`), and in errors.log where the folder is writable."""
+        warning_line(message)
         with contextlib.suppress(OSError, RunFolderError):
             self.log_error("warning", message)
 
@@ -935,6 +935,11 @@ def decode_record(data: bytes, path: Path | str = "<record>") -> dict[str, Any]:
 def _as_json(value: Any) -> Any:
     """``value`` as JSON gives it back (tuples as lists), to compare a configuration with a stored one."""
     return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+def warning_line(message: str) -> None:
+    """A warning as one line on stderr, ``scramblebench: warning: ...`` (never a Python warning's two lines)."""
+    print(f"scramblebench: warning: {' '.join(message.split())}", file=sys.stderr, flush=True)
 
 
 def configuration_difference(stored: Any, current: Any, there: str = "there", here: str = "here") -> str | None:

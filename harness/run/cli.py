@@ -25,7 +25,7 @@ import torch
 from harness.data import count_photographs
 from harness.registry import attacks, ciphers, classifiers
 from harness.results import KINDS as CELL_KINDS
-from harness.results import ResultsSchemaError, ResultStore, configuration_difference
+from harness.results import ResultsSchemaError, ResultStore, configuration_difference, warning_line
 from harness.run.arguments import PROG, UsageError, build_parser, parse_device, patterns
 from harness.run.cells import CellContext
 from harness.run.config import ConfigError, resolve_config
@@ -143,10 +143,6 @@ def _checked_image_files(config: dict, strict: bool) -> list[str]:
     return lines
 
 
-def _warn(line: str) -> None:
-    print(f"{PROG}: warning: {line}", file=sys.stderr, flush=True)
-
-
 def _out(args: argparse.Namespace, config: dict) -> Path:
     out = Path(args.out or Path("runs") / config["preset"])
     if out.exists() and not out.is_dir():
@@ -173,7 +169,7 @@ def _validate_command(args: argparse.Namespace, stdout: Callable[[str], None]) -
 
     config, cells, warnings = _planned(args)
     for line in warnings:
-        _warn(line)
+        warning_line(line)
     stdout(yaml.safe_dump(config, sort_keys=False, default_flow_style=None).rstrip("\n"))
     stdout(f"# valid: {len(cells)} cells")
     return 0
@@ -182,7 +178,7 @@ def _validate_command(args: argparse.Namespace, stdout: Callable[[str], None]) -
 def _plan_command(args: argparse.Namespace, stdout: Callable[[str], None]) -> int:
     config, cells, warnings = _planned(args)
     for line in warnings:
-        _warn(line)
+        warning_line(line)
     out = _out(args, config)
     if out.is_dir():  # the folder 'run' would refuse, refused here too
         ResultStore(out).check_adoptable(args.resume)
@@ -300,8 +296,7 @@ def _run_in(
     if args.threads:
         torch.set_num_threads(args.threads)  # the runner owns the process; components never set it
     started, clock = now(), time.perf_counter()
-    display = ProgressDisplay(args.progress, len(cells), heartbeat=args.heartbeat)
-    ctx = CellContext(config, out, device=device, refresh_cache=args.refresh_cache, progress=display.for_cell)
+    ctx = CellContext(config, out, device=device, refresh_cache=args.refresh_cache)
     runner = Runner(ctx)
     run = run_metadata(config, ctx, cells, device, started)
     if executor == "torchrun":
@@ -310,6 +305,8 @@ def _run_in(
         run["distributed"] = {"world_size": dist.get_world_size(), "backend": dist.get_backend()}
     # one configuration per folder; a --no-resume clear is refused while this run works
     with runner.store.active(run, adding=bool(getattr(args, "shard", None))):
+        display = ProgressDisplay(args.progress, len(cells), heartbeat=args.heartbeat)  # drawn once the run may start
+        ctx.progress = display.for_cell
         try:
             failed = runner.run(cells, make_executor(executor, workers=args.workers, address=args.address, in_process=args.in_process),
                                 on_cell_done=display.cell_done)
