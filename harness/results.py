@@ -32,7 +32,6 @@ import io
 import json
 import math
 import os
-import warnings
 from pathlib import Path
 import sys
 from typing import IO, Any, Iterable, Iterator, TypedDict
@@ -139,8 +138,8 @@ class DamagedRecordError(RunFolderError):
     """A cell record cannot be read or its checksum does not match its content."""
 
 
-class RecompiledWarning(UserWarning):
-    """A compiled file (results.csv, per_image.csv, an example file) disagreed with the records in cells/ and was rebuilt from them."""
+class ConfigurationMismatch(RunFolderError):
+    """A run or merge would add cells of another configuration to a run folder (one configuration per folder)."""
 
 
 #: run.json must be an object holding these keys, of these JSON types
@@ -399,7 +398,7 @@ class ResultStore:
             if lock is not None:
                 lock.__exit__(None, None, None)
         self.notes.append(note)
-        warnings.warn(note, RecompiledWarning, stacklevel=3)
+        self.warn(note)
         return frame, table
 
     def save(self, frame: pd.DataFrame) -> None:
@@ -435,13 +434,21 @@ class ResultStore:
             self.write_bytes(self.run_path, dumps_strict(run).encode())
             return
         with self.lock():
-            try:
-                existing = self.read_run()
-            except (FileNotFoundError, ValueError):
-                existing = {}
-            if _as_json(existing.get("config")) == _as_json(run["config"]):
-                run["key_spaces"] = {**existing.get("key_spaces", {}), **run["key_spaces"]}
-            self.write_bytes(self.run_path, dumps_strict(run).encode())
+            self._write_run_merged(run)
+
+    def _write_run_merged(self, run: dict[str, Any]) -> None:
+        """run.json with the key spaces of the one already there when it holds the same configuration (under the lock)."""
+        existing = self._stored_run()
+        if existing is not None and configuration_difference(existing["config"], run["config"]) is None:
+            run["key_spaces"] = {**existing.get("key_spaces", {}), **run.get("key_spaces", {})}
+        self.write_bytes(self.run_path, dumps_strict(run).encode())
+
+    def _stored_run(self) -> dict[str, Any] | None:
+        """run.json (None: absent, or not a run's)."""
+        try:
+            return self.read_run()
+        except (FileNotFoundError, ValueError):
+            return None
 
     def read_run(self) -> dict[str, Any]:
         """run.json, checked: an object with ``config`` (an object with ``datasets`` and ``ciphers`` lists).
@@ -517,7 +524,7 @@ class ResultStore:
         except RunFolderError:
             note += " in memory only: the folder is not writable"
         self.notes.append(note)
-        warnings.warn(note, RecompiledWarning, stacklevel=2)
+        self.warn(note)
         return images, np.asarray([] if ssim is None else ssim, dtype=np.float64)
 
     def _example_from_records(self, path: Path) -> tuple[np.ndarray, np.ndarray | None, str] | None:
@@ -587,15 +594,17 @@ class ResultStore:
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
-        """An exclusive lock on the run folder's records (``cells/.lock``), held while compiling."""
+        """An exclusive lock on the run folder (:data:`LOCK_FILE`, which no clear removes, so every
+        process waits on the same file), held while compiling, clearing, merging and writing run.json."""
         import fcntl
 
-        self._ensure_folder(self.cells_dir)
+        self._ensure_folder()
+        path = self.folder / LOCK_FILE
         try:
-            descriptor = os.open(self.cells_dir / ".lock", os.O_WRONLY | os.O_CREAT | os.O_APPEND, PRIVATE_FILE)
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, PRIVATE_FILE)
         except OSError as exc:
             raise RunFolderError(
-                f"cannot lock {self.cells_dir / '.lock'} ({_os_problem(exc)}): make the run folder {self.folder} writable (chmod u+w)"
+                f"cannot lock {path} ({_os_problem(exc)}): make the run folder {self.folder} writable (chmod u+w)"
             ) from None
         with os.fdopen(descriptor, "a") as handle:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
@@ -635,9 +644,10 @@ class ResultStore:
             log.write(f"== {title}\n{text}\n")
 
     def warn(self, message: str) -> None:
-        """A warning line on stderr and in errors.log."""
-        print(f"scramblebench: warning: {message}", file=sys.stderr, flush=True)
-        self.log_error("warning", message)
+        """A warning: one line on stderr (:func:`warning_line`), and in errors.log where the folder is writable."""
+        warning_line(message)
+        with contextlib.suppress(OSError, RunFolderError):
+            self.log_error("warning", message)
 
     # -- the run folder's life: prepare, merge ---------------------------------------------
     def prepare(self, resume: bool) -> ResultStore:
@@ -652,7 +662,7 @@ class ResultStore:
         if out.exists() and not out.is_dir():
             raise RunFolderError(f"--out {out} is a file, not a folder; name a new or existing run folder")
         if out.is_dir():
-            self._check_adoptable(resume)
+            self.check_adoptable(resume)
         else:
             try:
                 out.mkdir(parents=True, mode=0o700, exist_ok=True)  # another process of a sharded run may have just made it
@@ -664,31 +674,52 @@ class ResultStore:
         except OSError as exc:
             raise RunFolderError(f"--out {out} is not writable ({exc.strerror or exc})") from None
         if not resume:
-            with self._no_other_run(), self.lock():  # never under a run that is writing records
+            with self.lock(), self._no_other_run():  # never under a run that is writing records
                 self.clear_run_files()
         return self
 
-    def _flock(self, mode: int) -> IO[str]:
+    def _marker_handle(self) -> IO[str]:
         """The run folder's marker (which no clear removes and which is rewritten in place), opened
-        and flock-ed with ``mode``: the folder's activity lock."""
-        import fcntl
-
-        path = self.folder / MARKER_FILE
-        handle = os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, PRIVATE_FILE), "a")
-        try:
-            fcntl.flock(handle.fileno(), mode)
-        except BaseException:
-            handle.close()
-            raise
-        return handle
+        for flock: the folder's activity lock (shared by every run and merge, exclusive for a clear)."""
+        return os.fdopen(os.open(self.folder / MARKER_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, PRIVATE_FILE), "a")
 
     @contextlib.contextmanager
-    def active(self) -> Iterator[None]:
-        """Held (shared) by every run while it works in the folder: resumed runs and shards share it,
-        a ``--no-resume`` clear from another process is refused while it is held."""
+    def active(self, run: dict[str, Any] | None = None, *, adding: bool = False) -> Iterator[None]:
+        """Held (shared) by every run and merge while it works in the folder: a ``--no-resume``
+        clear from another process is refused while it is held.
+
+        With ``run`` (its run.json), one configuration per folder: under the folder's lock, its
+        ``config`` is compared with the one in run.json and :class:`ConfigurationMismatch` raised
+        where they differ and another run works in the folder, or where ``adding`` (a shard, a
+        merge: cells added to the folder's configuration); else ``run`` is written to run.json.
+        Alone, a run of another configuration replaces run.json (the folder's records of the
+        earlier configuration stay, left out of the compiled files).
+        """
         import fcntl
 
-        handle = self._flock(fcntl.LOCK_SH)
+        with self.lock():
+            handle = self._marker_handle()
+            try:
+                if run is not None:
+                    try:
+                        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        alone = True
+                    except BlockingIOError:
+                        alone = False
+                    existing = self._stored_run()
+                    difference = None if existing is None else configuration_difference(existing["config"], run["config"])
+                    if difference is not None and (adding or not alone):
+                        raise ConfigurationMismatch(
+                            f"{self.folder} holds another configuration ({difference}): "
+                            + ("shards and merged folders must share one configuration (the same preset, config file and flags); "
+                               "use the same flags or another folder" if adding else
+                               "another scramblebench run of that configuration is working there; wait for it or choose another --out")
+                        )
+                    self._write_run_merged(run)
+                fcntl.flock(handle.fileno(), fcntl.LOCK_SH)  # no clear can hold it: a clear holds the lock we hold
+            except BaseException:
+                handle.close()
+                raise
         try:
             yield
         finally:
@@ -698,9 +729,11 @@ class ResultStore:
     def _no_other_run(self) -> Iterator[None]:
         import fcntl
 
+        handle = self._marker_handle()
         try:
-            handle = self._flock(fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            handle.close()
             raise RunFolderError(
                 f"another scramblebench run is working in {self.folder}: --no-resume would delete its records; "
                 "wait for it to finish or choose another --out"
@@ -710,7 +743,8 @@ class ResultStore:
         finally:
             handle.close()
 
-    def _check_adoptable(self, resume: bool) -> None:
+    def check_adoptable(self, resume: bool) -> None:
+        """Raise :class:`RunFolderError` unless ``run`` (with ``resume``) would write into this existing folder (reads only)."""
         out = self.folder
         if self.has_marker() or not any(out.iterdir()):
             return
@@ -726,31 +760,31 @@ class ResultStore:
             )
 
     def merge_from(self, shards: list[Path]) -> int:
-        """Copy every verified record of the ``shards`` run folders into this one (a damaged one is
-        skipped with a warning; of two records of one name the newer file wins) and add their key
-        spaces to run.json when they ran the same configuration; returns how many were copied."""
+        """Copy every verified record of the ``shards`` run folders into this one, under the folder's
+        lock (a damaged one is skipped with a warning; of two records of one name the newer file
+        wins), and add their key spaces to run.json; returns how many were copied.  The caller
+        checks that they ran this folder's configuration (:func:`configuration_difference`)."""
         import shutil
 
-        run, copied = self.read_run(), 0
-        self.cells_dir.mkdir(parents=True, exist_ok=True)
-        for shard in shards:
-            source = ResultStore(shard)
-            for path in sorted(source.cells_dir.glob("*.json")) if source.cells_dir.is_dir() else []:
-                try:
-                    source.read_record(path)
-                except DamagedRecordError as exc:
-                    self.warn(f"{exc}; not merged")
-                    continue
-                target = self.cells_dir / path.name
-                if not target.exists() or path.stat().st_mtime_ns > target.stat().st_mtime_ns:
-                    tmp = target.with_name(f".{path.name}.merge.tmp")
-                    shutil.copy2(path, tmp)  # keeps the file time: the newest record of a cell wins
-                    tmp.replace(target)
-                    copied += 1
-            other = source.read_run()
-            if other.get("config") == run["config"]:
-                run["key_spaces"] = {**other.get("key_spaces", {}), **run.get("key_spaces", {})}
-        self.write_run(run)
+        with self.lock():
+            run, copied = self.read_run(), 0
+            self.cells_dir.mkdir(parents=True, exist_ok=True)
+            for shard in shards:
+                source = ResultStore(shard)
+                for path in sorted(source.cells_dir.glob("*.json")) if source.cells_dir.is_dir() else []:
+                    try:
+                        source.read_record(path)
+                    except DamagedRecordError as exc:
+                        self.warn(f"{exc}; not merged")
+                        continue
+                    target = self.cells_dir / path.name
+                    if not target.exists() or path.stat().st_mtime_ns > target.stat().st_mtime_ns:
+                        tmp = target.with_name(f".{path.name}.merge.tmp")
+                        shutil.copy2(path, tmp)  # keeps the file time: the newest record of a cell wins
+                        tmp.replace(target)
+                        copied += 1
+                run["key_spaces"] = {**source.read_run().get("key_spaces", {}), **run.get("key_spaces", {})}
+            self.write_run(run)
         return copied
 
     # -- the run-folder marker ------------------------------------------------------------
@@ -905,6 +939,29 @@ def _as_json(value: Any) -> Any:
     return json.loads(json.dumps(value, sort_keys=True, default=str))
 
 
+def warning_line(message: str) -> None:
+    """A warning as one line on stderr, ``scramblebench: warning: ...`` (never a Python warning's two lines)."""
+    print(f"scramblebench: warning: {' '.join(message.split())}", file=sys.stderr, flush=True)
+
+
+def configuration_difference(stored: Any, current: Any, there: str = "there", here: str = "here") -> str | None:
+    """The first key where the configuration ``current`` differs from ``stored`` (run.json's), as
+    ``seed is 0 there, 5 here`` (None: the same)."""
+
+    def first(a: Any, b: Any, path: str) -> str | None:
+        if isinstance(a, dict) and isinstance(b, dict):
+            for key in sorted(set(a) | set(b)):
+                if key not in a or key not in b:
+                    return f"{path}{key} is {'set' if key in a else 'unset'} {there}, {'set' if key in b else 'unset'} {here}"
+                found = first(a[key], b[key], f"{path}{key}.")
+                if found:
+                    return found
+            return None
+        return None if a == b else f"{path.rstrip('.')} is {json.dumps(a)} {there}, {json.dumps(b)} {here}"
+
+    return first(_as_json(stored), _as_json(current), "")
+
+
 def _strict(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
@@ -927,6 +984,9 @@ def dumps_strict(value: Any) -> str:
 #: the runner's mark on a folder it made; also flock-ed (shared) by every run working in the folder,
 #: which a --no-resume clear needs exclusively
 MARKER_FILE = ".scramblebench-run"
+#: flock-ed exclusively while the folder's records are compiled, cleared or merged and run.json written;
+#: in the folder itself, not in a folder a clear removes
+LOCK_FILE = ".scramblebench-lock"
 #: the runner's own files in a run folder (``cache/`` of trained models is kept: ``--refresh-cache``)
 RUN_OUTPUTS = (RESULTS_FILE, PER_IMAGE_FILE, RUN_FILE, "report.md", "tables.tex", "tables.html", "tables", "errors.log", EXAMPLES_DIR,
                "figures", CELLS_DIR, RESTORATIONS_DIR)

@@ -162,6 +162,7 @@ def benchmark(
     progress: str = "none",
     resume: bool = True,
     log_restorations: bool = False,
+    isolate: bool = False,
     extra_args: Sequence[str] = (),
 ) -> Run:
     """Run a grid (missing cells only, unless ``resume=False``) into ``out``, render its report and
@@ -170,12 +171,16 @@ def benchmark(
     (``run.failed``, ``run.exit_code == 1``); arguments the command line refuses raise
     :class:`BenchmarkError`.  ``log_restorations``: keep every restored image of every security
     cell (``run.restorations``, ``run.restored(...)``; the folder then holds the victim's images as
-    restored)."""
+    restored).  The cells run in this process (``--in-process``: a library call that
+    needs no ``if __name__ == "__main__"`` guard and stops in pdb); ``isolate=True`` runs them in
+    worker processes as the command line does, so a plugin that crashes is one failed cell
+    (needed for ``--workers N`` or ``--executor`` in ``extra_args``)."""
     from harness.run.cli import main  # the runner wing, imported only when a grid runs
 
     argv = ["run", "--out", str(out), "--device", device, "--progress", progress]
     argv += [] if resume else ["--no-resume"]
     argv += ["--log-restorations"] if log_restorations else []
+    argv += [] if isolate else ["--in-process"]
     flags = {"--preset": preset, "--dataset": _names(datasets), "--ciphers": _names(ciphers),
              "--classifiers": _names(classifiers), "--attacks": _names(attacks), "--kinds": _names(kinds),
              "--seed": None if seed is None else str(seed)}

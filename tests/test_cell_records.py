@@ -63,7 +63,7 @@ def serial_grid(tmp_path_factory) -> tuple[Path, Path]:
     """The 12-cell grid run serially in-process: (its folder, its config file)."""
     folder = tmp_path_factory.mktemp("serial")
     config = grid_config(folder)
-    assert main(["--config", str(config), *GRID, "--out", str(folder / "run")], stdout=lambda line: None) == 0
+    assert main(["--config", str(config), *GRID, "--out", str(folder / "run"), "--in-process"], stdout=lambda line: None) == 0
     assert len(ResultStore(folder / "run").load()[["kind", "cipher", "classifier", "attack"]].drop_duplicates()) == 12
     return folder / "run", config
 
@@ -104,7 +104,7 @@ def _tiny_argv(tmp_path: Path, *extra: str, config: str = TINY) -> list[str]:
     path = tmp_path / f"tiny{abs(hash(config))}.yaml"
     path.write_text(config)
     return ["--config", str(path), "--ciphers", "plain,proposed", "--classifiers", "resnet18", "--attacks", "none,puzzle",
-            "--out", str(tmp_path / "run"), "--progress", "none", *extra]
+            "--out", str(tmp_path / "run"), "--progress", "none", "--in-process", *extra]
 
 
 def test_another_seed_recomputes_every_cell_and_its_rows_say_so(tmp_path, monkeypatch) -> None:
@@ -296,7 +296,7 @@ def test_shard_folders_merge_into_the_serial_rows(tmp_path, serial_grid, capsys)
     serial, config = serial_grid
     quiet = {"stdout": lambda line: None}
     for i in (1, 2):
-        assert main(["--config", str(config), *GRID, "--out", str(tmp_path / f"shard{i}"), "--shard", f"{i}/2"], **quiet) == 0
+        assert main(["--config", str(config), *GRID, "--out", str(tmp_path / f"shard{i}"), "--shard", f"{i}/2", "--in-process"], **quiet) == 0
     parts = [compiled(tmp_path / f"shard{i}")[0] for i in (1, 2)]
     assert len(parts[0]) and len(parts[1])
     lines: list[str] = []
@@ -337,7 +337,7 @@ def test_a_killed_run_loses_no_finished_cell_and_the_rerun_completes_it(tmp_path
     store = ResultStore(out)
     before = {r["cell_hash"]: r["finished"] for r in store.scan_records()[0]}
     assert before and not store.scan_records()[1]  # whole records only, never a half-written one
-    assert main(["--config", str(config), *GRID, "--out", str(out)], stdout=lambda line: None) == 0
+    assert main(["--config", str(config), *GRID, "--out", str(out), "--in-process"], stdout=lambda line: None) == 0
     after = {r["cell_hash"]: r["finished"] for r in store.scan_records()[0]}
     assert len(after) == 12 and all(after[h] == finished for h, finished in before.items())  # none recomputed
     assert_same_rows(serial, out)
@@ -354,3 +354,53 @@ def test_provenance_records_scramblebench_s_own_commit_not_a_surrounding_reposit
     installed.mkdir(parents=True)
     subprocess.run(["git", "init", "-q", str(project)], check=True)
     assert git_commit(installed) == "not a checkout (installed package)"
+
+
+# -- one configuration per folder -------------------------------------------------------------
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_a_shard_of_another_configuration_is_refused_in_the_folder(tmp_path, monkeypatch, capsys) -> None:
+    """Issue 20: shards of different configurations in one --out are refused (exit 2, one line naming
+    the key), so the compiled results never silently keep one configuration's cells."""
+    computed = _counting(monkeypatch)
+    quiet = {"stdout": lambda line: None}
+    assert main(_tiny_argv(tmp_path, "--shard", "1/2"), **quiet) == 0
+    before, done = _snapshot(tmp_path / "run"), len(computed)
+    capsys.readouterr()
+    assert main(_tiny_argv(tmp_path, "--shard", "2/2", "--seed", "5"), **quiet) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "another configuration (seed is 0 there, 5 here)" in err, err
+    assert len(computed) == done and _snapshot(tmp_path / "run") == before  # nothing computed, nothing written
+    assert main(_tiny_argv(tmp_path, "--shard", "2/2", "--ciphers", "proposed"), **quiet) == 0  # another selection: fine
+
+
+def test_a_run_of_another_configuration_is_refused_while_a_run_works_in_the_folder(tmp_path, monkeypatch, capsys) -> None:
+    _counting(monkeypatch)
+    assert main(_tiny_argv(tmp_path), stdout=lambda line: None) == 0
+    store = ResultStore(tmp_path / "run")
+    with store.active(store.read_run()):  # a run of seed 0 working there (a real flock, as another process holds it)
+        capsys.readouterr()
+        assert main(_tiny_argv(tmp_path, "--seed", "5"), stdout=lambda line: None) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "seed is 0 there, 5 here" in err and "another scramblebench run" in err
+        assert main(_tiny_argv(tmp_path), stdout=lambda line: None) == 0  # the same configuration shares the folder
+    assert main(_tiny_argv(tmp_path, "--seed", "5"), stdout=lambda line: None) == 0  # alone: the folder changes configuration
+    assert store.read_run()["config"]["seed"] == 5
+
+
+def test_merge_of_another_configuration_is_refused_and_changes_nothing(tmp_path, monkeypatch, capsys) -> None:
+    _counting(monkeypatch)
+    quiet = {"stdout": lambda line: None}
+    for name, shard, config in (("a", "1/2", TINY), ("b", "2/2", TINY.replace("image_size: [16, 16]", "image_size: [24, 24]"))):
+        assert main(_tiny_argv(tmp_path, "--shard", shard, "--out", str(tmp_path / name), config=config), **quiet) == 0
+    assert main(["merge", str(tmp_path / "out"), str(tmp_path / "a")], **quiet) == 0
+    before = _snapshot(tmp_path / "out")
+    capsys.readouterr()
+    assert main(["merge", str(tmp_path / "out"), str(tmp_path / "b")], **quiet) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "image_size is [16, 16] in" in err and "[24, 24] in" in err, err
+    assert _snapshot(tmp_path / "out") == before
+    assert main(["merge", str(tmp_path / "new"), str(tmp_path / "a"), str(tmp_path / "b")], **quiet) == 2
+    assert not (tmp_path / "new").exists()

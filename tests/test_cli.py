@@ -16,7 +16,7 @@ import yaml
 
 from harness.run import cells, identity, plan
 from harness.run.cli import main
-from harness.results import MARKER_FILE, ResultStore, ResultsSchemaError, rows_frame, validate_results
+from harness.results import LOCK_FILE, MARKER_FILE, ResultStore, ResultsSchemaError, rows_frame, validate_results
 
 GOLDEN = Path(__file__).parent / "golden"
 TINY = {"n_train": 20, "n_test": 10, "n_attacker": 10, "image_size": [16, 16], "examples": 2}
@@ -126,7 +126,8 @@ def test_interrupted_run_resumes_without_recomputing(capsys, tmp_path, tiny_conf
         calls.append(cell.id)
         return _fake_rows(cell, ctx)
 
-    argv = ["--config", str(tiny_config), "--ciphers", "plain,proposed", "--kinds", "key_space", "--out", str(out), "--progress", "none"]
+    argv = ["--config", str(tiny_config), "--ciphers", "plain,proposed", "--kinds", "key_space", "--out", str(out), "--progress", "none",
+            "--in-process"]
     monkeypatch.setattr(cells, "compute_cell", interrupted)
     code, _, err = _run(capsys, *argv)  # Ctrl-C (and SIGTERM): exit 130, one line, no traceback
     assert code == 130 and "interrupted" in err and "Traceback" not in err
@@ -153,7 +154,8 @@ def test_failing_cell_is_recorded_and_exit_code_is_1(capsys, tmp_path, tiny_conf
         return _fake_rows(cell, ctx)
 
     monkeypatch.setattr(cells, "compute_cell", flaky)
-    argv = ["--config", str(tiny_config), "--ciphers", "plain,proposed", "--kinds", "key_space", "--out", str(out), "--progress", "none"]
+    argv = ["--config", str(tiny_config), "--ciphers", "plain,proposed", "--kinds", "key_space", "--out", str(out), "--progress", "none",
+            "--in-process"]
     code, text, _ = _run(capsys, *argv)
     assert code == 1 and "1 failed" in text
     report = (out / "report.md").read_text()
@@ -226,7 +228,8 @@ def _one_line_error(err: str) -> None:
 
 
 def _key_space_argv(config: Path, out: Path, *extra: str) -> list[str]:
-    return ["--config", str(config), "--ciphers", "plain,proposed", "--kinds", "key_space", "--out", str(out), "--progress", "none", *extra]
+    return ["--config", str(config), "--ciphers", "plain,proposed", "--kinds", "key_space", "--out", str(out), "--progress", "none",
+            "--in-process", *extra]
 
 
 @pytest.mark.parametrize("argv", [["--seed", "-1"], ["--seed", str(2**63)], ["--seed", "x"], ["--preset", "huge"], ["--bogus"]])
@@ -309,7 +312,7 @@ def test_no_resume_clears_only_the_runners_own_files(capsys, tmp_path, tiny_conf
     (out / "examples").mkdir(exist_ok=True)
     (out / "examples" / "stale.npz").write_text("old")
     assert ResultStore(out).clear_run_files()  # what --no-resume calls, on a marked folder
-    assert sorted(p.name for p in out.iterdir()) == sorted([MARKER_FILE, "notes.txt", "cache"])
+    assert sorted(p.name for p in out.iterdir()) == sorted([MARKER_FILE, LOCK_FILE, "notes.txt", "cache"])  # the lock file stays
     assert (out / "cache" / "model.pt").read_text() == "cached"
     assert _run(capsys, *_key_space_argv(tiny_config, out, "--no-resume"))[0] == 0
     assert (out / "notes.txt").read_text() == "mine" and len(ResultStore(out).load()) == 2
@@ -389,3 +392,50 @@ def test_the_default_grid_runs_the_configured_ciphers_and_plugins_and_named_ones
     assert default == set(config["ciphers"])  # the seed's ciphers and plain: the 5-minute grid
     named = {cell.cipher for cell in plan_cells(config, Selection(ciphers=["cfe*", "ak_flip"], kinds=("key_space",)))}
     assert named == {"cfe_v1", "cfe_v2", "ak_flip"}
+
+
+def _photos_with_a_truncated_one(root: Path) -> Path:
+    import cv2
+
+    from tests.photos import other_photographs
+
+    root.mkdir()
+    for index, photo in enumerate(other_photographs(8, size=24, seed=2).permute(0, 2, 3, 1).numpy()):
+        cv2.imwrite(str(root / f"{index}.png"), cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))
+    whole = (root / "0.png").read_bytes()
+    (root / "cut.png").write_bytes(whole[: len(whole) // 2])
+    return root / "cut.png"
+
+
+@pytest.mark.parametrize("command", [["validate"], ["plan"], ["run"]])
+def test_strict_refuses_an_unusable_image_file_with_one_line(capsys, tmp_path, tiny_config, command) -> None:
+    cut = _photos_with_a_truncated_one(tmp_path / "photos")
+    out = tmp_path / "run"
+    folder = [] if command == ["validate"] else ["--out", str(out)]
+    code, _, err = _run(capsys, *command, "--images", str(tmp_path / "photos"), "--config", str(tiny_config), "--strict", *folder)
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith("scramblebench: error: ") and f"{cut}: is truncated" in err
+    assert not out.exists()
+
+
+def test_without_strict_an_unusable_image_file_is_one_warning_line(capsys, tmp_path, tiny_config) -> None:
+    cut = _photos_with_a_truncated_one(tmp_path / "photos")
+    out = tmp_path / "run"
+    code, _, err = _run(capsys, "--images", str(tmp_path / "photos"), "--config", str(tiny_config), "--ciphers", "plain",
+                        "--kinds", "key_space", "--out", str(out), "--progress", "none", "--in-process")
+    assert code == 0, err
+    assert err.splitlines() == [f"scramblebench: warning: skipping {cut}: is truncated (a PNG without its IEND chunk)"]
+    assert f"skipping {cut}" in (out / "errors.log").read_text()
+
+
+@pytest.mark.parametrize("resume", [[], ["--no-resume"]])
+def test_plan_refuses_the_folder_run_would_refuse(capsys, tmp_path, tiny_config, resume) -> None:
+    """Every subcommand exits 2 with one line on a wrong folder: plan says what run would say."""
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("not a run")
+    expected = "scramblebench did not make it" if resume else "not a scramblebench run folder"
+    for command in (["plan"], ["run", "--in-process"]):
+        code, _, err = _run(capsys, *command, "--config", str(tiny_config), "--kinds", "key_space", "--out", str(folder), *resume)
+        assert code == 2 and err.count("\n") == 1 and expected in err, err
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]

@@ -79,7 +79,8 @@ def test_the_scheduler_waits_for_the_cell_a_cell_depends_on() -> None:
 
 
 def test_make_executor_names_the_launchers() -> None:
-    assert isinstance(make_executor("local"), SerialExecutor)
+    assert isinstance(make_executor("local"), PoolExecutor) and make_executor("local").workers == 1  # isolated by default
+    assert isinstance(make_executor("local", in_process=True), SerialExecutor)
     assert isinstance(make_executor("local", workers=2), PoolExecutor)
     assert isinstance(make_executor("torchrun"), TorchrunExecutor)
     with pytest.raises(ValueError, match="unknown executor"):

@@ -111,6 +111,7 @@ def config(tmp_path: Path) -> Path:
 
 
 def _main(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:
+    """The CLI in this process; runs pass ``--in-process``, since the plugins are registered here only."""
     lines: list[str] = []
     code = main(list(argv), stdout=lines.append)
     return code, "\n".join(lines), capsys.readouterr().err
@@ -119,7 +120,7 @@ def _main(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:
 def test_broken_ciphers_fail_their_cells_with_the_contract_and_the_rest_runs(capsys, tmp_path, config, broken) -> None:
     out = tmp_path / "run"
     code, text, err = _main(capsys, "--config", str(config), "--ciphers", ",".join(["plain", "xor_ok", *BROKEN_CIPHERS]),
-                            "--attacks", "none", "--kinds", "key_space,security", "--progress", "none", "--out", str(out))
+                            "--attacks", "none", "--kinds", "key_space,security", "--progress", "none", "--in-process", "--out", str(out))
     assert code == 1 and "Traceback" not in err and (out / "report.md").is_file(), err
     frame = ResultStore(out).load()
     for name, (_, broke) in BROKEN_CIPHERS.items():
@@ -136,7 +137,7 @@ def test_broken_ciphers_fail_their_cells_with_the_contract_and_the_rest_runs(cap
 def test_broken_attacks_fail_their_cells_with_the_contract_and_the_rest_runs(capsys, tmp_path, config, broken) -> None:
     out = tmp_path / "run"
     code, _, err = _main(capsys, "--config", str(config), "--ciphers", "plain,xor_ok", "--attacks", ",".join(["none", *BROKEN_ATTACKS]),
-                         "--kinds", "key_space,security", "--progress", "none", "--out", str(out))
+                         "--kinds", "key_space,security", "--progress", "none", "--in-process", "--out", str(out))
     assert code == 1 and (out / "report.md").is_file(), err
     frame = ResultStore(out).load()
     for name, (_, broke) in BROKEN_ATTACKS.items():

@@ -55,7 +55,7 @@ def test_own_photographs_run_key_space_and_security_and_accuracy_says_it_needs_l
     config = tmp_path / "own.yaml"
     config.write_text("image_size: [16, 16]\nknown_pairs: 2\nexamples: 2\n")
     argv = ["--images", str(photos), "--config", str(config), "--ciphers", "plain,proposed", "--classifiers", "resnet18",
-            "--attacks", "none,kpa", "--out", str(tmp_path / "run"), "--progress", "none"]
+            "--attacks", "none,kpa", "--out", str(tmp_path / "run"), "--progress", "none", "--in-process"]
     assert cli.main(argv, stdout=lambda line: None) == 0
     frame = ResultStore(tmp_path / "run").load()
     accuracy = frame[frame["kind"] == "accuracy"]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -13,7 +15,6 @@ import pytest
 from harness import results
 from harness.results import (
     DamagedRecordError,
-    RecompiledWarning,
     ResultsSchemaError,
     ResultStore,
     RunFolderError,
@@ -21,6 +22,15 @@ from harness.results import (
 )
 
 ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+@contextlib.contextmanager
+def _one_warning_line(capsys: pytest.CaptureFixture, pattern: str):
+    """The block prints exactly one warning line matching ``pattern`` on stderr (no Python warning)."""
+    capsys.readouterr()
+    yield
+    err = capsys.readouterr().err
+    assert err.startswith("scramblebench: warning: ") and err.count("\n") == 1 and re.search(pattern, err), err
 
 
 def _record(index: int, rows: int = 3) -> dict:
@@ -73,12 +83,12 @@ def test_run_json_that_is_not_a_run_is_one_clear_error(tmp_path: Path, content: 
     assert "\n" not in str(caught.value) and "rerun" in str(caught.value)
 
 
-def test_a_truncated_example_file_is_rebuilt_from_its_record(tmp_path: Path) -> None:
+def test_a_truncated_example_file_is_rebuilt_from_its_record(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     store = _run_folder(tmp_path / "run")
     path = store.example_path("natural", "c2", "encrypted")
     whole = path.read_bytes()
     path.write_bytes(whole[: len(whole) // 2])
-    with pytest.warns(RecompiledWarning, match=r"c2__encrypted\.npz was damaged"):
+    with _one_warning_line(capsys, r"c2__encrypted\.npz was damaged"):
         images, ssim = store.load_examples(path)
     assert images.shape == (2, 3, 4, 4) and (images == 2).all() and ssim.tolist() == [0.5, 0.25]
     assert ResultStore(tmp_path / "run").load_examples(path)[0].shape == (2, 3, 4, 4)  # written back whole
@@ -97,7 +107,7 @@ def test_a_damaged_example_file_no_record_holds_is_one_clear_error(tmp_path: Pat
 
 
 @pytest.mark.parametrize("cut", ["last_cell", "mid_cell", "header_only", "missing", "mid_line"])
-def test_results_csv_cut_at_a_line_boundary_is_recompiled_from_the_records(tmp_path: Path, cut: str) -> None:
+def test_results_csv_cut_at_a_line_boundary_is_recompiled_from_the_records(tmp_path: Path, cut: str, capsys: pytest.CaptureFixture) -> None:
     store = _run_folder(tmp_path / "run", cells=4)
     whole = store.load()
     lines = store.results_path.read_text().splitlines(keepends=True)
@@ -110,7 +120,7 @@ def test_results_csv_cut_at_a_line_boundary_is_recompiled_from_the_records(tmp_p
     else:
         store.results_path.write_text("".join(lines[:keep]))
     fresh = ResultStore(tmp_path / "run")
-    with pytest.warns(RecompiledWarning, match=r"results\.csv disagreed with the 4 record\(s\)"):
+    with _one_warning_line(capsys, r"results\.csv disagreed with the 4 record\(s\)"):
         frame = fresh.load()
     assert len(frame) == len(whole) == 12
     assert frame.drop(columns=["elapsed_s"]).equals(whole.drop(columns=["elapsed_s"]))
@@ -118,11 +128,11 @@ def test_results_csv_cut_at_a_line_boundary_is_recompiled_from_the_records(tmp_p
     assert len(ResultStore(tmp_path / "run").load()) == 12  # and now it agrees: no warning needed
 
 
-def test_per_image_csv_cut_is_recompiled_too(tmp_path: Path) -> None:
+def test_per_image_csv_cut_is_recompiled_too(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     store = _run_folder(tmp_path / "run", cells=3)
     lines = store.per_image_path.read_text().splitlines(keepends=True)
     store.per_image_path.write_text("".join(lines[:-2]))
-    with pytest.warns(RecompiledWarning, match=r"per_image\.csv disagreed"):
+    with _one_warning_line(capsys, r"per_image\.csv disagreed"):
         assert len(ResultStore(tmp_path / "run").load_per_image()) == 6
 
 
@@ -135,7 +145,7 @@ def test_disagreement_whose_record_is_gone_says_so(tmp_path: Path) -> None:
         ResultStore(tmp_path / "run").load()
 
 
-def test_an_unwritable_folder_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_unwritable_folder_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
     store = _run_folder(tmp_path / "run", cells=2)
 
     def refuse(path, data):
@@ -150,7 +160,7 @@ def test_an_unwritable_folder_is_one_clear_error(tmp_path: Path, monkeypatch: py
     # reading still works, and a cut results.csv is recompiled in memory
     lines = store.results_path.read_text().splitlines(keepends=True)
     store.results_path.write_text("".join(lines[:2]))
-    with pytest.warns(RecompiledWarning, match="in memory only"):
+    with _one_warning_line(capsys, "in memory only"):
         assert len(fresh.load()) == 6
 
 
@@ -203,7 +213,7 @@ def test_everything_the_store_writes_is_private_even_in_an_existing_folder(tmp_p
     finally:
         os.umask(old)
     modes = _modes(folder)
-    assert {"cells", "examples", "examples/natural", "results.csv", "per_image.csv", "run.json", ".scramblebench-run", "cells/.lock"} <= set(modes)
+    assert {"cells", "examples", "examples/natural", "results.csv", "per_image.csv", "run.json", ".scramblebench-run", ".scramblebench-lock"} <= set(modes)
     for name, mode in modes.items():
         expected = 0o700 if (folder / name).is_dir() else 0o600
         assert mode == expected, f"{name}: {oct(mode)}"
@@ -266,7 +276,7 @@ def test_no_resume_from_another_process_is_refused_while_a_run_works(tmp_path, c
     from harness.run.cli import main
 
     out = tmp_path / "run"
-    argv = ["--ciphers", "plain", "--kinds", "key_space", "--out", str(out), "--progress", "none"]
+    argv = ["--ciphers", "plain", "--kinds", "key_space", "--out", str(out), "--progress", "none", "--in-process"]
     config = tmp_path / "tiny.yaml"
     config.write_text("n_train: 20\nn_test: 10\nn_attacker: 10\nimage_size: [16, 16]\n")
     assert main(["--config", str(config), *argv], stdout=lambda line: None) == 0
@@ -278,3 +288,56 @@ def test_no_resume_from_another_process_is_refused_while_a_run_works(tmp_path, c
         assert code == 2 and "another scramblebench run is working" in err and err.count("\n") == 1
         assert sorted((out / "cells").glob("*.json")) == records
     assert main(["--config", str(config), "--no-resume", *argv], stdout=lambda line: None) == 0
+
+
+def _tiny_key_space_run(tmp_path: Path, out: Path, ciphers: str, *extra: str) -> None:
+    from harness.run.cli import main
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text("n_train: 20\nn_test: 10\nn_attacker: 10\nimage_size: [16, 16]\n")
+    argv = ["--config", str(config), "--ciphers", ciphers, "--kinds", "key_space", "--out", str(out), "--progress", "none", "--in-process"]
+    assert main([*argv, *extra], stdout=lambda line: None) == 0
+
+
+def test_a_clear_keeps_the_lock_file_every_process_waits_on(tmp_path) -> None:
+    """A --no-resume clear must not delete the file the folder's lock is taken on: a process waiting
+    on the old file and one opening a new file would both hold "the" lock."""
+    out = tmp_path / "run"
+    _tiny_key_space_run(tmp_path, out, "plain")
+    lock = out / results.LOCK_FILE
+    inode = lock.stat().st_ino
+    _tiny_key_space_run(tmp_path, out, "plain", "--no-resume")
+    assert lock.stat().st_ino == inode and list((out / "cells").glob("*.json"))
+
+
+def _blocked_on_a_lock(pid: int) -> bool:
+    """Whether process ``pid`` waits for a flock (a ``->`` line of /proc/locks)."""
+    return any(len(f) > 5 and f[1] == "->" and f[5] == str(pid) for f in map(str.split, Path("/proc/locks").read_text().splitlines()))
+
+
+@pytest.mark.skipif(not Path("/proc/locks").exists(), reason="needs Linux /proc/locks")
+def test_merge_copies_nothing_while_another_process_holds_the_folders_lock(tmp_path) -> None:
+    """Issue 20 item 2 with real processes: merge takes OUT's lock before it copies a record (a compile
+    or a clear in progress finishes first), then completes."""
+    import subprocess
+    import sys
+    import time
+
+    _tiny_key_space_run(tmp_path, tmp_path / "a", "plain")
+    _tiny_key_space_run(tmp_path, tmp_path / "b", "proposed")
+    out = tmp_path / "out"
+    from harness.run.cli import main
+
+    assert main(["merge", str(out), str(tmp_path / "a")], stdout=lambda line: None) == 0
+    theirs = {p.name for p in (tmp_path / "b" / "cells").glob("*.json")}
+    with ResultStore(out).lock():  # a compile in another process
+        merge = subprocess.Popen([sys.executable, "run_bench.py", "merge", str(out), str(tmp_path / "b")], cwd=Path(__file__).parents[1],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 120
+        while merge.poll() is None and not _blocked_on_a_lock(merge.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert merge.poll() is None and _blocked_on_a_lock(merge.pid)
+        assert not theirs & {p.name for p in (out / "cells").glob("*.json")}  # nothing copied under another's lock
+    _, err = merge.communicate(timeout=120)
+    assert merge.returncode == 0, err
+    assert theirs <= {p.name for p in (out / "cells").glob("*.json")}

@@ -100,9 +100,11 @@ class CrashingCipher(PlainCipher):
 '''
 
 
-def test_a_plugin_that_kills_its_worker_is_one_failed_cell(tmp_path: Path) -> None:
-    """Issue 20 item 1: with --workers 2 a worker's death is one failed cell with its reason; the
-    other cells are computed and the report is written (exit 1, not a BrokenProcessPool traceback)."""
+@pytest.mark.parametrize(("workers", "kinds", "attacks"), [("1", "security", "none"), ("2", "key_space,security", "none,mean_colour")])
+def test_a_plugin_that_kills_its_worker_is_one_failed_cell(tmp_path: Path, workers: str, kinds: str, attacks: str) -> None:
+    """Issue 20 item 1: with --workers 2, and with the default --workers 1 (one worker process), a
+    worker's death is one failed cell with its reason; the other cells are computed and the report
+    is written (exit 1, not a BrokenProcessPool traceback, nor the driver dying with no record)."""
     site = tmp_path / "site"
     site.mkdir()
     (site / "crashing_plugin.py").write_text(CRASHING_PLUGIN)
@@ -115,7 +117,7 @@ def test_a_plugin_that_kills_its_worker_is_one_failed_cell(tmp_path: Path) -> No
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(ROOT)])}
     done = subprocess.run(
         [sys.executable, str(ROOT / "run_bench.py"), "--config", str(config), "--ciphers", "plain,crashing",
-         "--attacks", "none,mean_colour", "--kinds", "key_space,security", "--workers", "2", "--progress", "none",
+         "--attacks", attacks, "--kinds", kinds, "--workers", workers, "--progress", "none",
          "--out", str(tmp_path / "run")],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
     )
@@ -124,4 +126,6 @@ def test_a_plugin_that_kills_its_worker_is_one_failed_cell(tmp_path: Path) -> No
     results = (tmp_path / "run" / "results.csv").read_text()
     failed = [line for line in results.splitlines() if ",failed," in line]
     assert failed and all(",crashing," in line and "worker process died" in line for line in failed)
-    assert sum(",plain," in line and ",ok," in line for line in results.splitlines()) > 3  # plain's cells all ran
+    ok = {(line.split(",")[0], line.split(",")[4]) for line in results.splitlines() if ",plain," in line and ",ok," in line}
+    expected = {("key_space", "")} if "key_space" in kinds else set()
+    assert ok == expected | {("security", attack) for attack in attacks.split(",")}  # plain's cells all ran

@@ -60,6 +60,11 @@ def _config_flags() -> argparse.ArgumentParser:
         help="your own photographs, any folder of images, no labels: the same as --dataset images --data-dir DIR "
         "(key-space and security cells; accuracy cells need labels)",
     )
+    group.add_argument(
+        "--strict", action="store_true",
+        help="refuse (exit 2) an image file of --images (or of a folder dataset) that cannot be used: unreadable, empty, "
+        "truncated or undecodable (default: skip it with one warning line)",
+    )
     group.add_argument("--seed", type=int, help="master seed, 0 to 2**63 - 1 (keys, data, training and attacks derive from it)")
     select = flags.add_argument_group("selection")
     select.add_argument("--ciphers", help="comma list of cipher names or fnmatch patterns (default: all registered)")
@@ -109,8 +114,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers",
         type=int,
         default=1,
-        help="cells run at once, each in its own process with --threads threads (default 1: serial; "
-        "`make bench` uses 2 on a 2-core machine)",
+        help="cells run at once, each in a spawned worker process with --threads threads (default 1: one worker, "
+        "cells one after another; a cell that crashes its worker is one failed cell); `make bench` uses 2 on a 2-core machine",
+    )
+    run.add_argument(
+        "--in-process", action="store_true",
+        help="compute the cells one after another in this process, not in a worker (for pdb and profilers; "
+        "a cell that crashes the process ends the run)",
     )
     run.add_argument(
         "--executor", choices=["local", "ray"], default="local",

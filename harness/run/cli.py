@@ -94,6 +94,8 @@ def _check_run_flags(args: argparse.Namespace) -> None:
             require_ray()
         except ImportError as exc:
             raise UsageError(str(exc)) from None
+    if args.in_process and (args.workers > 1 or args.executor != "local"):
+        raise UsageError("--in-process computes the cells one at a time in this process; drop --workers and --executor")
 
 
 def _aliased(args: argparse.Namespace) -> str:
@@ -106,8 +108,9 @@ def _aliased(args: argparse.Namespace) -> str:
     return "plan" if args.dry_run else "run"
 
 
-def _planned(args: argparse.Namespace) -> tuple[dict, list[Cell]]:
-    """The resolved configuration and the cells of the grid (of this shard) that the flags select."""
+def _planned(args: argparse.Namespace) -> tuple[dict, list[Cell], list[str]]:
+    """The resolved configuration, the cells of the grid (of this shard) that the flags select, and
+    a warning line for every unusable image file (:func:`_checked_image_files`)."""
     from harness.run.config import resolve_config
     from harness.run.plan import parse_shard, plan_cells, shard_cells
 
@@ -124,7 +127,21 @@ def _planned(args: argparse.Namespace) -> tuple[dict, list[Cell]]:
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         cells = shard_cells(cells, index, count)
-    return config, cells
+    return config, cells, _checked_image_files(config, args.strict)
+
+
+def _checked_image_files(config: dict, strict: bool) -> list[str]:
+    """Every file of a dataset read from a folder of image files (``images``, ``folder``) checked
+    before any cell runs: an unusable one (unreadable, empty, truncated, undecodable) is a user
+    error with ``strict`` (one line naming it and why), else one warning line each, returned
+    (a cell in this process does not warn again; worker processes ignore the Python warning)."""
+    if config.get("data_dir") is None or not {"images", "folder"} & set(config["datasets"]):
+        return []
+    from harness.data import count_photographs
+
+    lines: list[str] = []
+    count_photographs(config["data_dir"], strict=strict, warn=lines.append)
+    return lines
 
 
 def _out(args: argparse.Namespace, config: dict) -> Path:
@@ -154,10 +171,13 @@ def _list_command(args: argparse.Namespace, stdout: Callable[[str], None]) -> in
 def _validate_command(args: argparse.Namespace, stdout: Callable[[str], None]) -> int:
     import yaml
 
+    from harness.results import warning_line
     from harness.run.cells import CellContext
     from harness.run.cells.contracts import plugin_violations
 
-    config, cells = _planned(args)
+    config, cells, warnings = _planned(args)
+    for line in warnings:
+        warning_line(line)
     stdout(yaml.safe_dump(config, sort_keys=False, default_flow_style=None).rstrip("\n"))
     broken = plugin_violations(cells, CellContext(config, Path(".")))
     stdout(f"# {'invalid' if broken else 'valid'}: {len(cells)} cells" + (f", {len(broken)} plugin(s) broke their contract" if broken else ""))
@@ -165,12 +185,17 @@ def _validate_command(args: argparse.Namespace, stdout: Callable[[str], None]) -
 
 
 def _plan_command(args: argparse.Namespace, stdout: Callable[[str], None]) -> int:
+    from harness.results import ResultStore, warning_line
     from harness.run.cells import CellContext
     from harness.run.cells.contracts import plugin_violations
     from harness.run.runner import Runner
 
-    config, cells = _planned(args)
+    config, cells, warnings = _planned(args)
+    for line in warnings:
+        warning_line(line)
     out = _out(args, config)
+    if out.is_dir():  # the folder 'run' would refuse, refused here too
+        ResultStore(out).check_adoptable(args.resume)
     ctx = CellContext(config, out)
     runner = Runner(ctx)
     finished = runner.finished_cells(cells) if args.resume and out.is_dir() else set()
@@ -188,8 +213,8 @@ def _contract_status(violations: list[str]) -> int:
 
 
 def _run_command(args: argparse.Namespace, stdout: Callable[[str], None]) -> int:
-    config, cells = _planned(args)
-    return _run(args, config, cells, _out(args, config), stdout)
+    config, cells, warnings = _planned(args)
+    return _run(args, config, cells, _out(args, config), stdout, warnings)
 
 
 def _report_command(args: argparse.Namespace, stdout: Callable[[str], None]) -> int:
@@ -200,7 +225,7 @@ def _merge_command(args: argparse.Namespace, stdout: Callable[[str], None]) -> i
     """Copy every verified record of the shard folders into OUT, then compile OUT with its
     run.json's configuration and render the report."""
     from harness.restorations import RestorationLog
-    from harness.results import ResultStore
+    from harness.results import ResultStore, configuration_difference
     from harness.run.cells import CellContext
     from harness.run.runner import Runner
 
@@ -208,17 +233,22 @@ def _merge_command(args: argparse.Namespace, stdout: Callable[[str], None]) -> i
     for shard in shards:
         if not ResultStore(shard).run_path.is_file():
             raise UsageError(f"merge: {shard} is not a run folder (no run.json)")
+    if not ResultStore(out).run_path.exists() and not shards:
+        raise UsageError(f"merge: {out} has no run.json; name the shard folders to merge into it")
+    base = out if ResultStore(out).run_path.exists() else shards[0]
+    first = ResultStore(base).read_run()
+    for shard in shards:  # one configuration per folder: checked before OUT is touched
+        difference = configuration_difference(first["config"], ResultStore(shard).read_run()["config"], f"in {base}", f"in {shard}")
+        if difference is not None:
+            raise UsageError(f"merge: {shard} ran another configuration than {base} ({difference}); merge only shards of one configuration")
     store = ResultStore(out).prepare(resume=True)
-    if not store.run_path.exists():
-        if not shards:
-            raise UsageError(f"merge: {out} has no run.json; name the shard folders to merge into it")
-        store.write_run(ResultStore(shards[0]).read_run())
-    copied = store.merge_from(shards)
-    RestorationLog(store).copy_from(shards)
-    run = store.read_run()
-    compiled = Runner(CellContext(run["config"], out, device=run.get("device", "cpu"))).compile_results()
-    run["cells"] = len(compiled)
-    store.write_run(run, merge_key_spaces=True)
+    with store.active(first, adding=True):  # no clear while merging; a run of another configuration working in OUT is refused
+        copied = store.merge_from(shards)
+        RestorationLog(store).copy_from(shards)
+        run = store.read_run()
+        compiled = Runner(CellContext(run["config"], out, device=run.get("device", "cpu"))).compile_results()
+        run["cells"] = len(compiled)
+        store.write_run(run, merge_key_spaces=True)
     stdout(f"merged {copied} record(s) from {len(shards)} folder(s): {len(compiled)} cells in {out}")
     return _report(out, stdout)
 
@@ -232,18 +262,18 @@ def _report(folder: Path, stdout: Callable[[str], None]) -> int:
     return 0
 
 
-def _run(args: argparse.Namespace, config: dict, cells: list[Cell], out: Path, stdout: Callable[[str], None]) -> int:
+def _run(args: argparse.Namespace, config: dict, cells: list[Cell], out: Path, stdout: Callable[[str], None], warnings: list[str]) -> int:
     from harness.run.cells import CellContext
     from harness.run.executors.torchrun import DistributedCellFailed, follow, join, launched_by_torchrun, leave
 
     if not launched_by_torchrun():
-        return _run_here(args, config, cells, out, stdout, args.device, args.executor)
+        return _run_here(args, config, cells, out, stdout, args.device, args.executor, warnings)
     if args.executor != "local" or args.workers > 1:
         raise UsageError("under torchrun the ranks share each accuracy cell; drop --executor ray and --workers")
     world, device = join(args.device)
     try:
         if world.is_leader:
-            return _run_here(args, config, cells, out, stdout, device, "torchrun")
+            return _run_here(args, config, cells, out, stdout, device, "torchrun", warnings)
         with _torch_threads(args.threads):
             follow(cells, CellContext(config, out, device=device, refresh_cache=args.refresh_cache), world)
         return 0
@@ -255,12 +285,15 @@ def _run(args: argparse.Namespace, config: dict, cells: list[Cell], out: Path, s
 
 
 def _run_here(
-    args: argparse.Namespace, config: dict, cells: list[Cell], out: Path, stdout: Callable[[str], None], device: str, executor: str
+    args: argparse.Namespace, config: dict, cells: list[Cell], out: Path, stdout: Callable[[str], None], device: str, executor: str,
+    warnings: list[str],
 ) -> int:
     from harness.results import ResultStore
 
     store = ResultStore(out).prepare(args.resume)
-    with store.active(), _terminate_as_interrupt(), _torch_threads(args.threads):  # a --no-resume clear is refused while this run works
+    for line in warnings:  # on stderr and in errors.log
+        store.warn(line)
+    with _terminate_as_interrupt(), _torch_threads(args.threads):
         return _run_in(args, config, cells, out, stdout, device, executor, store)
 
 
@@ -313,23 +346,25 @@ def _run_in(
             "older scramblebench or by hand and cannot be resumed; start a fresh run with --no-resume or choose a new folder"
         )
     started, clock = now(), time.perf_counter()
-    display = ProgressDisplay(args.progress, len(cells), heartbeat=args.heartbeat)
-    ctx = CellContext(config, out, device=device, refresh_cache=args.refresh_cache, log_restorations=args.log_restorations,
-                      progress=display.for_cell)
+    ctx = CellContext(config, out, device=device, refresh_cache=args.refresh_cache, log_restorations=args.log_restorations)
     runner = Runner(ctx)
     run = run_metadata(config, ctx, cells, device, started)
     if executor == "torchrun":
         import torch.distributed as dist
 
         run["distributed"] = {"world_size": dist.get_world_size(), "backend": dist.get_backend()}
-    runner.store.write_run(run, merge_key_spaces=True)
-    try:
-        failed = runner.run(cells, make_executor(executor, workers=args.workers, address=args.address), on_cell_done=display.cell_done)
-    finally:
-        display.close()
-        run["wall_s"] = time.perf_counter() - clock
-        runner.store.write_run(run, merge_key_spaces=True)
-    report = render_report(out)
+    # one configuration per folder; a --no-resume clear is refused while this run works
+    with runner.store.active(run, adding=bool(getattr(args, "shard", None))):
+        display = ProgressDisplay(args.progress, len(cells), heartbeat=args.heartbeat)  # drawn once the run may start
+        ctx.progress = display.for_cell
+        try:
+            failed = runner.run(cells, make_executor(executor, workers=args.workers, address=args.address, in_process=args.in_process),
+                                on_cell_done=display.cell_done)
+        finally:
+            display.close()
+            run["wall_s"] = time.perf_counter() - clock
+            runner.store.write_run(run, merge_key_spaces=True)
+        report = render_report(out)
     stdout(f"report: {report}  ({len(cells)} cells, {failed} failed, {run['wall_s']:.0f} s)")
     return 1 if failed else 0
 

@@ -3,7 +3,7 @@ finish)``.  An executor computes each cell with :func:`harness.run.cells.compute
 copy of ``ctx`` and hands every outcome to ``finish`` in this process, which alone writes
 records.  It never sees the runner.
 
-- ``local``: serial in this process, or ``workers`` spawned processes (:mod:`.local`);
+- ``local``: ``workers`` spawned processes, each cell isolated, or serial in this process (:mod:`.local`);
 - ``ray``: one Ray task per cell (:mod:`.ray`, imports Ray only when it runs: the ``ray`` extra);
 - ``torchrun``: rank 0 of a torchrun launch, accuracy cells trained by every rank (:mod:`.torchrun`).
 """
@@ -16,10 +16,11 @@ from harness.run.executors.ray import RayExecutor
 from harness.run.executors.torchrun import TorchrunExecutor
 
 
-def make_executor(name: str, *, workers: int = 1, address: str | None = None) -> Executor:
-    """The executor a command line names: ``local`` (``workers`` processes), ``ray`` or ``torchrun``."""
+def make_executor(name: str, *, workers: int = 1, address: str | None = None, in_process: bool = False) -> Executor:
+    """The executor a command line names: ``local`` (``workers`` processes, or this one with
+    ``in_process``), ``ray`` or ``torchrun``."""
     if name == "local":
-        return PoolExecutor(workers) if workers > 1 else SerialExecutor()
+        return SerialExecutor() if in_process else PoolExecutor(workers)
     if name == "ray":
         return RayExecutor(address)
     if name == "torchrun":

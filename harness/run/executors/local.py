@@ -1,4 +1,5 @@
-"""This machine: every cell in this process, or in ``workers`` spawned processes."""
+"""This machine: every cell in ``workers`` spawned processes (isolated: a crashing cell is one failed
+cell), or in this process (``--in-process``: for pdb, and for tests that patch the cells)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ import multiprocessing
 import os
 import signal
 import sys
+import warnings
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 
 import torch
 
+from harness.data import SkippedImageWarning
 from harness.run import cells
 from harness.run.cells import CellContext, CellOutcome, Failure
 from harness.run.executors.base import Finish
@@ -20,7 +23,8 @@ from harness.run.plan import Cell
 
 
 class SerialExecutor:
-    """One cell after another, in this process (plan order: a dependency comes first)."""
+    """One cell after another, in this process (plan order: a dependency comes first): no isolation,
+    a cell that kills its process kills the run."""
 
     def run(self, todo: list[Cell], ctx: CellContext, finish: Finish) -> None:
         for cell in todo:
@@ -29,38 +33,41 @@ class SerialExecutor:
 
 class PoolExecutor:
     """``workers`` spawned processes (no fork of a process whose torch threads already run), each
-    with a copy of the context and this process's torch thread count.
+    with a copy of the context and this process's torch thread count, reused across cells (one
+    worker for ``--workers 1``: its datasets stay loaded from cell to cell).
 
-    A worker that dies (a crashing plugin, ``os._exit``, the OOM killer) breaks the pool: the cells
-    it was running are computed again one at a time, each in a pool of its own, so the one that
-    dies again is one failed cell with the reason and every other cell completes; the cells not
-    started yet go to a fresh pool."""
+    A worker that dies (a crashing plugin, ``os._exit``, the OOM killer) breaks the pool: a cell
+    that was running alone is one failed cell with the reason; several that were running are
+    computed again one at a time, each in a pool of its own, so the one that dies again is one
+    failed cell and every other cell completes; the cells not started yet go to a fresh pool."""
 
     def __init__(self, workers: int) -> None:
         self.workers = workers
 
     def run(self, todo: list[Cell], ctx: CellContext, finish: Finish) -> None:
-        if len(todo) < 2 and self.workers > 1:
-            return SerialExecutor().run(todo, ctx, finish)
         pending = list(todo)
         while pending:
-            suspects, pending = _pool_run(pending, ctx, finish, self.workers)
+            suspects, pending = _pool_run(pending, ctx, finish, min(self.workers, len(pending)))
+            if len(suspects) == 1:
+                finish(suspects[0], CellOutcome(None, Failure(WORKER_DIED, WORKER_DIED), 0.0))
+                continue
             for cell in suspects:
                 again, _ = _pool_run([cell], ctx, finish, 1)
                 if again:
                     finish(cell, CellOutcome(None, Failure(WORKER_DIED, WORKER_DIED), 0.0))
 
 
-#: the row note of a cell whose worker process died while computing it, twice
-WORKER_DIED = ("its worker process died while computing it (killed by a signal, os._exit or a crash in native code), "
-               "also when it ran alone; the other cells were not affected")
+#: the row note of a cell whose worker process died while computing it alone
+WORKER_DIED = ("its worker process died while computing it alone (killed by a signal, os._exit or a crash in native code); "
+               "the other cells were not affected")
 
 
 def _pool_run(todo: list[Cell], ctx: CellContext, finish: Finish, workers: int) -> tuple[list[Cell], list[Cell]]:
     """Run ``todo`` in a fresh pool; returns the cells that were running and those not started when
     a worker died (both empty when the pool finished)."""
     context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(ctx, torch.get_num_threads()))
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                               initargs=(ctx, torch.get_num_threads(), os.getpid()))
     submitted: dict[Future, Cell] = {}
     finished: set[Cell] = set()
 
@@ -94,21 +101,23 @@ def _pool_run(todo: list[Cell], ctx: CellContext, finish: Finish, workers: int) 
 _WORKER: CellContext | None = None
 
 
-def _init_worker(ctx: CellContext, threads: int) -> None:
+def _init_worker(ctx: CellContext, threads: int, driver: int) -> None:
     global _WORKER
-    die_with_parent()
+    die_with_parent(driver)
     torch.set_num_threads(threads)
+    # the driver checked every image file before the grid and warned once per unusable one
+    warnings.simplefilter("ignore", SkippedImageWarning)
     _WORKER = ctx
 
 
-def die_with_parent() -> None:
-    """Ask the kernel to kill this process when the process that spawned it dies, even by SIGKILL
-    (Linux's PR_SET_PDEATHSIG; elsewhere nothing): a killed driver leaves no worker behind."""
+def die_with_parent(driver: int) -> None:
+    """Ask the kernel to kill this process when the process that spawned it (``driver``) dies, even
+    by SIGKILL (Linux's PR_SET_PDEATHSIG; elsewhere nothing): a killed driver leaves no worker behind."""
     if not sys.platform.startswith("linux"):
         return
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() == 1:  # the driver died before the request took effect
+    if os.getppid() != driver:  # the driver died before the request took effect (we belong to init or a subreaper now)
         os._exit(1)
 
 
