@@ -27,7 +27,8 @@ from harness.results import KINDS as CELL_KINDS
 from harness.results import ResultsSchemaError, ResultStore
 from harness.run.arguments import PROG, UsageError, build_parser, parse_device, patterns
 from harness.run.cells import CellContext
-from harness.run.config import ConfigError, resolve_config
+from harness.run.checks import check_cells
+from harness.run.config import ConfigError, Fitted, resolve_run
 from harness.run.executors import make_executor
 from harness.run.executors.ray import require_ray
 from harness.run.executors.torchrun import DistributedCellFailed, follow, join, launched_by_torchrun, leave
@@ -109,22 +110,27 @@ def _aliased(args: argparse.Namespace) -> str:
     return "plan" if args.dry_run else "run"
 
 
-def _planned(args: argparse.Namespace) -> tuple[dict, list[Cell]]:
-    """The resolved configuration and the cells of the grid (of this shard) that the flags select."""
-    config = resolve_config(
+def _planned(args: argparse.Namespace) -> tuple[Fitted, list[Cell]]:
+    """The resolved configuration (with its adaptations to the data) and the cells of the grid (of
+    this shard) that the flags select, each checked to build (:func:`check_cells`)."""
+    images = args.images is not None
+    fitted = resolve_run(
         args.preset,
         args.config,
-        {"datasets": ["images"] if args.images else patterns(args.dataset), "data_dir": args.images or args.data_dir, "seed": args.seed},
-        origin={"datasets": "--images" if args.images else "--dataset", "data_dir": "--images" if args.images else "--data-dir", "seed": "--seed"},
+        {"datasets": ["images"] if images else patterns(args.dataset), "data_dir": args.images or args.data_dir, "seed": args.seed,
+         "image_size": args.image_size, "block_size": args.block_size},
+        origin={"datasets": "--images" if images else "--dataset", "data_dir": "--images" if images else "--data-dir", "seed": "--seed",
+                "image_size": "--image-size", "block_size": "--block-size"},
     )
-    cells = plan_cells(config, _selection(args))
+    cells = plan_cells(fitted.config, _selection(args))
+    check_cells(fitted.config, cells)
     if getattr(args, "shard", None):
         try:
             index, count = parse_shard(args.shard)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         cells = shard_cells(cells, index, count)
-    return config, cells
+    return fitted, cells
 
 
 def _out(args: argparse.Namespace, config: dict) -> Path:
@@ -151,26 +157,33 @@ def _list_command(args: argparse.Namespace, stdout: Callable[[str], None]) -> in
 def _validate_command(args: argparse.Namespace, stdout: Callable[[str], None]) -> int:
     import yaml
 
-    config, cells = _planned(args)
-    stdout(yaml.safe_dump(config, sort_keys=False, default_flow_style=None).rstrip("\n"))
+    fitted, cells = _planned(args)
+    stdout(yaml.safe_dump(fitted.config, sort_keys=False, default_flow_style=None).rstrip("\n"))
+    for line in fitted.adapted:
+        stdout(f"# adapted to the data: {line}")
     stdout(f"# valid: {len(cells)} cells")
     return 0
 
 
 def _plan_command(args: argparse.Namespace, stdout: Callable[[str], None]) -> int:
-    config, cells = _planned(args)
+    fitted, cells = _planned(args)
+    config = fitted.config
     out = _out(args, config)
     runner = Runner(CellContext(config, out))
     finished = runner.finished_cells(cells) if args.resume and out.is_dir() else set()
     for cell in cells:
         stdout(f"{'done ' if cell in finished else 'to do'}  {cell.label}  [{runner.identity(cell)}]")
+    for line in fitted.adapted:
+        stdout(f"adapted to the data: {line}")
     stdout(f"{len(cells)} cells, {sum(c in finished for c in cells)} already done in {out}")
     return 0
 
 
 def _run_command(args: argparse.Namespace, stdout: Callable[[str], None]) -> int:
-    config, cells = _planned(args)
-    return _run(args, config, cells, _out(args, config), stdout)
+    fitted, cells = _planned(args)
+    for line in fitted.adapted:
+        stdout(f"adapted to the data: {line}")
+    return _run(args, fitted, cells, _out(args, fitted.config), stdout)
 
 
 def _report_command(args: argparse.Namespace, stdout: Callable[[str], None]) -> int:
@@ -207,18 +220,18 @@ def _report(folder: Path, stdout: Callable[[str], None]) -> int:
     return 0
 
 
-def _run(args: argparse.Namespace, config: dict, cells: list[Cell], out: Path, stdout: Callable[[str], None]) -> int:
+def _run(args: argparse.Namespace, fitted: Fitted, cells: list[Cell], out: Path, stdout: Callable[[str], None]) -> int:
     if not launched_by_torchrun():
-        return _run_here(args, config, cells, out, stdout, args.device, args.executor)
+        return _run_here(args, fitted, cells, out, stdout, args.device, args.executor)
     if args.executor != "local" or args.workers > 1:
         raise UsageError("under torchrun the ranks share each accuracy cell; drop --executor ray and --workers")
     world, device = join(args.device)
     try:
         if world.is_leader:
-            return _run_here(args, config, cells, out, stdout, device, "torchrun")
+            return _run_here(args, fitted, cells, out, stdout, device, "torchrun")
         if args.threads:
             torch.set_num_threads(args.threads)
-        follow(cells, CellContext(config, out, device=device, refresh_cache=args.refresh_cache), world)
+        follow(cells, CellContext(fitted.config, out, device=device, refresh_cache=args.refresh_cache), world)
         return 0
     except DistributedCellFailed as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
@@ -228,11 +241,11 @@ def _run(args: argparse.Namespace, config: dict, cells: list[Cell], out: Path, s
 
 
 def _run_here(
-    args: argparse.Namespace, config: dict, cells: list[Cell], out: Path, stdout: Callable[[str], None], device: str, executor: str
+    args: argparse.Namespace, fitted: Fitted, cells: list[Cell], out: Path, stdout: Callable[[str], None], device: str, executor: str
 ) -> int:
     store = ResultStore(out).prepare(args.resume)
     with store.active(), _terminate_as_interrupt():  # a --no-resume clear is refused while this run works
-        return _run_in(args, config, cells, out, stdout, device, executor, store)
+        return _run_in(args, fitted, cells, out, stdout, device, executor, store)
 
 
 @contextlib.contextmanager
@@ -253,11 +266,12 @@ def _terminate_as_interrupt() -> Iterator[None]:
 
 
 def _run_in(
-    args: argparse.Namespace, config: dict, cells: list[Cell], out: Path, stdout: Callable[[str], None], device: str, executor: str,
+    args: argparse.Namespace, fitted: Fitted, cells: list[Cell], out: Path, stdout: Callable[[str], None], device: str, executor: str,
     store: ResultStore,
 ) -> int:
     from reports.markdown import render_report
 
+    config = fitted.config
     if store.results_path.exists() and not store.cells_dir.is_dir():
         raise UsageError(
             f"{store.results_path} is not backed by cell records ({store.cells_dir} is missing): it was written by an "
@@ -269,7 +283,7 @@ def _run_in(
     display = ProgressDisplay(args.progress, len(cells), heartbeat=args.heartbeat)
     ctx = CellContext(config, out, device=device, refresh_cache=args.refresh_cache, progress=display.for_cell)
     runner = Runner(ctx)
-    run = run_metadata(config, ctx, cells, device, started)
+    run = run_metadata(config, ctx, cells, device, started, adapted=fitted.adapted)
     if executor == "torchrun":
         import torch.distributed as dist
 

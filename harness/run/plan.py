@@ -12,6 +12,7 @@ from typing import Any, Iterable
 
 from harness.registry import BUILTIN, Registry, attacks, ciphers, classifiers
 from harness.results import cell_id
+from harness.run.config.schema import cipher_options
 
 
 @dataclass(frozen=True)
@@ -60,10 +61,6 @@ def select(registry: Registry, patterns: list[str] | None) -> list[str]:
             registry.get(pattern)  # raises the did-you-mean KeyError
         chosen += [n for n in matched if n not in chosen]
     return chosen
-
-
-def cipher_options(config: dict[str, Any], name: str) -> dict[str, Any]:
-    return dict(config["ciphers"].get(name) or {})
 
 
 def key_condition(config: dict[str, Any], name: str) -> str:

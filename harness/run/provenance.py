@@ -69,8 +69,11 @@ def split_sizes(config: dict[str, Any], ctx: CellContext) -> dict[str, dict[str,
     return sizes
 
 
-def run_metadata(config: dict[str, Any], ctx: CellContext, cells: list[Cell], device: str, started: datetime) -> dict[str, Any]:
-    """Everything needed to reproduce a run and render its report; never a key."""
+def run_metadata(
+    config: dict[str, Any], ctx: CellContext, cells: list[Cell], device: str, started: datetime, adapted: list[str] | None = None
+) -> dict[str, Any]:
+    """Everything needed to reproduce a run and render its report; never a key.  ``adapted``: the
+    lines saying which defaults were fitted to the data (:func:`harness.run.config.fit.fit_to_data`)."""
     names = sorted({c.cipher for c in cells})
     key_spaces = {}
     for name in names:
@@ -85,6 +88,7 @@ def run_metadata(config: dict[str, Any], ctx: CellContext, cells: list[Cell], de
     master = config["seed"]
     return {
         "config": config,
+        "adapted": list(adapted or []),
         "split_sizes": split_sizes(config, ctx),
         "seeds": {
             "master": master,
