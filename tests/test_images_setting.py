@@ -54,7 +54,7 @@ def test_images_default_to_the_seeds_setting(capsys, photos) -> None:
     assert config["image_size"] == [224, 224] and config["block_size"] == 16
     assert config["cipher_image_size"] == {} and config["classifier_image_size"] == {}
     blocks = {name: cipher_options(config, name).get("block_size") for name in ("proposed", "le", "ele", "etc", "etc_gray", "pe", "plain", "vit_kiya", "ak_shuffle")}
-    assert blocks == {"proposed": 16, "le": 16, "ele": 16, "etc": 16, "etc_gray": 8, "pe": 1, "plain": 1, "vit_kiya": 16, "ak_shuffle": 16}
+    assert blocks == {"proposed": 16, "le": 16, "ele": 16, "etc": 16, "etc_gray": 16, "pe": 1, "plain": 1, "vit_kiya": 16, "ak_shuffle": 16}
     assert config["attacks"]["gan"]["batch_size"] == 1  # the quick preset's pixels per GAN step at 224
     # any other dataset keeps the preset's 32 x 32 with 4 x 4 blocks
     quick, _ = _validated(capsys)

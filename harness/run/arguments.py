@@ -73,7 +73,7 @@ def _config_flags() -> argparse.ArgumentParser:
     group.add_argument(
         "--block-size", metavar="M", type=block_size_flag,
         help="the block of every block-wise cipher (not plain or pe; the ViT's patch follows it) "
-        "(default: each cipher's own in the preset; 16, 8 for etc_gray, with --images)",
+        "(default: each cipher's own in the preset; 16 with --images)",
     )
     select = flags.add_argument_group("selection")
     select.add_argument("--ciphers", help="comma list of cipher names or fnmatch patterns (default: all registered)")
