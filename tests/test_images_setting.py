@@ -120,3 +120,42 @@ def test_image_and_block_size_flags_set_one_size_and_one_block(capsys, tmp_path)
 )
 def test_sizes_that_cannot_run_are_refused(capsys, argv, message) -> None:
     assert message in _refused(capsys, *argv)
+
+
+def test_the_run_records_and_reports_what_it_adapted(capsys, photos, tmp_path) -> None:
+    from harness.results import ResultStore
+
+    out = tmp_path / "run"
+    code, text, err = _cli(capsys, "--images", str(photos), "--image-size", "16", "--block-size", "4", "--ciphers", "plain",
+                           "--attacks", "none", "--kinds", "security", "--out", str(out), "--progress", "none")
+    assert code == 0, err
+    assert "adapted to the data: known_pairs 32 -> 2" in text
+    run = ResultStore(out).read_run()
+    assert run["config"]["known_pairs"] == 2 and run["adapted"][0].startswith("known_pairs 32 -> 2: dataset images has 8 test images")
+    assert "- adapted to the data (a preset default that did not fit): known_pairs 32 -> 2" in (out / "report.md").read_text()
+    frame = ResultStore(out).load()
+    assert set(frame.loc[frame["metric"] == "ssim", "n"]) == {6}  # 8 test images, 2 held out as the pool
+
+
+@pytest.mark.slow
+def test_fifteen_real_photographs_at_224_complete_without_a_resists_verdict(capsys, tmp_path) -> None:
+    """The whole default grid on 15 full-size photographs (OpenCV samples, MATE and KDE wallpapers):
+    about 15 minutes on 2 loaded cores (docs/benchmark.md)."""
+    from harness.results import ResultStore
+    from tests.photos import _FILES, missing_sources
+
+    if missing_sources(("opencv_samples", "mate_nature", "plasma_photos")):
+        pytest.skip(f"photo sources missing: {missing_sources()}")
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    files = [*_FILES["opencv_samples"][1][:8], *_FILES["mate_nature"][1][:4], *_FILES["plasma_photos"][1][:3]]
+    for index, path in enumerate(files):
+        (folder / f"{index:02d}{path.suffix}").write_bytes(path.read_bytes())
+    out = tmp_path / "run"
+    code, _, err = _cli(capsys, "--images", str(folder), "--kinds", "key_space,security", "--out", str(out), "--progress", "none")
+    assert code == 0, err
+    frame = ResultStore(out).load()
+    assert "failed" not in set(frame["status"])
+    assert set(frame.loc[frame["metric"] == "ssim", "n"].dropna()) == {6}
+    verdicts = [line for line in (out / "report.md").read_text().splitlines() if line.startswith("|")]
+    assert not any("✓ resists" in line for line in verdicts)  # 6 scored images: a key recovery is ✗, the rest ?
