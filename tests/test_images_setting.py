@@ -113,7 +113,7 @@ def test_image_and_block_size_flags_set_one_size_and_one_block(capsys, tmp_path)
     [
         (["--image-size", "0"], "--image-size must be S or HxW"),
         (["--block-size", "x"], "--block-size must be a positive integer"),
-        (["--block-size", "12"], "block_size (used by ciphers.proposed): image_size (32, 32) is not divisible by block_size 12"),
+        (["--block-size", "12"], "block_size (used by cipher proposed): image_size (32, 32) is not divisible by block_size 12"),
         # a cipher the preset's section does not list is checked at the size its cells use
         (["--image-size", "40", "--ciphers", "cfe_v1", "--kinds", "key_space"], "ciphers.cfe_v1: "),
     ],

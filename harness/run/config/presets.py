@@ -121,9 +121,9 @@ PAPER: dict[str, Any] = {**copy.deepcopy(QUICK), **copy.deepcopy(PAPER_CHANGES)}
 PRESETS = {"quick": QUICK, "paper": PAPER}
 
 #: the block sizes of docs/ciphers.md's 224 x 224 column: 16 x 16 for the seed's cipher (its ViT-B/16
-#: patch) and every block-wise comparison cipher.  The grayscale-based EtC is documented at 8 x 8 (the
-#: JPEG block) and 16 x 16 there; 16, because its 8 x 8 grid of 2352 pieces takes extended_jigsaw's
-#: piece-state costs past memory (measured: killed at 17 GB on 15 photographs)
+#: patch) and every block-wise comparison cipher; the grayscale-based EtC, documented there at 8 x 8 (the
+#: JPEG block) and 16 x 16, at 16 like the others (extended_jigsaw is n/a for it at either: too many
+#: piece states for memory, attacks/extended_jigsaw.py MAX_STATES)
 BLOCKS_AT_224 = {"proposed": 16, "le": 16, "ele": 16, "etc": 16, "etc_gray": 16}
 
 #: what a run on photographs only (``--images DIR``) changes on top of either preset: the seed's

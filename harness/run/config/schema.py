@@ -284,7 +284,7 @@ def validate_config(config: Mapping[str, Any], origin: Mapping[str, str] | None 
         return _validate(copy.deepcopy(dict(config)))
     except ConfigError as exc:
         message = str(exc)
-        top = re.split(r"[.\[:]", message, maxsplit=1)[0]
+        top = re.split(r"[.\[: ]", message, maxsplit=1)[0]
         if origin and top in origin:
             message = f"{message} (set by {origin[top]})"
         raise ConfigError(message) from None
@@ -334,7 +334,7 @@ def _validate(config: dict[str, Any]) -> dict[str, Any]:
         config["ciphers"][name] = cipher_section(name, section, f"ciphers.{name}", _cipher_sizes(config, name))
         inherited = cipher_options(config, name).get("block_size")
         if section.get("block_size") is None and inherited is not None:
-            cipher_section(name, {**section, "block_size": inherited}, f"block_size (used by ciphers.{name})", _cipher_sizes(config, name))
+            cipher_section(name, {**section, "block_size": inherited}, f"block_size (used by cipher {name})", _cipher_sizes(config, name))
     return config
 
 
