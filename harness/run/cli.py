@@ -148,6 +148,12 @@ def _selection(args: argparse.Namespace) -> Selection:
     return Selection(patterns(args.ciphers), patterns(args.classifiers), patterns(args.attacks), kinds)
 
 
+def _state_adaptations(fitted: Fitted, stdout: Callable[[str], None], prefix: str = "") -> None:
+    """One line per default fitted to the data (validate prefixes them as YAML comments)."""
+    for line in fitted.adapted:
+        stdout(f"{prefix}adapted to the data: {line}")
+
+
 # -- the commands -----------------------------------------------------------------------------
 def _list_command(args: argparse.Namespace, stdout: Callable[[str], None]) -> int:
     stdout(_list_plugins())
@@ -159,8 +165,7 @@ def _validate_command(args: argparse.Namespace, stdout: Callable[[str], None]) -
 
     fitted, cells = _planned(args)
     stdout(yaml.safe_dump(fitted.config, sort_keys=False, default_flow_style=None).rstrip("\n"))
-    for line in fitted.adapted:
-        stdout(f"# adapted to the data: {line}")
+    _state_adaptations(fitted, stdout, "# ")
     stdout(f"# valid: {len(cells)} cells")
     return 0
 
@@ -173,16 +178,14 @@ def _plan_command(args: argparse.Namespace, stdout: Callable[[str], None]) -> in
     finished = runner.finished_cells(cells) if args.resume and out.is_dir() else set()
     for cell in cells:
         stdout(f"{'done ' if cell in finished else 'to do'}  {cell.label}  [{runner.identity(cell)}]")
-    for line in fitted.adapted:
-        stdout(f"adapted to the data: {line}")
+    _state_adaptations(fitted, stdout)
     stdout(f"{len(cells)} cells, {sum(c in finished for c in cells)} already done in {out}")
     return 0
 
 
 def _run_command(args: argparse.Namespace, stdout: Callable[[str], None]) -> int:
     fitted, cells = _planned(args)
-    for line in fitted.adapted:
-        stdout(f"adapted to the data: {line}")
+    _state_adaptations(fitted, stdout)
     return _run(args, fitted, cells, _out(args, fitted.config), stdout)
 
 
