@@ -317,6 +317,12 @@ def perm_from_parts(high: np.ndarray, high_source: np.ndarray, low: np.ndarray, 
     return perm
 
 
+#: the most high-nibble slots d = M * M * 3 of a block the layout search takes on: its swap descent
+#: costs O(d^3) per step (and runs per block position for ELE), 64 times more at 16 x 16 than at
+#: 8 x 8, hours on a CPU at 224 x 224; larger blocks are n/a with this reason (docs/attacks.md)
+MAX_SLOTS = 192
+
+
 @attacks.register("nibble", "le_keyrec")
 class NibbleAttack(KeyRecoveryAttack):
     """Recover a fixed LE key (or ELE's per-position keys and block scramble) from ciphertexts."""
@@ -357,6 +363,12 @@ class NibbleAttack(KeyRecoveryAttack):
             return "a shared nibble key under block scrambling is not modelled"
         if traits.negative_positive or traits.channel_shuffle or traits.colour_space != "rgb":
             return "extra value or colour transforms besides the nibble shuffle are not modelled"
+        block = family.template.block_size
+        if 3 * block * block > MAX_SLOTS:
+            return (
+                f"a {block} x {block} block has {3 * block * block} high-nibble slots: the layout search (O(d^3) per step) "
+                f"is budgeted for at most {MAX_SLOTS} (8 x 8 blocks); attack these ciphers with --block-size 8 or less"
+            )
         return super().applies_to(family)
 
     def _fit(

@@ -18,7 +18,7 @@ import pickle
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 import cv2
 import numpy as np
@@ -30,6 +30,8 @@ from harness.lazy import LazyImages
 
 SPLITS = ("train", "test", "attacker")
 DATASETS = ("natural", "cifar10", "cifar100", "folder", "images")
+#: the datasets with labels (``images`` has none: accuracy cells on it are n/a)
+LABELLED_DATASETS = ("natural", "cifar10", "cifar100", "folder")
 #: ``images``: how a folder of unlabeled photographs is shared out, in order of a seeded shuffle
 IMAGES_SPLITS = {"test": (0.0, 0.5), "train": (0.5, 0.75), "attacker": (0.75, 1.0)}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
@@ -208,6 +210,8 @@ CIFAR_LAYOUT = {
 }
 #: CIFAR-100 has one training file: the attacker takes its last 10,000 images (like data_batch_5)
 CIFAR_ATTACKER_COUNT = 10_000
+#: images per split of the standard CIFAR-10 and CIFAR-100 files
+CIFAR_SPLIT_SIZES = {"train": 50_000, "test": 10_000, "attacker": CIFAR_ATTACKER_COUNT}
 
 
 def _cifar(name: str, data_dir: Path, split: str):
@@ -358,6 +362,38 @@ def images_split_sizes(count: int, n: int | None = None) -> dict[str, int]:
         size = round(stop * count) - round(start * count)
         sizes[split] = size if n is None else min(size, int(n))
     return sizes
+
+
+def split_sizes(name: str, data_dir: str | Path | None = None, n: Mapping[str, int | None] | None = None) -> dict[str, int]:
+    """How many images each split of dataset ``name`` yields, capped by ``n`` (split -> count or
+    None), decoding nothing: the runner checks counts such as ``known_pairs`` against them before
+    any cell runs.  ``natural``: ``n`` itself; CIFAR: the standard files' counts; ``folder``: the
+    image files of each split folder (an unusable one is skipped at load, so this is an upper
+    bound); ``images``: :func:`images_split_sizes` of the usable photographs (files are checked).
+    A folder the dataset cannot use raises what :func:`load_dataset` would raise."""
+    limits = dict(n or {})
+    if name == "natural":
+        if any(limits.get(split) is None for split in SPLITS):
+            raise ValueError("the natural dataset draws crops: give n, the number of images, for every split")
+        return {split: int(limits[split]) for split in SPLITS}  # type: ignore[arg-type]
+    if name in ("cifar10", "cifar100"):
+        sizes = dict(CIFAR_SPLIT_SIZES)
+    elif name == "folder":
+        root = _require_dir(data_dir, name)
+        sizes = {}
+        for split in SPLITS:
+            if not (root / split).is_dir():
+                raise FileNotFoundError(f"{root / split} not found: the folder dataset expects {root}/<split>/<class>/<image> with splits {SPLITS}")
+            sizes[split] = sum(1 for p in (root / split).glob("*/*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    elif name == "images":
+        root = _require_dir(data_dir, name)
+        count = sum(check_image_file(path) is None for path in photograph_paths(root))  # the runner warns once, later
+        if count < MIN_PHOTOGRAPHS:
+            raise ValueError(f"{root} holds {count} usable photographs; the images dataset needs at least {MIN_PHOTOGRAPHS}")
+        sizes = images_split_sizes(count)
+    else:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS}")
+    return {split: size if limits.get(split) is None else min(size, int(limits[split])) for split, size in sizes.items()}  # type: ignore[arg-type]
 
 
 def photograph_paths(data_dir: str | Path) -> list[Path]:

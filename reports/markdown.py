@@ -60,6 +60,7 @@ def _protocol(run: dict[str, Any]) -> str:
         f"- preset `{config['preset']}`, datasets {', '.join(f'`{d}`' for d in config['datasets'])}, "
         f"images {config['image_size'][0]}x{config['image_size'][1]} (per-cipher sizes below)",
         *_split_lines(run),
+        *(f"- adapted to the data (a preset default that did not fit): {line}" for line in run.get("adapted", [])),
         f"- master seed {config['seed']}; victim keys, data, training and attacks use seeds derived from it",
         "- scores up to content-keeping transforms: every restoration is also scored after the one transform (of the 8 "
         "rotations/mirrors x negation x channel orders) that fits the cell's restorations best; verdicts use these",

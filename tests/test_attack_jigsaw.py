@@ -165,6 +165,14 @@ def test_cfe_with_64_sub_blocks_is_recovered_from_ciphertexts_alone() -> None:
     _cfe_restores("cfe_v2", 8, 4)
 
 
+def test_more_piece_states_than_the_memory_budget_are_not_applicable_with_the_reason() -> None:
+    cls = attacks.get("extended_jigsaw")
+    assert cls.applies_to(CipherFamily("etc", (224, 224), 16)) is None  # 196 pieces x 32 states: the budget
+    assert cls.applies_to(CipherFamily("etc_gray", (224, 224), 32)) is None
+    reason = cls.applies_to(CipherFamily("etc_gray", (224, 224), 16))  # 3 x 196 pieces x 16 states
+    assert "9408 piece states" in reason and "at most 6272" in reason
+
+
 @pytest.mark.parametrize("option", [{"max_ciphertexts": 0}, {"chunk": -1}, {"refine_top": 1.5}, {"prior_images": True}])
 def test_bad_options_raise(option: dict) -> None:
     with pytest.raises(ValueError):

@@ -51,6 +51,13 @@ def test_applies_to_refuses_other_structures() -> None:
     assert "own key" in NibbleAttack.applies_to(per_image)
 
 
+def test_blocks_beyond_the_search_budget_are_not_applicable_with_the_reason() -> None:
+    for name in ("le", "ele"):
+        assert NibbleAttack.applies_to(CipherFamily(name, (224, 224), 8)) is None
+        reason = NibbleAttack.applies_to(CipherFamily(name, (224, 224), 16))
+        assert "768 high-nibble slots" in reason and "--block-size 8" in reason
+
+
 def test_registered() -> None:
     assert attacks.get("nibble") is NibbleAttack
 

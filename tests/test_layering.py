@@ -25,6 +25,7 @@ FLOORS = {
     "harness.run.config": 4,
     "harness.run.plan": 5,
     "harness.run.identity": 6,
+    "harness.run.checks": 6,
     "harness.run.scoring": 7,
     "harness.run.security": 7,
     "harness.run.security_rows": 7,

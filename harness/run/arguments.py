@@ -45,6 +45,22 @@ class _Version(argparse.Action):
         parser.exit()
 
 
+def image_size_flag(text: str) -> list[int]:
+    """``--image-size``: ``S`` (S x S) or ``HxW``, positive integers."""
+    parts = text.lower().split("x")
+    if len(parts) not in (1, 2) or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise argparse.ArgumentTypeError(f"--image-size must be S or HxW with positive integers (e.g. 224 or 224x160), got {text!r}")
+    height, width = int(parts[0]), int(parts[-1])
+    return [height, width]
+
+
+def block_size_flag(text: str) -> int:
+    """``--block-size``: a positive integer."""
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"--block-size must be a positive integer (e.g. 16), got {text!r}")
+    return int(text)
+
+
 def _config_flags() -> argparse.ArgumentParser:
     flags = _Parser(add_help=False)
     group = flags.add_argument_group("configuration (preset < --config file < flags)")
@@ -66,6 +82,15 @@ def _config_flags() -> argparse.ArgumentParser:
         "truncated or undecodable (default: skip it with one warning line)",
     )
     group.add_argument("--seed", type=int, help="master seed, 0 to 2**63 - 1 (keys, data, training and attacks derive from it)")
+    group.add_argument(
+        "--image-size", metavar="S|HxW", type=image_size_flag,
+        help="every cipher and classifier at this size, on every dataset (default: the preset's; 224 with --images)",
+    )
+    group.add_argument(
+        "--block-size", metavar="M", type=block_size_flag,
+        help="the block of every block-wise cipher (not plain or pe; the ViT's patch follows it) "
+        "(default: each cipher's own in the preset; 16 with --images)",
+    )
     select = flags.add_argument_group("selection")
     select.add_argument("--ciphers", help="comma list of cipher names or fnmatch patterns (default: all registered)")
     select.add_argument("--classifiers", help="comma list of classifier names or patterns (default: all)")

@@ -28,6 +28,7 @@ from harness.run.config.values import ConfigError
 
 if TYPE_CHECKING:
     from harness.results import ResultStore
+    from harness.run.config import Fitted
     from harness.run.plan import Cell, Selection
 
 # The runner's modules (torch, timm, pandas) are imported by the commands that run cells, not
@@ -108,26 +109,32 @@ def _aliased(args: argparse.Namespace) -> str:
     return "plan" if args.dry_run else "run"
 
 
-def _planned(args: argparse.Namespace) -> tuple[dict, list[Cell], list[str]]:
-    """The resolved configuration, the cells of the grid (of this shard) that the flags select, and
-    a warning line for every unusable image file (:func:`_checked_image_files`)."""
-    from harness.run.config import resolve_config
+def _planned(args: argparse.Namespace) -> tuple[Fitted, list[Cell], list[str]]:
+    """The resolved configuration (with its adaptations to the data), the cells of the grid (of this
+    shard) that the flags select, each checked to build (:func:`check_cells`), and a warning line
+    for every unusable image file (:func:`_checked_image_files`)."""
+    from harness.run.checks import check_cells
+    from harness.run.config import resolve_run
     from harness.run.plan import parse_shard, plan_cells, shard_cells
 
-    config = resolve_config(
+    images = args.images is not None
+    fitted = resolve_run(
         args.preset,
         args.config,
-        {"datasets": ["images"] if args.images else patterns(args.dataset), "data_dir": args.images or args.data_dir, "seed": args.seed},
-        origin={"datasets": "--images" if args.images else "--dataset", "data_dir": "--images" if args.images else "--data-dir", "seed": "--seed"},
+        {"datasets": ["images"] if images else patterns(args.dataset), "data_dir": args.images or args.data_dir, "seed": args.seed,
+         "image_size": args.image_size, "block_size": args.block_size},
+        origin={"datasets": "--images" if images else "--dataset", "data_dir": "--images" if images else "--data-dir", "seed": "--seed",
+                "image_size": "--image-size", "block_size": "--block-size"},
     )
-    cells = plan_cells(config, _selection(args))
+    cells = plan_cells(fitted.config, _selection(args))
+    check_cells(fitted.config, cells)
     if getattr(args, "shard", None):
         try:
             index, count = parse_shard(args.shard)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         cells = shard_cells(cells, index, count)
-    return config, cells, _checked_image_files(config, args.strict)
+    return fitted, cells, _checked_image_files(fitted.config, args.strict)
 
 
 def _checked_image_files(config: dict, strict: bool) -> list[str]:
@@ -162,6 +169,12 @@ def _selection(args: argparse.Namespace) -> Selection:
     return Selection(patterns(args.ciphers), patterns(args.classifiers), patterns(args.attacks), kinds)
 
 
+def _state_adaptations(fitted: Fitted, stdout: Callable[[str], None], prefix: str = "") -> None:
+    """One line per default fitted to the data (validate prefixes them as YAML comments)."""
+    for line in fitted.adapted:
+        stdout(f"{prefix}adapted to the data: {line}")
+
+
 # -- the commands -----------------------------------------------------------------------------
 def _list_command(args: argparse.Namespace, stdout: Callable[[str], None]) -> int:
     stdout(_list_plugins())
@@ -175,10 +188,12 @@ def _validate_command(args: argparse.Namespace, stdout: Callable[[str], None]) -
     from harness.run.cells import CellContext
     from harness.run.cells.contracts import plugin_violations
 
-    config, cells, warnings = _planned(args)
+    fitted, cells, warnings = _planned(args)
     for line in warnings:
         warning_line(line)
+    config = fitted.config
     stdout(yaml.safe_dump(config, sort_keys=False, default_flow_style=None).rstrip("\n"))
+    _state_adaptations(fitted, stdout, "# ")
     broken = plugin_violations(cells, CellContext(config, Path(".")))
     stdout(f"# {'invalid' if broken else 'valid'}: {len(cells)} cells" + (f", {len(broken)} plugin(s) broke their contract" if broken else ""))
     return _contract_status(broken)
@@ -190,9 +205,10 @@ def _plan_command(args: argparse.Namespace, stdout: Callable[[str], None]) -> in
     from harness.run.cells.contracts import plugin_violations
     from harness.run.runner import Runner
 
-    config, cells, warnings = _planned(args)
+    fitted, cells, warnings = _planned(args)
     for line in warnings:
         warning_line(line)
+    config = fitted.config
     out = _out(args, config)
     if out.is_dir():  # the folder 'run' would refuse, refused here too
         ResultStore(out).check_adoptable(args.resume)
@@ -201,6 +217,7 @@ def _plan_command(args: argparse.Namespace, stdout: Callable[[str], None]) -> in
     finished = runner.finished_cells(cells) if args.resume and out.is_dir() else set()
     for cell in cells:
         stdout(f"{'done ' if cell in finished else 'to do'}  {cell.label}  [{runner.identity(cell)}]")
+    _state_adaptations(fitted, stdout)
     stdout(f"{len(cells)} cells, {sum(c in finished for c in cells)} already done in {out}")
     return _contract_status(plugin_violations(cells, ctx))
 
@@ -213,8 +230,9 @@ def _contract_status(violations: list[str]) -> int:
 
 
 def _run_command(args: argparse.Namespace, stdout: Callable[[str], None]) -> int:
-    config, cells, warnings = _planned(args)
-    return _run(args, config, cells, _out(args, config), stdout, warnings)
+    fitted, cells, warnings = _planned(args)
+    _state_adaptations(fitted, stdout)
+    return _run(args, fitted, cells, _out(args, fitted.config), stdout, warnings)
 
 
 def _report_command(args: argparse.Namespace, stdout: Callable[[str], None]) -> int:
@@ -262,20 +280,20 @@ def _report(folder: Path, stdout: Callable[[str], None]) -> int:
     return 0
 
 
-def _run(args: argparse.Namespace, config: dict, cells: list[Cell], out: Path, stdout: Callable[[str], None], warnings: list[str]) -> int:
+def _run(args: argparse.Namespace, fitted: Fitted, cells: list[Cell], out: Path, stdout: Callable[[str], None], warnings: list[str]) -> int:
     from harness.run.cells import CellContext
     from harness.run.executors.torchrun import DistributedCellFailed, follow, join, launched_by_torchrun, leave
 
     if not launched_by_torchrun():
-        return _run_here(args, config, cells, out, stdout, args.device, args.executor, warnings)
+        return _run_here(args, fitted, cells, out, stdout, args.device, args.executor, warnings)
     if args.executor != "local" or args.workers > 1:
         raise UsageError("under torchrun the ranks share each accuracy cell; drop --executor ray and --workers")
     world, device = join(args.device)
     try:
         if world.is_leader:
-            return _run_here(args, config, cells, out, stdout, device, "torchrun", warnings)
+            return _run_here(args, fitted, cells, out, stdout, device, "torchrun", warnings)
         with _torch_threads(args.threads):
-            follow(cells, CellContext(config, out, device=device, refresh_cache=args.refresh_cache), world)
+            follow(cells, CellContext(fitted.config, out, device=device, refresh_cache=args.refresh_cache), world)
         return 0
     except DistributedCellFailed as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
@@ -285,7 +303,7 @@ def _run(args: argparse.Namespace, config: dict, cells: list[Cell], out: Path, s
 
 
 def _run_here(
-    args: argparse.Namespace, config: dict, cells: list[Cell], out: Path, stdout: Callable[[str], None], device: str, executor: str,
+    args: argparse.Namespace, fitted: Fitted, cells: list[Cell], out: Path, stdout: Callable[[str], None], device: str, executor: str,
     warnings: list[str],
 ) -> int:
     from harness.results import ResultStore
@@ -294,7 +312,7 @@ def _run_here(
     for line in warnings:  # on stderr and in errors.log
         store.warn(line)
     with _terminate_as_interrupt(), _torch_threads(args.threads):
-        return _run_in(args, config, cells, out, stdout, device, executor, store)
+        return _run_in(args, fitted, cells, out, stdout, device, executor, store)
 
 
 @contextlib.contextmanager
@@ -330,7 +348,7 @@ def _terminate_as_interrupt() -> Iterator[None]:
 
 
 def _run_in(
-    args: argparse.Namespace, config: dict, cells: list[Cell], out: Path, stdout: Callable[[str], None], device: str, executor: str,
+    args: argparse.Namespace, fitted: Fitted, cells: list[Cell], out: Path, stdout: Callable[[str], None], device: str, executor: str,
     store: ResultStore,
 ) -> int:
     from harness.run.cells import CellContext
@@ -340,6 +358,7 @@ def _run_in(
     from harness.run.runner import Runner
     from reports.markdown import render_report
 
+    config = fitted.config
     if store.results_path.exists() and not store.cells_dir.is_dir():
         raise UsageError(
             f"{store.results_path} is not backed by cell records ({store.cells_dir} is missing): it was written by an "
@@ -348,7 +367,7 @@ def _run_in(
     started, clock = now(), time.perf_counter()
     ctx = CellContext(config, out, device=device, refresh_cache=args.refresh_cache, log_restorations=args.log_restorations)
     runner = Runner(ctx)
-    run = run_metadata(config, ctx, cells, device, started)
+    run = run_metadata(config, ctx, cells, device, started, adapted=fitted.adapted)
     if executor == "torchrun":
         import torch.distributed as dist
 

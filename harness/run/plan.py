@@ -12,8 +12,8 @@ from typing import Any, Iterable
 
 from harness.classifiers.base import keyed_classifier
 from harness.registry import BUILTIN, Registry, attacks, ciphers, classifiers
-from harness.transport import cipher_transport
 from harness.results import cell_id
+from harness.run.config.schema import cipher_options
 
 
 @dataclass(frozen=True)
@@ -62,13 +62,6 @@ def select(registry: Registry, patterns: list[str] | None) -> list[str]:
             registry.get(pattern)  # raises the did-you-mean KeyError
         chosen += [n for n in matched if n not in chosen]
     return chosen
-
-
-def cipher_options(config: dict[str, Any], name: str) -> dict[str, Any]:
-    """The cipher's section, with the run's ``transport`` unless the section sets its own."""
-    options = dict(config["ciphers"].get(name) or {})
-    transport = cipher_transport(config, name)
-    return {**options, "transport": transport} if transport is not None else options
 
 
 def key_condition(config: dict[str, Any], name: str) -> str:

@@ -81,8 +81,11 @@ def _key_space_counts(cipher: Cipher) -> dict[str, str | None]:
     return {"nominal": exact_int_string(cipher.key_space()), "effective": exact_int_string(cipher.effective_key_space())}
 
 
-def run_metadata(config: dict[str, Any], ctx: CellContext, cells: list[Cell], device: str, started: datetime) -> dict[str, Any]:
-    """Everything needed to reproduce a run and render its report; never a key."""
+def run_metadata(
+    config: dict[str, Any], ctx: CellContext, cells: list[Cell], device: str, started: datetime, adapted: list[str] | None = None
+) -> dict[str, Any]:
+    """Everything needed to reproduce a run and render its report; never a key.  ``adapted``: the
+    lines saying which defaults were fitted to the data (:func:`harness.run.config.fit.fit_to_data`)."""
     names = sorted({c.cipher for c in cells})
     key_spaces = {}
     for name in names:
@@ -96,6 +99,7 @@ def run_metadata(config: dict[str, Any], ctx: CellContext, cells: list[Cell], de
     master = config["seed"]
     return {
         "config": config,
+        "adapted": list(adapted or []),
         "split_sizes": split_sizes(config, ctx),
         "seeds": {
             "master": master,

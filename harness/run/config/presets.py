@@ -39,6 +39,9 @@ QUICK: dict[str, Any] = {
     "datasets": ["natural"],
     "data_dir": None,
     "image_size": [32, 32],
+    #: the block size of every block-wise cipher without its own ``block_size`` in ``ciphers``
+    #: (null: each cipher's own default); ``--block-size`` sets it and drops the ciphers' own
+    "block_size": None,
     "n_train": 1500,
     "n_test": 500,
     "n_attacker": 1000,
@@ -59,7 +62,7 @@ QUICK: dict[str, Any] = {
     "pairings": PAPER_PAIRINGS,
     #: networks for a cipher the pairings do not name (e.g. a third-party plugin)
     "default_classifiers": ["resnet18"],
-    #: measured on 2 CPU cores, one torch thread (docs/performance.md): ~4-5 min for the nine cells
+    #: measured on 2 CPU cores; the ViT's patch is the cipher's block (4 for block-free ciphers below 128 px, else 16), one torch thread (docs/performance.md): ~4-5 min for the nine cells
     "classifiers": {
         "vit": {"epochs": 4, "batch_size": 128, "lr": 0.05, "warmup_epochs": 1, "model_options": {"size": "nano"}},
         "resnet18": {"epochs": 2, "batch_size": 64, "lr": 0.05, "model_options": {"width": 16}},
@@ -128,3 +131,26 @@ PAPER_CHANGES: dict[str, Any] = {
 PAPER: dict[str, Any] = {**copy.deepcopy(QUICK), **copy.deepcopy(PAPER_CHANGES)}
 
 PRESETS = {"quick": QUICK, "paper": PAPER}
+
+#: the block sizes of docs/ciphers.md's 224 x 224 column: 16 x 16 for the seed's cipher (its ViT-B/16
+#: patch) and every block-wise comparison cipher; the grayscale-based EtC, documented there at 8 x 8 (the
+#: JPEG block) and 16 x 16, at 16 like the others (extended_jigsaw is n/a for it at either: too many
+#: piece states for memory, attacks/extended_jigsaw.py MAX_STATES)
+BLOCKS_AT_224 = {"proposed": 16, "le": 16, "ele": 16, "etc": 16, "etc_gray": 16}
+
+#: what a run on photographs only (``--images DIR``) changes on top of either preset: the seed's
+#: setting, every cipher at 224 x 224 with the blocks above (``block_size`` 16 for the block-wise
+#: ciphers the section does not list: ak_*, vit_kiya, cfe_*), instead of 32 x 32 thumbnails.  A
+#: ``--config`` file and the flags still win.
+PHOTOGRAPH_CHANGES: dict[str, Any] = {
+    "image_size": [224, 224],
+    "block_size": 16,
+    "cipher_image_size": {},
+    "classifier_image_size": {},
+    "ciphers": {name: {"block_size": size} for name, size in BLOCKS_AT_224.items()},
+}
+
+#: with the quick preset's CPU budgets, photographs also keep the GAN's pixels per optimiser step:
+#: its batch of 32 images at 32 x 32 is one image at 224 x 224 (32 * 32**2 / 224**2 = 0.65, at
+#: least one); the 40 steps stay (docs/benchmark.md, "Your own photographs")
+QUICK_PHOTOGRAPH_BUDGETS: dict[str, Any] = {"attacks": {"gan": {"batch_size": 1}}}

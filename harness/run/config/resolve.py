@@ -1,4 +1,5 @@
-"""Resolution of a configuration: preset < YAML file < command-line flags, then the schema.
+"""Resolution of a configuration: preset (< the photograph setting, for ``images`` only) < YAML
+file < command-line flags, then the schema, then the fit to the data (:mod:`fit`).
 
 The one module that sees both the presets (data) and the schema (rules), so neither imports the
 other.
@@ -12,9 +13,11 @@ from typing import Any
 
 import yaml
 
-from harness.run.config.presets import PRESETS
-from harness.run.config.schema import KEYS, canonical_sections, validate_config
-from harness.run.config.values import ConfigError, merge
+from harness.registry import ciphers
+from harness.run.config.fit import Fitted, fit_to_data
+from harness.run.config.presets import PHOTOGRAPH_CHANGES, PRESETS, QUICK_PHOTOGRAPH_BUDGETS
+from harness.run.config.schema import KEYS, block_wise, canonical_sections, validate_config
+from harness.run.config.values import ConfigError, merge, to_list
 
 
 def load_config_file(config_file: str | Path) -> dict[str, Any]:
@@ -46,13 +49,30 @@ def resolve_config(
     *,
     origin: dict[str, str] | None = None,
 ) -> dict[str, Any]:
+    """The configuration of :func:`resolve_run` (its adaptations to the data are not returned)."""
+    return resolve_run(preset, config_file, overrides, origin=origin).config
+
+
+def resolve_run(
+    preset: str | None = None,
+    config_file: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    *,
+    origin: dict[str, str] | None = None,
+) -> Fitted:
     """Preset, then the YAML file, then flag overrides (flags left unset are ``None`` and dropped),
-    checked against the schema (:func:`harness.run.config.schema.validate_config`).
+    checked against the schema (:func:`harness.run.config.schema.validate_config`) and fitted to
+    the data (:func:`harness.run.config.fit.fit_to_data`: the file's and the flags' keys are the
+    user's, refused when they do not fit; the rest are defaults, adapted).
 
     ``preset`` is the one given explicitly (``--preset``); ``None`` takes the file's ``preset:``
     key, else ``quick``.  A file's ``preset: paper`` selects the paper preset as the base and its
     other keys apply on top; an explicit ``preset`` that disagrees with the file's is an error.
-    ``origin`` names where each override came from (``{"seed": "--seed"}``) for error messages.
+    When every dataset is ``images`` (``--images DIR``), :data:`PHOTOGRAPH_CHANGES` (224 x 224,
+    the seed's blocks) apply on top of the preset, and on ``quick`` its GAN budget for that size.  ``--image-size`` also drops the per-cipher and
+    per-classifier sizes, ``--block-size`` the block-wise ciphers' own block sizes: one size, one
+    block for everything.  ``origin`` names where each override came from (``{"seed": "--seed"}``)
+    for error messages.
     """
     loaded = load_config_file(config_file) if config_file is not None else {}
     file_preset = loaded.get("preset")
@@ -65,10 +85,33 @@ def resolve_config(
             "give the preset in one place or make them agree"
         )
     chosen = preset or file_preset or "quick"
-    config = merge(PRESETS[chosen], loaded)
-    sources: dict[str, str] = {}
-    for key, value in (overrides or {}).items():
-        if value is not None:
-            config[key] = value
-            sources[key] = (origin or {}).get(key, "a command-line flag")
-    return validate_config(config, sources)
+    given = {key: value for key, value in (overrides or {}).items() if value is not None}
+    base = PRESETS[chosen]
+    if _photographs_only(given.get("datasets", loaded.get("datasets", base["datasets"]))):
+        base = merge(base, PHOTOGRAPH_CHANGES)
+        if chosen == "quick":
+            base = merge(base, QUICK_PHOTOGRAPH_BUDGETS)
+    config = merge(base, loaded)
+    for key, value in given.items():
+        _apply_flag(config, key, value)
+    sources = {key: (origin or {}).get(key, "a command-line flag") for key in given}
+    return fit_to_data(validate_config(config, sources), explicit={*loaded, *given})
+
+
+def _photographs_only(datasets: Any) -> bool:
+    try:
+        return set(to_list(datasets, "datasets")) == {"images"}
+    except ConfigError:  # the schema names the problem
+        return False
+
+
+def _apply_flag(config: dict[str, Any], key: str, value: Any) -> None:
+    """A flag's value, and for ``--image-size`` / ``--block-size`` the removal of the finer-grained
+    values it replaces (a flag means one size, or one block, for everything)."""
+    config[key] = value
+    if key == "image_size":
+        config["cipher_image_size"], config["classifier_image_size"] = {}, {}
+    elif key == "block_size" and isinstance(config.get("ciphers"), dict):
+        for name, section in config["ciphers"].items():
+            if isinstance(section, dict) and name in ciphers and block_wise(name):
+                section.pop("block_size", None)

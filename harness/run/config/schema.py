@@ -16,7 +16,9 @@ and then passed through :func:`validate_config`, which returns a normalised copy
 - plugin names are registered names: aliases are resolved to the registered name, unknown
   names are errors with a did-you-mean hint;
 - a list field given as a string is a one-element (or comma-separated) list;
-- image sizes are pairs of positive integers.
+- image sizes are pairs of positive integers;
+- ``block_size`` (null or an integer >= 1) is the block of every block-wise cipher (class
+  ``default_block_size`` > 1) whose section sets none (:func:`cipher_options`).
 """
 
 from __future__ import annotations
@@ -48,11 +50,11 @@ from harness.run.config.values import (
     to_mapping,
 )
 from harness.training import TrainConfig
-from harness.transport import TransportError, parse_transport
+from harness.transport import TransportError, cipher_transport, parse_transport
 
 #: every top-level key of a configuration (each preset sets them all; tests/test_config_schema.py checks)
 KEYS = (
-    "preset", "datasets", "data_dir", "image_size", "n_train", "n_test", "n_attacker", "seed", "ciphers",
+    "preset", "datasets", "data_dir", "image_size", "block_size", "n_train", "n_test", "n_attacker", "seed", "ciphers",
     "cipher_image_size", "classifier_image_size", "pairings", "default_classifiers", "classifiers", "attacks",
     "known_pairs", "examples", "ciphertext_ladder", "accuracy_seeds", "verdict_margin", "transport",
 )
@@ -72,6 +74,24 @@ PLUGIN_SECTIONS = {
 
 def _registry(kind: str) -> Registry:
     return {"cipher": ciphers, "classifier": classifiers, "attack": attacks}[kind]
+
+
+def block_wise(cipher: str) -> bool:
+    """Whether a cipher works on blocks (its default block is larger than a pixel), so the
+    top-level ``block_size`` and ``--block-size`` apply to it (not to ``plain`` or ``pe``)."""
+    return int(ciphers.get(cipher).default_block_size) > 1
+
+
+def cipher_options(config: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """A cipher's options as its cells build it: its ``ciphers`` section, with the top-level
+    ``block_size`` for a block-wise cipher whose section sets none, and the run's ``transport``
+    unless the section sets its own."""
+    options = dict(config["ciphers"].get(name) or {})
+    default = config.get("block_size")  # absent in run.json of older versions
+    if options.get("block_size") is None and default is not None and block_wise(name):
+        options["block_size"] = default
+    transport = cipher_transport(config, name)
+    return {**options, "transport": transport} if transport is not None else options
 
 
 def plugin_name(kind: str, name: Any, path: str) -> str:
@@ -281,7 +301,7 @@ def validate_config(config: Mapping[str, Any], origin: Mapping[str, str] | None 
         return _validate(copy.deepcopy(dict(config)))
     except ConfigError as exc:
         message = str(exc)
-        top = re.split(r"[.\[:]", message, maxsplit=1)[0]
+        top = re.split(r"[.\[: ]", message, maxsplit=1)[0]
         if origin and top in origin:
             message = f"{message} (set by {origin[top]})"
         raise ConfigError(message) from None
@@ -300,6 +320,7 @@ def _validate(config: dict[str, Any]) -> dict[str, Any]:
 
     _check_datasets(config)
     config["image_size"] = image_size(config["image_size"], "image_size")
+    config["block_size"] = _optional_count(config["block_size"], "block_size")
     for split in ("n_train", "n_test", "n_attacker"):
         config[split] = _optional_count(config[split], split)
         if config[split] is None and "natural" in config["datasets"]:
@@ -329,6 +350,9 @@ def _validate(config: dict[str, Any]) -> dict[str, Any]:
         config["attacks"][name] = attack_section(name, section, f"attacks.{name}")
     for name, section in config["ciphers"].items():
         config["ciphers"][name] = cipher_section(name, section, f"ciphers.{name}", _cipher_sizes(config, name))
+        inherited = cipher_options(config, name).get("block_size")
+        if section.get("block_size") is None and inherited is not None:
+            cipher_section(name, {**section, "block_size": inherited}, f"block_size (used by cipher {name})", _cipher_sizes(config, name))
     return config
 
 
