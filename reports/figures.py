@@ -76,7 +76,7 @@ def _column_title(run: dict[str, Any], column: str) -> str:
 def examples_figure(store: ResultStore, frame: pd.DataFrame, per_image: pd.DataFrame, run: dict[str, Any], dataset: str,
                     cipher: str, path: Path) -> Path | None:
     """The seed's Fig. 4 for one cipher: up to :data:`EXAMPLE_IMAGES` distinct images (rows), each
-    plain, encrypted and as every applicable attack restored it (columns, labelled with the
+    plain, encrypted (under an illustration key, never the victim's) and as every applicable attack restored it (columns, labelled with the
     attacker's knowledge), with its raw SSIM and, where the restoration is a transformed copy,
     the SSIM undoing that transform.  A ciphertext of another shape (etc_gray's 1 x 3W strip)
     gets a column as wide as it is, and its caption says so."""
@@ -88,8 +88,10 @@ def examples_figure(store: ResultStore, frame: pd.DataFrame, per_image: pd.DataF
     columns = ["plain", "encrypted", *_attack_columns(store, frame, run, dataset, cipher)]
     stored = {c: store.load_examples(store.example_path(dataset, cipher, c)) for c in columns if store.example_path(dataset, cipher, c).exists()}
     columns = [c for c in columns if c in stored]
-    if NONE_ATTACK in columns and "encrypted" in columns and stored["encrypted"][0].shape[1:] == plain.shape[1:]:
-        columns.remove(NONE_ATTACK)  # the raw ciphertext is the encrypted column, scored there
+    if NONE_ATTACK in columns and "encrypted" in columns:
+        # the raw ciphertext is under the victim's key: beside the plain column it would publish
+        # known-plaintext pairs (the encrypted column shows the cipher under an illustration key)
+        columns.remove(NONE_ATTACK)
     ratios = [max(1.0, stored[c][0].shape[-1] / stored[c][0].shape[-2]) for c in columns]
     fig = Figure(figsize=(1.5 * sum(ratios) + 0.4, 1.95 * len(picks) + 0.9))
     axes = fig.subplots(len(picks), len(columns), squeeze=False, gridspec_kw={"width_ratios": ratios})
@@ -113,7 +115,7 @@ def examples_figure(store: ResultStore, frame: pd.DataFrame, per_image: pd.DataF
             if column != "plain" and len(scores) > index:
                 extra = _invariant_label(frame, per_image, dataset, cipher, column, index) if c >= 2 else ""
                 ax.set_xlabel(f"SSIM {scores[index]:.2f}{extra}", fontsize=6.5)
-    title = f"{cipher} on {dataset}: plain, encrypted and restored (SSIM against the plain image)"
+    title = f"{cipher} on {dataset}: plain, encrypted (under an illustration key) and restored (SSIM against the plain image)"
     if strip:
         height, width = stored["encrypted"][0].shape[-2:]
         title += f"\nencrypted: one grayscale ciphertext of {height} x {width} pixels (the R, G and B planes' blocks side by side, shuffled)"

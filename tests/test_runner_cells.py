@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from harness.run import CellContext, Runner, plan
 from harness.run.config import resolve_config
@@ -51,6 +52,20 @@ def test_a_rerun_cell_replaces_its_per_image_rows(runner) -> None:
     runner.run_cell(cell)
     table = runner.store.load_per_image()
     assert len(table) == 6 * (40 - 8)
+
+
+def test_the_example_ciphertexts_use_an_illustration_key_not_the_victims(runner) -> None:
+    """A plain example beside its ciphertext under the victim's key would be a known-plaintext pair
+    in the report; the figure's ciphertexts come from another key of the same cipher."""
+    from harness.run.cells import compute_cell
+
+    ctx = runner.ctx
+    examples = {name: images for name, images, _ in compute_cell(plan.Cell("key_space", "natural", "proposed"), ctx).examples}
+    plain = torch.from_numpy(examples["plain"])
+    ids = torch.arange(len(plain))
+    assert np.array_equal(examples["encrypted"], ctx.illustration_cipher("proposed").encrypt(plain, ids).numpy())
+    assert not np.array_equal(examples["encrypted"], ctx.victim_cipher("proposed").encrypt(plain, ids).numpy())
+    assert torch.equal(ctx.illustration_cipher("proposed").decrypt(torch.from_numpy(examples["encrypted"]), ids), plain)
 
 
 def test_accuracy_cell_repeats_seeds_and_gives_a_bootstrap_interval(runner) -> None:

@@ -71,11 +71,20 @@ class CellContext:
     def victim_cipher(self, name: str, image_size: tuple[int, int] | None = None) -> Cipher:
         """The user's cipher: a key drawn from the master seed for this cipher name only, built on the
         one construction path (:func:`harness.registry.create_cipher`)."""
+        return self._keyed_cipher(name, image_size, "victim-key")
+
+    def illustration_cipher(self, name: str, image_size: tuple[int, int] | None = None) -> Cipher:
+        """The same cipher under a key used for nothing but the report's example figure: a plain image
+        beside its ciphertext under the victim's key is a known-plaintext pair, and a few of those
+        determine most of these ciphers' keys (``kpa``)."""
+        return self._keyed_cipher(name, image_size, "illustration-key")
+
+    def _keyed_cipher(self, name: str, image_size: tuple[int, int] | None, purpose: str) -> Cipher:
         image_size = image_size or self.image_size(name)
-        key = (name, image_size)
+        key = (purpose, name, image_size)
         if key not in self._ciphers:
             options = cipher_options(self.config, name)
             block_size = options.pop("block_size", None)
-            seed = derive_seed(self.config["seed"], "victim-key", name)
+            seed = derive_seed(self.config["seed"], purpose, name)
             self._ciphers[key] = create_cipher(name, image_size, block_size, seed, **options)
         return self._ciphers[key]

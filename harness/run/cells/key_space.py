@@ -1,4 +1,5 @@
-"""The key-space cell: a cipher's nominal and effective key space and its example images."""
+"""The key-space cell: a cipher's nominal and effective key space and its example images (plain,
+and encrypted under an illustration key, never the victim's)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ def key_space_cell(cell: Cell, ctx: CellContext) -> CellOutput:
     test = ctx.dataset(cell.dataset, "test", ctx.image_size(cell.cipher))
     count = min(int(ctx.config["examples"]), len(test))
     plain = test.batch(torch.arange(count))
-    encrypted = cipher.encrypt(plain, torch.arange(count))
+    # the figure's ciphertexts: the victim's key would publish known-plaintext pairs
+    encrypted = ctx.illustration_cipher(cell.cipher).encrypt(plain, torch.arange(count))
     scores = ssim(encrypted, plain).numpy() if encrypted.shape == plain.shape else None
     if isinstance(cipher, Received):
         rows.append(_channel_psnr(base, cipher, test))
