@@ -137,6 +137,20 @@ def test_the_run_records_and_reports_what_it_adapted(capsys, photos, tmp_path) -
     assert set(frame.loc[frame["metric"] == "ssim", "n"]) == {6}  # 8 test images, 2 held out as the pool
 
 
+def test_model_holder_cells_on_unlabelled_photographs_are_not_applicable_with_the_reason(capsys, photos, tmp_path) -> None:
+    """No labels, no accuracy cell, no provider model: the model holder's attacks have nothing to read."""
+    from harness.results import ResultStore
+    from harness.run.plan import Cell, dependencies
+
+    assert dependencies(Cell("security", "images", "proposed", attack="weights_finetuned")) == ()
+    out = tmp_path / "run"
+    code, _, err = _cli(capsys, "--images", str(photos), "--image-size", "16", "--block-size", "4", "--ciphers", "proposed",
+                        "--attacks", "weights_checkpoint", "--kinds", "security", "--out", str(out), "--progress", "none")
+    assert code == 0, err
+    row = ResultStore(out).load().iloc[0]
+    assert row["status"] == "n/a" and "has no labels" in row["note"]
+
+
 @pytest.mark.slow
 def test_fifteen_real_photographs_at_224_complete_without_a_resists_verdict(capsys, tmp_path) -> None:
     """The whole default grid on 15 full-size photographs (OpenCV samples, MATE and KDE wallpapers):

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 from harness.classifiers.base import keyed_classifier
+from harness.data import LABELLED_DATASETS
 from harness.registry import BUILTIN, Registry, attacks, ciphers, classifiers
 from harness.results import cell_id
 from harness.run.config.schema import cipher_options
@@ -101,6 +102,8 @@ def dependencies(cell: Cell) -> tuple[Cell, ...]:
         base = getattr(classifiers.get(cell.classifier), "plain_base", None)
         return (Cell("accuracy", cell.dataset, "plain", classifier=base),) if base else ()
     reads = getattr(attacks.get(cell.attack), "reads_models", ()) if cell.kind == "security" else ()
+    if cell.dataset not in LABELLED_DATASETS:  # no labels, no provider model (the cell says n/a)
+        return ()
     keyed = keyed_classifier(cell.cipher) if reads else None
     if keyed is None:
         return ()

@@ -9,6 +9,7 @@ import numpy as np
 
 from attacks.base import AttackConfig, CipherFamily, ProviderModels
 from ciphers.base import Cipher
+from harness.data import LABELLED_DATASETS
 from harness.lazy import LazyImages
 from harness.keys import derive_seed
 from harness.registry import attacks
@@ -56,6 +57,8 @@ def _models(cell: Cell, ctx: CellContext, family: CipherFamily) -> ProviderModel
     attack_cls = attacks.get(cell.attack)
     if not attack_cls.reads_models or attack_cls.applies_to(family) is not None:
         return None
+    if cell.dataset not in LABELLED_DATASETS:
+        raise AttackNotApplicable(f"the {cell.dataset} dataset has no labels: the provider trains no model on it, so there are no weights to read")
     return provider_models(cell, ctx, attack_cls.reads_models)
 
 
