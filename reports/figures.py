@@ -179,7 +179,7 @@ def ciphertext_curve_figure(frame: pd.DataFrame, dataset: str, path: Path) -> Pa
     ax.set_xticks(counts, [str(c) for c in counts], fontsize=7)
     ax.minorticks_off()
     ax.set_ylim(-0.05, 1.05)
-    ax.set_xlabel(f"victim ciphertexts the attacker holds (one key; {len(counts)} ladder points)")
+    ax.set_xlabel(f"victim ciphertexts the attacker holds (one key; {len(counts)} ladder point{'' if len(counts) == 1 else 's'})")
     ax.set_ylabel("mean SSIM of the restorations")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     fig.tight_layout()

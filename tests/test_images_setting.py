@@ -63,10 +63,10 @@ def test_images_default_to_the_seeds_setting(capsys, photos) -> None:
 
 def test_defaults_adapt_to_a_small_folder_and_say_so(capsys, photos, tmp_path) -> None:
     config, adapted = _validated(capsys, "--images", str(photos))
-    assert config["known_pairs"] == 2 and config["ciphertext_ladder"] == []  # 8 test images: 2 pairs, 6 scored
+    assert config["known_pairs"] == 2 and config["ciphertext_ladder"] == [2, 4]  # 8 test images: 2 pairs, 6 scored; 6 + 3 seen
     assert adapted == [
         "# adapted to the data: known_pairs 32 -> 2: dataset images has 8 test images (the known-plaintext pool takes at most a quarter; 6 are scored)",
-        "# adapted to the data: ciphertext_ladder [100] -> []: an attack sees 9 victim ciphertexts on dataset images (always fitted on all of them too)",
+        "# adapted to the data: ciphertext_ladder [100] -> [2, 4]: an attack sees 9 victim ciphertexts on dataset images (always fitted on all of them too)",
     ]
     code, out, _ = _cli(capsys, "plan", "--images", str(photos), "--out", str(tmp_path / "run"))
     assert code == 0 and "adapted to the data: known_pairs 32 -> 2" in out

@@ -80,7 +80,10 @@ def fit_to_data(config: dict[str, Any], explicit: Collection[str]) -> Fitted:
                 f"{seen.dataset} ({seen.test - fitted['known_pairs']} scored test images + {seen.train} training images); "
                 f"use entries below {holds}, or []"
             )
-        fitted["ciphertext_ladder"] = [c for c in ladder if c < holds]
+        kept = [c for c in ladder if c < holds]
+        if len(kept) < 2:  # a curve needs points: a quarter and a half of what the attack sees fill in
+            kept = sorted({*kept, *(n for n in (holds // 4, holds // 2) if n >= 1)})
+        fitted["ciphertext_ladder"] = kept
         adapted.append(
             f"ciphertext_ladder {ladder} -> {fitted['ciphertext_ladder']}: an attack sees {holds} victim ciphertexts "
             f"on dataset {seen.dataset} (always fitted on all of them too)"
