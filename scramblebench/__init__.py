@@ -24,6 +24,8 @@ The public API in one import.  It re-exports the harness (``harness``, ``ciphers
     >>> run.report_path.name
     'report.md'
 
+Plugins subclass :class:`Cipher` (or :class:`IndexMapCipher`), :class:`Attack` or
+:class:`Classifier` and register with ``ciphers``/``attacks``/``classifiers`` (docs/plugins.md).
 One cell: :func:`security_cell` and :func:`accuracy_cell`; a whole preset: ``benchmark(out,
 preset="paper", config={"data_dir": ...})``.
 """
@@ -42,6 +44,10 @@ from typing import Any, Sequence
 import pandas as pd
 import yaml
 
+from attacks.base import Attack, KeyRecoveryAttack
+from ciphers.base import Cipher, IndexMapCipher, Traits
+from harness.classifiers.base import Classifier
+from harness.keys import check_permutation, rng
 from harness.registry import attacks, ciphers, classifiers
 from harness.restorations import RestorationLog, load_restorations
 from harness.results import ResultStore
@@ -51,6 +57,8 @@ from reports.verdicts import CIPHERTEXT_ONLY, KNOWN_PLAINTEXT, MODEL_HOLDER, Mod
 __all__ = [
     "CIPHERTEXT_ONLY", "KNOWN_PLAINTEXT", "MODEL_HOLDER", "BenchmarkError", "Run", "accuracy_cell", "attacks", "benchmark", "ciphers",
     "classifiers", "create_cipher", "load_run", "render_report", "security_cell",
+    # for plugin authors (docs/plugins.md): the base classes, traits and key helpers
+    "Attack", "Cipher", "Classifier", "IndexMapCipher", "KeyRecoveryAttack", "Traits", "check_permutation", "rng",
 ]
 
 

@@ -6,8 +6,7 @@ import math
 
 import numpy as np
 
-from ciphers.base import IndexMapCipher, Traits
-from harness.keys import check_permutation, rng
+from scramblebench import IndexMapCipher, Traits, check_permutation, rng
 
 
 class ChannelSwapCipher(IndexMapCipher):
