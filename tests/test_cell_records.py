@@ -136,6 +136,7 @@ def test_another_seed_recomputes_every_cell_and_its_rows_say_so(tmp_path, monkey
         ("attacks: {puzzle: {batch_size: 8}}\n", {"security:puzzle"}),
         ("ciphers: {proposed: {block_size: 8}}\n", {"proposed"}),
         ("known_pairs: 3\n", {"security"}),
+        ("ciphertext_ladder: [5]\n", {"security:puzzle"}),  # only a statistical attack is refitted along it
         ("verdict_margin: 0.1\n", set()),
         ("examples: 3\n", {"key_space", "security"}),
     ],

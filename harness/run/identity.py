@@ -36,8 +36,8 @@ def cell_inputs(config: dict[str, Any], cell: Cell) -> dict[str, Any]:
     split the cell loads (and ``data_dir`` for a dataset read from disk), the cipher's options and
     the image size it runs at, and per kind: ``examples`` (key space); the trained network's
     ``classifiers`` section and ``accuracy_seeds`` (accuracy; ``vit_keyed`` reads ``vit``'s); the
-    attack's section, ``known_pairs``, ``ciphertext_ladder`` and ``examples`` (security).  Keys
-    the cell does not read (``pairings``, ``verdict_margin``, other ciphers' options...) are
+    attack's section, ``known_pairs``, ``examples`` and, for a statistical attack, ``ciphertext_ladder``
+    (security).  Keys the cell does not read (``pairings``, ``verdict_margin``, other ciphers' options...) are
     not part of it, so changing them recomputes nothing.
     """
     inputs: dict[str, Any] = {"preset": config["preset"], "seed": config["seed"], "dataset": cell.dataset}
@@ -57,7 +57,8 @@ def cell_inputs(config: dict[str, Any], cell: Cell) -> dict[str, Any]:
         splits = ["test", "attacker"] + (["train"] if getattr(attack, "uses_victim_ciphertexts", False) else [])
         inputs["attack"] = {"name": cell.attack, "settings": config["attacks"].get(cell.attack) or {}}
         inputs["known_pairs"] = config["known_pairs"]
-        inputs["ciphertext_ladder"] = [int(c) for c in config["ciphertext_ladder"]]
+        if getattr(attack, "statistical", False):  # only a statistical attack is refitted along the ladder
+            inputs["ciphertext_ladder"] = [int(c) for c in config["ciphertext_ladder"]]
         inputs["examples"] = config["examples"]
         if getattr(attack, "reads_models", ()):  # a model-holder attack reads the models of these accuracy cells
             inputs["models"] = [cell_inputs(config, needed) for needed in dependencies(cell)]
