@@ -158,12 +158,12 @@ def _metric_names(frame: pd.DataFrame) -> tuple[str, str, str]:
 
 def _gain(frame, per_image, dataset, cipher, attack, best, metrics) -> tuple[float, float, float, np.ndarray | None]:
     ssim_metric, _, image_metric = metrics
-    ssim_rows = _rows(frame, dataset, cipher, ssim_metric).set_index("attack")
     scores = _per_image(per_image, dataset, cipher, attack, image_metric)
     best_scores = _per_image(per_image, dataset, cipher, best, image_metric)
     if scores is not None and best_scores is not None and scores.shape == best_scores.shape:
         gain, low, high = mean_interval(scores - best_scores)
     else:  # no per-image table (an older run): unpaired, so the interval is wider
+        ssim_rows = _rows(frame, dataset, cipher, ssim_metric).set_index("attack")
         gain = float(ssim_rows.loc[attack, "value"]) - float(ssim_rows.loc[best, "value"])
         low = float(ssim_rows.loc[attack, "ci95_low"]) - float(ssim_rows.loc[best, "ci95_high"])
         high = float(ssim_rows.loc[attack, "ci95_high"]) - float(ssim_rows.loc[best, "ci95_low"])
@@ -176,14 +176,16 @@ def judge(frame: pd.DataFrame, per_image: pd.DataFrame, run: dict[str, Any], dat
     """Every non-baseline attack of one (dataset, cipher) group with ok results, judged."""
     margin = float(run["config"].get("verdict_margin", 0.05))
     metrics = _metric_names(frame)
-    ssim_rows = _rows(frame, dataset, cipher, metrics[0]).set_index("attack")
-    ident_rows = _rows(frame, dataset, cipher, metrics[1]).set_index("attack")
-    raw_rows = _rows(frame, dataset, cipher, "ssim").set_index("attack")
-    symmetry_rows = _rows(frame, dataset, cipher, "symmetry").set_index("attack")
-    keys = _rows(frame, dataset, cipher, "key_entries_recovered").set_index("attack")
+    mine = _security(frame, dataset, cipher)  # this cipher's rows, filtered once
+    ssim_rows = _rows(mine, dataset, cipher, metrics[0]).set_index("attack")
+    ident_rows = _rows(mine, dataset, cipher, metrics[1]).set_index("attack")
+    raw_rows = _rows(mine, dataset, cipher, "ssim").set_index("attack")
+    symmetry_rows = _rows(mine, dataset, cipher, "symmetry").set_index("attack")
+    keys = _rows(mine, dataset, cipher, "key_entries_recovered").set_index("attack")
     baselines = [a for a in ssim_rows.index if attack_info(run, a).get("baseline")]
     if not baselines:
         return []
+    images = _security(per_image, dataset, cipher)  # this cipher's per-image rows, filtered once
     best = max(baselines, key=lambda a: ssim_rows.loc[a, "value"])
     baseline_ident_high = max((float(ident_rows.loc[a, "ci95_high"]) for a in baselines if a in ident_rows.index), default=math.nan)
     judged = []
@@ -191,7 +193,7 @@ def judge(frame: pd.DataFrame, per_image: pd.DataFrame, run: dict[str, Any], dat
         if attack in baselines:
             continue
         value = float(ssim_rows.loc[attack, "value"])
-        gain, low, high, scores = _gain(frame, per_image, dataset, cipher, attack, best, metrics)
+        gain, low, high, scores = _gain(frame, images, dataset, cipher, attack, best, metrics)
         ident = ident_rows.loc[attack] if attack in ident_rows.index else None
         n = int(ssim_rows.loc[attack, "n"]) if not pd.isna(ssim_rows.loc[attack, "n"]) else 0
         every_image_exact = bool((scores >= EXACT_SSIM).all()) if scores is not None else value >= EXACT_SSIM
