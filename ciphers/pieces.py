@@ -48,10 +48,16 @@ def forward_table(channels: int, piece: int) -> dict[tuple[int, ...], tuple[int,
     return table
 
 
-def pieces_of_map(index: np.ndarray, mask: np.ndarray, shape: tuple[int, int, int], piece: int) -> PieceMap:
+def pieces_of_map(
+    index: np.ndarray, mask: np.ndarray, shape: tuple[int, int, int], piece: int, *, exact: bool = True
+) -> PieceMap:
     """The :class:`PieceMap` of an encryption gather ``index`` (ciphertext element <- plain element)
     and XOR ``mask`` over ``shape`` = (C, H, W); ValueError naming ``index`` when the map does not
-    move whole P x P pieces under one geometry, colour order and negation each."""
+    move whole P x P pieces under one geometry, colour order and negation each.
+
+    ``exact=False`` reads a map that is only nearly a piece map (one read off noisy data) instead:
+    each ciphertext piece's entries vote for its source piece and negation, and its geometry x
+    colour order is the one whose gather most of its entries agree with (the same map when exact)."""
     channels, height, width = shape
     if height % piece or width % piece:
         raise ValueError(f"shape {shape} is not divisible by the piece size {piece}")
@@ -67,9 +73,11 @@ def pieces_of_map(index: np.ndarray, mask: np.ndarray, shape: tuple[int, int, in
     row, col = np.divmod(pix, width)
     source = (row // piece) * cols + col // piece
     local = ch * piece * piece + (row % piece) * piece + col % piece
+    table = forward_table(channels, piece)
+    if not exact:
+        return _voted_pieces(source, local, msk, table, (rows, cols))
     if not ((source == source[:, :1]).all() and (msk == msk[:, :1]).all() and set(np.unique(msk)) <= {0, 255}):
         raise ValueError(f"index does not move whole {piece} x {piece} pieces with one negation each")
-    table = forward_table(channels, piece)
     try:
         pairs = np.array([table[tuple(row_.tolist())] for row_ in local], dtype=np.int64)
     except KeyError:
@@ -77,4 +85,21 @@ def pieces_of_map(index: np.ndarray, mask: np.ndarray, shape: tuple[int, int, in
     return PieceMap(
         source=source[:, 0].astype(np.int64), geometry=pairs[:, 0], channel_order=np.maximum(pairs[:, 1], 0),
         negpos=(msk[:, 0] != 0).astype(np.int64), grid=(rows, cols),
+    )
+
+
+def _voted_pieces(
+    source: np.ndarray, local: np.ndarray, mask: np.ndarray, table: dict[tuple[int, ...], tuple[int, int]], grid: tuple[int, int]
+) -> PieceMap:
+    """:func:`pieces_of_map`'s ``exact=False``: per ciphertext piece (row), the majority source piece
+    and negation, and the (geometry, colour order) whose local gather agrees with most entries."""
+    n_pieces = source.shape[0]
+    counts = np.zeros((n_pieces, grid[0] * grid[1]), dtype=np.int64)
+    np.add.at(counts, (np.repeat(np.arange(n_pieces), source.shape[1]), source.ravel()), 1)
+    gathers = np.array(list(table), dtype=np.int64)  # [transforms, C*P*P], in the table's order
+    agreement = (local[:, None, :] == gathers[None]).sum(2)
+    pairs = np.array(list(table.values()), dtype=np.int64)[agreement.argmax(1)]
+    return PieceMap(
+        source=counts.argmax(1).astype(np.int64), geometry=pairs[:, 0], channel_order=np.maximum(pairs[:, 1], 0),
+        negpos=(2 * (mask != 0).sum(1) > mask.shape[1]).astype(np.int64), grid=grid,
     )
