@@ -33,21 +33,40 @@ from timm.models.vision_transformer import VisionTransformer
 from attacks.puzzle import SquaredDistance, descend, grid_edges, spectral_layout
 
 
-def match_rows(keyed: torch.Tensor, public: torch.Tensor) -> tuple[np.ndarray, float]:
-    """``p`` with ``keyed[i] ~ public[p[i]]`` (a permutation minimising the summed squared distance)
-    and the mean squared distance of the match (0 for an exact gather)."""
-    keyed, public = keyed.detach().double().cpu(), public.detach().double().cpu()
-    cost = torch.cdist(keyed, public).pow(2).numpy()
+def _assign(cost: np.ndarray) -> tuple[np.ndarray, float]:
+    """The permutation ``p`` minimising ``sum_i cost[i, p[i]]`` and the mean cost it leaves."""
     rows, columns = linear_sum_assignment(cost)
-    perm = np.empty(keyed.shape[0], dtype=np.int64)
+    perm = np.empty(cost.shape[0], dtype=np.int64)
     perm[rows] = columns
     return perm, float(cost[rows, columns].mean())
 
 
+def match_rows(keyed: torch.Tensor, public: torch.Tensor) -> tuple[np.ndarray, float]:
+    """``p`` with ``keyed[i] ~ public[p[i]]`` (a permutation minimising the summed squared distance)
+    and the mean squared distance of the match (0 for an exact gather)."""
+    keyed, public = keyed.detach().double().cpu(), public.detach().double().cpu()
+    return _assign(torch.cdist(keyed, public).pow(2).numpy())
+
+
+def match_signed_rows(keyed: torch.Tensor, public: torch.Tensor) -> tuple[np.ndarray, np.ndarray, float]:
+    """``(p, s, cost)`` with ``keyed[i] ~ s[i] public[p[i]]``, ``s`` in {1, -1}: :func:`match_rows` where
+    each pair costs the nearer of the two signs (0 for an exact signed gather)."""
+    keyed, public = keyed.detach().double().cpu(), public.detach().double().cpu()
+    plus, minus = torch.cdist(keyed, public).pow(2).numpy(), torch.cdist(keyed, -public).pow(2).numpy()
+    perm, cost = _assign(np.minimum(plus, minus))
+    rows = np.arange(perm.shape[0])
+    return perm, np.where(minus[rows, perm] < plus[rows, perm], -1, 1).astype(np.int64), cost
+
+
+def _position_rows(vit: VisionTransformer) -> torch.Tensor:
+    """The patch rows of ``pos_embed`` ``[patches, D]`` (the prefix tokens' rows dropped)."""
+    start = 0 if vit.no_embed_class else vit.num_prefix_tokens
+    return vit.pos_embed[0, start:]
+
+
 def _parts(vit: VisionTransformer) -> tuple[torch.Tensor, torch.Tensor]:
     """``(W [D, C*M*M], E [patches, D])``: the patch-embedding weight and the patch rows of pos_embed."""
-    start = 0 if vit.no_embed_class else vit.num_prefix_tokens
-    return vit.patch_embed.proj.weight.flatten(1), vit.pos_embed[0, start:]
+    return vit.patch_embed.proj.weight.flatten(1), _position_rows(vit)
 
 
 def read_key_with_checkpoint(keyed: VisionTransformer, public: VisionTransformer) -> tuple[np.ndarray, np.ndarray, float]:
@@ -57,6 +76,47 @@ def read_key_with_checkpoint(keyed: VisionTransformer, public: VisionTransformer
     patch_index, weight_cost = match_rows(keyed_weight.T, public_weight.T)
     block_perm, pos_cost = match_rows(keyed_pos, public_pos)
     return block_perm, patch_index, weight_cost + pos_cost
+
+
+def read_signed_key_with_checkpoint(
+    keyed: VisionTransformer, public: VisionTransformer
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """``(block_perm, perm, sign, match cost)`` of a CFE-keyed ViT (``vit_cfe_keyed``) given the public
+    model it came from: ``block_perm`` from the position-embedding rows, and the within-block maps
+    ``perm``, ``sign`` ``[K, C*M*M]`` with ``W'[:, j] ~ sign[j] W[:, perm[j]]`` from the patch-embedding
+    columns.  A convolution's weight ``[D, C, M, M]`` holds one map (K = 1); a per-position weight
+    ``[N, D, C*M*M]`` one per patch position i, which is the map of its source block ``block_perm[i]``:
+    the rows come back indexed by source block, as the cipher's per-block keys are."""
+    block_perm, cost = match_rows(_position_rows(keyed), _position_rows(public))
+    public_columns = public.patch_embed.proj.weight.flatten(1).T
+    weight = keyed.patch_embed.proj.weight
+    per_position = weight.flatten(1)[None] if weight.dim() == 4 else weight
+    maps = [match_signed_rows(w.T, public_columns) for w in per_position]
+    perm = np.stack([m[0] for m in maps])
+    sign = np.stack([m[1] for m in maps])
+    if len(maps) > 1:
+        perm[block_perm], sign[block_perm] = perm.copy(), sign.copy()
+    return block_perm, perm, sign, cost + float(np.mean([m[2] for m in maps]))
+
+
+def image_map_of_block_maps(
+    block_perm: np.ndarray, perm: np.ndarray, sign: np.ndarray, block_size: int, shape: tuple[int, int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The gather ``index`` (ciphertext element <- plain element) and XOR ``mask`` over ``shape`` = (C, H, W)
+    of a cipher that moves main block ``block_perm[i]`` to position i and maps its entries within the
+    block as ``perm``/``sign`` (rows per source block, or one row for all) say: ciphertext entry j of a
+    block is plain entry ``perm[j]`` (``(channel, row, col)`` order), negated (mask 255) where ``sign[j]`` is -1."""
+    channels, height, width = shape
+    m, cols, plane = block_size, width // block_size, height * width
+    channel, pixel = np.divmod(np.arange(channels * plane), plane)
+    row, col = np.divmod(pixel, width)
+    source = np.asarray(block_perm)[(row // m) * cols + col // m]
+    key_row = source if perm.shape[0] > 1 else np.zeros_like(source)
+    local = channel * m * m + (row % m) * m + col % m
+    source_channel, source_pixel = np.divmod(perm[key_row, local], m * m)
+    source_row, source_col = np.divmod(source_pixel, m)
+    index = source_channel * plane + ((source // cols) * m + source_row) * width + (source % cols) * m + source_col
+    return index.astype(np.int64), np.where(sign[key_row, local] < 0, 255, 0).astype(np.uint8)
 
 
 def weight_update(model: VisionTransformer, start: VisionTransformer) -> VisionTransformer:

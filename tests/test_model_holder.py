@@ -178,3 +178,51 @@ def test_a_model_holder_cell_is_recomputed_when_the_models_it_reads_change() -> 
     assert identity.identity(retrained, holder) != identity.identity(config, holder)
     assert identity.identity(retrained, none) == identity.identity(config, none)
     assert "harness/training.py" in {str(p.relative_to(identity.REPO_ROOT)) for p in identity._source_files(holder)}
+
+
+# -- CFE (``vit_cfe_keyed``): signed within-block maps, one (V1) or one per main block (V2) -------
+@pytest.mark.parametrize("name", ["cfe_v1", "cfe_v2"])
+def test_the_checkpoint_attack_reads_a_cfe_key_exactly(name: str) -> None:
+    from attacks.base import AttackConfig, CipherFamily, ProviderModels
+    from attacks.weights import CheckpointAttack
+    from harness.classifiers.vit_cfe_keyed import cfe_keyed_vit
+
+    family = CipherFamily(name, (32, 32), 8, {"sub_block_size": 4})
+    cipher = family.draw(5)
+    public = _vit()
+    attack = CheckpointAttack()
+    images = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
+    attack.fit(images, family, AttackConfig(), models=ProviderModels(keyed=cfe_keyed_vit(public, cipher), checkpoint=public))
+    recovered = attack.recovered_cipher
+    assert attack.extra["match_cost"] < 1e-12
+    assert np.array_equal(recovered.index_map(3, 32, 32), cipher.index_map(3, 32, 32))
+    assert np.array_equal(recovered.xor_mask(3, 32, 32), cipher.xor_mask(3, 32, 32))
+    assert torch.equal(attack.restore(cipher.encrypt(images)), images)
+
+
+@pytest.mark.parametrize("attack", ["weights_finetuned", "weights_smooth"])
+def test_the_other_model_holder_attacks_say_why_they_do_not_read_a_cfe_key(attack: str) -> None:
+    from attacks.base import CipherFamily
+    from harness.registry import attacks
+
+    for name in ("cfe_v1", "cfe_v2"):
+        reason = attacks.get(attack).applies_to(CipherFamily(name, (32, 32), 8, {"sub_block_size": 4}))
+        assert reason is not None and name in reason and attack in reason
+    assert attacks.get("weights_checkpoint").applies_to(CipherFamily("cfe_v2", (32, 32), 8, {"sub_block_size": 4})) is None
+
+
+def test_a_nearly_exact_piece_map_is_read_by_votes() -> None:
+    from ciphers.pieces import pieces_of_map
+
+    cipher = create_cipher("cfe_v2", (32, 32), 8, seed=3, sub_block_size=4)
+    shape = (3, 32, 32)
+    index, mask = cipher.index_map(*shape), cipher.xor_mask(*shape)
+    exact = pieces_of_map(index, mask, shape, 4)
+    noisy_index, noisy_mask = index.copy(), mask.copy()
+    wrong = np.random.default_rng(0).choice(index.size, 40, replace=False)  # at most a few entries per piece
+    noisy_index[wrong], noisy_mask[wrong] = noisy_index[wrong[::-1]], 255 - noisy_mask[wrong]
+    with pytest.raises(ValueError, match="pieces"):
+        pieces_of_map(noisy_index, noisy_mask, shape, 4)
+    voted = pieces_of_map(noisy_index, noisy_mask, shape, 4, exact=False)
+    for field in ("source", "geometry", "channel_order", "negpos"):
+        assert np.array_equal(getattr(voted, field), getattr(exact, field)), field
