@@ -61,10 +61,12 @@ def _ok(frame: pd.DataFrame, kind: str, metric: str) -> pd.DataFrame:
     return frame[(frame["kind"] == kind) & (frame["metric"] == metric) & (frame["status"] == "ok")]
 
 
-def _applicable(frame: pd.DataFrame, run: dict[str, Any], dataset: str, cipher: str, model: str) -> bool:
+def _applicable(frame: pd.DataFrame, run: dict[str, Any], dataset: str, cipher: str, model: str, reading: str | None = None) -> bool:
+    """Whether an attack of threat model ``model`` (reading that model, with ``reading``) applied to the cipher."""
     rows = frame[(frame["kind"] == "security") & (frame["dataset"] == dataset) & (frame["cipher"] == cipher)]
     return any(
         attack_info(run, a).get("threat_model", CIPHERTEXT_ONLY) == model and not attack_info(run, a).get("baseline")
+        and (reading is None or reading in attack_info(run, a).get("reads_models", [reading]))
         for a in rows[rows["status"] != "n/a"]["attack"].unique()
     )
 
@@ -79,7 +81,7 @@ def row_verdict(frame: pd.DataFrame, per_image: pd.DataFrame, run: dict[str, Any
     reading = held_model(frame, cipher, classifier)
     if reading is None:
         return None, False
-    return model_verdict(frame, per_image, run, dataset, cipher, model, reading), _applicable(frame, run, dataset, cipher, model)
+    return model_verdict(frame, per_image, run, dataset, cipher, model, reading), _applicable(frame, run, dataset, cipher, model, reading)
 
 
 def security_verdict(frame: pd.DataFrame, per_image: pd.DataFrame, run: dict[str, Any], dataset: str, cipher: str, model: str,

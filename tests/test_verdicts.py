@@ -210,3 +210,6 @@ def test_a_model_holder_key_recovery_decides_its_own_column_only() -> None:
     with_networks = pd.concat([frame, networks], ignore_index=True)
     assert security_verdict(with_networks, per_image, run, "natural", "le", MODEL_HOLDER, "vit_keyed").startswith("✗")
     assert security_verdict(with_networks, per_image, run, "natural", "le", MODEL_HOLDER, "resnet18") == "n/a (no model-holder attack applies)"
+    # the network the keyed one derives from (vit, trained on ciphertexts): no attack reading it ran
+    # (weights_finetuned n/a for the cipher), so its cell is n/a, not "not measured"
+    assert security_verdict(with_networks, per_image, run, "natural", "le", MODEL_HOLDER, "vit") == "n/a (no model-holder attack applies)"
