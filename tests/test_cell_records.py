@@ -271,7 +271,6 @@ def test_two_processes_into_one_folder_both_finish_and_both_cells_are_kept(tmp_p
 def test_shards_split_the_grid_stably_and_keep_dependencies_together() -> None:
     config = resolve_config("quick")
     cells = plan.plan_cells(config, plan.Selection())
-    runner = Runner(CellContext(config, "."))
     shards = [plan.shard_cells(cells, i, 3) for i in (1, 2, 3)]
     assert sorted(map(str, sum(shards, []))) == sorted(map(str, cells)) and all(shards)
     for shard in shards:

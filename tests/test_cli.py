@@ -373,8 +373,6 @@ def test_version_and_prog_name(capsys) -> None:
 def test_version_falls_back_to_pyproject(monkeypatch) -> None:
     from importlib import metadata
 
-    from harness.run import identity
-
     def missing(name: str) -> str:
         raise metadata.PackageNotFoundError(name)
 
